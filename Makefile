@@ -1,0 +1,42 @@
+# wasmkit: `make demo` sets everything up and runs the demo; `make test` runs the suite.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export WASMKIT_CACHE ?= $(HOME)/.cache/wasmkit
+STAMP := $(VENV)/.stamp-install
+
+.PHONY: demo test venv toolchains samples lint bench clean
+
+demo: venv toolchains samples
+	$(VENV)/bin/wasmkit demo
+
+test: venv toolchains samples
+	$(VENV)/bin/ruff check wasmkit tests benchmarks
+	$(VENV)/bin/mypy
+	$(PY) -m pytest
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "wasmkit needs Python >= 3.11"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+# Compilers for the sample filters: AssemblyScript (npm ci from a committed
+# lockfile) and Rust (Debian's wasm32 std, crates vendored once).
+toolchains:
+	bash scripts/setup-assemblyscript.sh
+	bash scripts/setup-rust.sh
+
+samples: toolchains
+	bash scripts/build-samples.sh build/samples
+
+bench: venv
+	$(PY) benchmarks/bench_host.py
+
+clean:
+	rm -rf build $(VENV)
