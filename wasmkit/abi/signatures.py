@@ -24,7 +24,7 @@ class Signature:
         return f"({', '.join(self.params)}) -> ({', '.join(self.results)})"
 
 
-def _sig(params: str, results: str = "i32") -> Signature:
+def _sig(params: str, results: str = "i") -> Signature:
     def split(text: str) -> tuple[str, ...]:
         return tuple(("i64" if c == "I" else "i32") for c in text)
 

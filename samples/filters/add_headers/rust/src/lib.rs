@@ -208,7 +208,10 @@ impl<'a> Parser<'a> {
                     self.i,
                     got.escape_ascii()
                 ),
-                None => format!("expected '{}' at byte {}, found end of input", c as char, self.i),
+                None => format!(
+                    "expected '{}' at byte {}, found end of input",
+                    c as char, self.i
+                ),
             })
         }
     }
@@ -313,7 +316,10 @@ impl<'a> Parser<'a> {
                     out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
                 }
                 0x00..=0x1f => {
-                    return Err(format!("control character in string at byte {}", self.i - 1))
+                    return Err(format!(
+                        "control character in string at byte {}",
+                        self.i - 1
+                    ))
                 }
                 _ => out.push(c),
             }

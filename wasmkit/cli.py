@@ -1,0 +1,185 @@
+"""The ``wasmkit`` command line: ``run`` and ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from wasmkit.errors import FilterError, FilterTrapError, WasmkitError
+from wasmkit.host import message
+from wasmkit.host.plugin import load
+from wasmkit.host.record import error_json, render_text, to_record
+from wasmkit.host.vm import Limits
+
+SAMPLES = Path(__file__).resolve().parent.parent / "build" / "samples"
+
+
+def _text_or_file(value: str | None) -> bytes:
+    """``TEXT`` as UTF-8, or the contents of ``@FILE``."""
+    if value is None:
+        return b""
+    if value.startswith("@"):
+        path = Path(value[1:])
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise SystemExit(f"wasmkit: cannot read {path}: {exc.strerror}") from exc
+    return value.encode("utf-8")
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"header must look like 'name: value', not {text!r}")
+    return name.strip(), value.strip()
+
+
+def _add_run(sub: Any) -> None:
+    run = sub.add_parser(
+        "run",
+        help="run one HTTP exchange through a filter",
+        description="Run one HTTP exchange through a proxy-wasm filter and show what "
+        "it changed.",
+    )
+    run.add_argument("filter", help="the filter: a .wasm or .wat file")
+    run.add_argument("--config", help="plugin configuration: TEXT or @FILE")
+    run.add_argument("--vm-config", help="VM configuration: TEXT or @FILE")
+    run.add_argument("--root-id", default="", help="the plugin's root id")
+    run.add_argument("--method", default="GET", help="request method (default GET)")
+    run.add_argument("--url", default="http://example.com/", help="request URL")
+    run.add_argument(
+        "-H", "--header", action="append", type=_header, default=[],
+        help="request header 'name: value' (repeatable)",
+    )
+    run.add_argument("--body", help="request body: TEXT or @FILE")
+    run.add_argument("--status", type=int, default=200, help="upstream status (default 200)")
+    run.add_argument(
+        "--response-header", action="append", type=_header, default=[],
+        help="upstream response header 'name: value' (repeatable)",
+    )
+    run.add_argument("--response-body", help="upstream response body: TEXT or @FILE")
+    run.add_argument("--chunk-size", type=int, help="deliver bodies in chunks of N bytes")
+    run.add_argument(
+        "--log-level", default="info",
+        choices=["trace", "debug", "info", "warn", "error", "critical"],
+        help="lowest log level kept (default info)",
+    )
+    run.add_argument("--timeout-ms", type=int, default=2000, help="time limit per callback")
+    run.add_argument("--memory-mb", type=int, default=256, help="memory limit of the VM")
+    run.add_argument("--fail-open", action="store_true", help="let traffic through on failure")
+    run.add_argument("--json", action="store_true", help="print one JSON record")
+    run.add_argument("--trace", action="store_true", help="print the trace (text output)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        req = message.request(
+            args.method, args.url, args.header, _text_or_file(args.body)
+        )
+    except ValueError as exc:
+        raise SystemExit(f"wasmkit: {exc}") from exc
+    upstream = message.response(
+        args.status, args.response_header, _text_or_file(args.response_body)
+    )
+    try:
+        plugin = load(
+            args.filter,
+            config=_text_or_file(args.config),
+            root_id=args.root_id,
+            fail_open=args.fail_open,
+            vm_configuration=_text_or_file(args.vm_config),
+            log_level=args.log_level,
+            limits=Limits(
+                timeout_ms=args.timeout_ms, memory_bytes=args.memory_mb * 1024 * 1024
+            ),
+        )
+    except FilterError as exc:
+        return _failed_load(args, exc)
+    result = plugin.run_http(req, upstream, chunk_size=args.chunk_size)
+    if args.json:
+        print(json.dumps(to_record(result), indent=2))
+    else:
+        print(render_text(result, title=f"filter    {args.filter}"))
+        if args.trace:
+            for event in result.trace:
+                indent = "  " * event.depth
+                shown = ", ".join(f"{k}={v!r}" for k, v in event.args.items())
+                print(f"  {indent}{event.name}({shown}) -> {event.result}")
+    plugin.vm.close()
+    return 1 if result.error is not None else 0
+
+
+def _failed_load(args: argparse.Namespace, exc: FilterError) -> int:
+    callback = exc.callback if isinstance(exc, FilterTrapError) else "load"
+    if args.json:
+        record = {
+            "request": None,
+            "response": None,
+            "local_reply": None,
+            "logs": [],
+            "trace": [],
+            "error": error_json(exc, callback),
+        }
+        print(json.dumps(record, indent=2))
+    else:
+        print(f"wasmkit: cannot load {args.filter} [{exc.kind}]: {exc}", file=sys.stderr)
+    return 1
+
+
+DEMO_CONFIG = b'{"request": {"x-wasmkit-demo": "request"}, "response": {"x-wasmkit-demo": "response"}}'
+
+
+def _demo(args: argparse.Namespace) -> int:
+    samples = sorted(Path(args.samples).glob("add_headers.*.wasm"))
+    if not samples:
+        print(
+            f"wasmkit demo: no sample filters in {args.samples}; run `make demo` "
+            "to build them",
+            file=sys.stderr,
+        )
+        return 1
+    status = 0
+    for path in samples:
+        lang = path.name.split(".")[1]
+        try:
+            plugin = load(path, config=DEMO_CONFIG, root_id="add_headers")
+        except WasmkitError as exc:
+            print(f"{path.name}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        result = plugin.run_http(
+            message.request(
+                "GET", "http://api.example.com/v1/items?id=7", [("accept", "application/json")]
+            ),
+            message.response(
+                200, [("content-type", "application/json")], '{"id": 7, "name": "widget"}'
+            ),
+        )
+        print(render_text(result, title=f"== add_headers sample in {lang} ({path.name})"))
+        print()
+        plugin.vm.close()
+        status |= 1 if result.error is not None else 0
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``wasmkit`` command."""
+    parser = argparse.ArgumentParser(
+        prog="wasmkit", description="A development kit for proxy-wasm filters."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    demo = sub.add_parser("demo", help="run the sample filters on a request")
+    demo.add_argument("--samples", default=str(SAMPLES), help="folder of built samples")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    return _demo(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

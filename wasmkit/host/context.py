@@ -1,0 +1,181 @@
+"""Context state: root (plugin) contexts and HTTP stream contexts, plus records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from wasmkit.abi.constants import LogLevel, StreamType
+from wasmkit.host.message import HeaderPairs, HttpMessage, LocalReply
+
+
+@dataclass(slots=True)
+class LogRecord:
+    """One log line from the filter: ``proxy_log`` or a write to stdout/stderr."""
+
+    level: LogLevel
+    """Severity."""
+    message: str
+    """The text, decoded as UTF-8 with replacement."""
+    context_id: int
+    """Context the filter was running for (0: the VM itself)."""
+    source: str = "proxy_log"
+    """``proxy_log``, ``stdout``, ``stderr`` or ``host``."""
+    time_ns: int = 0
+    """Virtual time of the record (ns since the epoch)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"level", "message"}`` as in run records, plus the context id."""
+        return {
+            "level": self.level.label,
+            "message": self.message,
+            "context_id": self.context_id,
+        }
+
+
+@dataclass(slots=True)
+class TraceEvent:
+    """One crossing between host and guest."""
+
+    kind: Literal["callback", "hostcall"]
+    """``callback`` (host → guest export) or ``hostcall`` (guest → host import)."""
+    name: str
+    """Export or import name, e.g. ``proxy_on_request_headers``."""
+    context_id: int
+    """Context in effect."""
+    args: dict[str, Any]
+    """Arguments, decoded (enum names, strings) where the host understood them."""
+    result: Any
+    """Return value (callbacks) or status name (hostcalls)."""
+    duration_ns: int
+    """Wall time spent, nested calls included (ns)."""
+    depth: int = 0
+    """Nesting: 0 for callbacks from the host, 1 for hostcalls inside them, ..."""
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "context_id": self.context_id,
+            "args": {k: _jsonable(v) for k, v in self.args.items()},
+            "result": _jsonable(self.result),
+            "duration_us": round(self.duration_ns / 1000, 3),
+            "depth": self.depth,
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"hex": value.hex()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+class Context:
+    """State the host keeps for one context id."""
+
+    kind = "vm"
+
+    def __init__(self, context_id: int, root: RootContext | None) -> None:
+        self.id = context_id
+        self.root = root
+        self.properties: dict[tuple[bytes, ...], bytes] = {}
+
+
+class RootContext(Context):
+    """A plugin's root context."""
+
+    kind = "root"
+
+    def __init__(self, context_id: int, plugin: Any) -> None:
+        super().__init__(context_id, None)
+        self.root = self
+        self.plugin = plugin
+        self.configuring = False
+        self.tick_period_ms = 0
+        self.done_pending = False
+        self.last_status: tuple[int, bytes] = (0, b"")
+
+
+@dataclass(slots=True)
+class Side:
+    """One direction of an HTTP stream (request = decode, response = encode)."""
+
+    stream_type: StreamType
+    """``HTTP_REQUEST`` or ``HTTP_RESPONSE``."""
+    before: HttpMessage | None = None
+    """The message as it arrived at the filter."""
+    headers: HeaderPairs | None = None
+    """The live header map the filter reads and edits."""
+    trailers: HeaderPairs | None = None
+    """The live trailer map."""
+    buffer: bytearray = field(default_factory=bytearray)
+    """Body bytes held at the filter (the body buffer the filter sees)."""
+    forwarded_headers: HeaderPairs | None = None
+    """Headers as passed on, once they were."""
+    forwarded_body: bytearray = field(default_factory=bytearray)
+    """Body bytes passed on so far."""
+    forwarded_trailers: HeaderPairs | None = None
+    """Trailers as passed on."""
+    headers_seen: bool = False
+    """The headers callback ran."""
+    end_received: bool = False
+    """The whole message (body, trailers) has arrived at the filter."""
+    trailers_received: bool = False
+    """Trailers arrived (and wait for, or went through, their callback)."""
+    trailers_called: bool = False
+    """The trailers callback ran."""
+    stopped: str | None = None
+    """Where iteration stopped: ``headers``, ``body`` or ``trailers``."""
+    in_body_callback: bool = False
+    """A body callback is running (buffer available)."""
+    body_eos: bool = False
+    """The running body callback has ``end_of_stream``."""
+    complete: bool = False
+    """Everything was passed on (end of stream forwarded)."""
+
+    @property
+    def body_available(self) -> bool:
+        """Whether the body buffer is readable now."""
+        return self.in_body_callback or (self.stopped is not None and bool(self.buffer))
+
+    def after(self) -> HttpMessage | None:
+        """The message as the filter passed it on, or as it left it if held."""
+        if self.headers is None:
+            return None
+        headers = self.forwarded_headers if self.forwarded_headers is not None else self.headers
+        trailers = (
+            self.forwarded_trailers if self.forwarded_trailers is not None else self.trailers
+        )
+        body = bytes(self.forwarded_body) + bytes(self.buffer)
+        return HttpMessage(
+            list(headers), body, None if trailers is None else list(trailers)
+        )
+
+
+class HttpContext(Context):
+    """An HTTP stream's context."""
+
+    kind = "http"
+
+    def __init__(self, context_id: int, root: RootContext) -> None:
+        super().__init__(context_id, root)
+        self.request = Side(StreamType.HTTP_REQUEST)
+        self.response = Side(StreamType.HTTP_RESPONSE)
+        self.callback = ""
+        self.local_reply: LocalReply | None = None
+        self.pending_continue: list[StreamType] = []
+        self.pending_close: list[StreamType] = []
+        self.in_log = False
+        self.start_ns = 0
+
+    def side(self, stream_type: StreamType) -> Side:
+        """The request or response side."""
+        return self.request if stream_type is StreamType.HTTP_REQUEST else self.response

@@ -1,0 +1,536 @@
+"""One function per ``proxy_*`` host import.
+
+Each follows the same steps: validate enums, read guest memory, act on the
+current context, write results back (allocating in the guest), return a
+:class:`WasmResult`. A bad pointer, length or enum is answered with the ABI's
+status, never an exception. Functions are named after the spec symbol without
+``proxy_``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from wasmkit.abi import pairs
+from wasmkit.abi.constants import (
+    AbiVersion,
+    BufferType,
+    LogLevel,
+    MapType,
+    StreamType,
+    WasmResult,
+)
+from wasmkit.host import properties
+from wasmkit.host.context import HttpContext, RootContext, Side
+from wasmkit.host.message import HeaderPairs, LocalReply
+from wasmkit.host.vm import GuestExit
+
+if TYPE_CHECKING:
+    from wasmkit.host.plugin import FilterVm
+
+OK = int(WasmResult.OK)
+NOT_FOUND = int(WasmResult.NOT_FOUND)
+BAD_ARGUMENT = int(WasmResult.BAD_ARGUMENT)
+INVALID_MEMORY_ACCESS = int(WasmResult.INVALID_MEMORY_ACCESS)
+UNIMPLEMENTED = int(WasmResult.UNIMPLEMENTED)
+_U32 = 0xFFFFFFFF
+
+
+# --- logging, time, contexts --------------------------------------------------
+
+
+def log(h: FilterVm, level: int, msg_ptr: int, msg_size: int) -> int:
+    if level > LogLevel.CRITICAL:
+        return BAD_ARGUMENT
+    raw = h.mem.read(msg_ptr, msg_size)
+    if raw is None:
+        return INVALID_MEMORY_ACCESS
+    h.log_guest(LogLevel(level), raw.decode("utf-8", "replace"), "proxy_log")
+    return OK
+
+
+def get_log_level(h: FilterVm, ret: int) -> int:
+    return OK if h.mem.write_u32(ret, int(h.log_level)) else INVALID_MEMORY_ACCESS
+
+
+def get_current_time_nanoseconds(h: FilterVm, ret: int) -> int:
+    return OK if h.mem.write_u64(ret, h.clock.now_ns()) else INVALID_MEMORY_ACCESS
+
+
+def set_tick_period_milliseconds(h: FilterVm, period: int) -> int:
+    root = h.ctx.root
+    if root is None:
+        return BAD_ARGUMENT
+    root.tick_period_ms = period
+    return OK
+
+
+def set_effective_context(h: FilterVm, context_id: int) -> int:
+    ctx = h.contexts.get(context_id)
+    if ctx is None:
+        return BAD_ARGUMENT
+    h.effective = ctx
+    return OK
+
+
+def done(h: FilterVm) -> int:
+    ctx = h.ctx
+    if isinstance(ctx, RootContext) and ctx.done_pending:
+        ctx.done_pending = False
+        h.finished_roots.append(ctx)
+        return OK
+    return NOT_FOUND
+
+
+def get_status(h: FilterVm, ret_code: int, ret_msg_ptr: int, ret_msg_size: int) -> int:
+    root = h.ctx.root
+    code, message = root.last_status if isinstance(root, RootContext) else (0, b"")
+    if not h.mem.write_u32(ret_code, code):
+        return INVALID_MEMORY_ACCESS
+    ok = h.mem.copy_out(message, ret_msg_ptr, ret_msg_size)
+    return OK if ok else INVALID_MEMORY_ACCESS
+
+
+# --- configuration (0.1.0) -------------------------------------------------------
+
+
+def get_configuration(h: FilterVm, ret_ptr: int, ret_size: int) -> int:
+    root = h.ctx.root
+    if isinstance(root, RootContext) and root.configuring:
+        data = root.plugin.configuration
+    else:
+        data = h.vm_configuration
+    return OK if h.mem.copy_out(data, ret_ptr, ret_size) else INVALID_MEMORY_ACCESS
+
+
+# --- buffers -----------------------------------------------------------------------
+
+
+def _buffer(h: FilterVm, buffer_type: int) -> bytes | bytearray | None:
+    ctx = h.ctx
+    if buffer_type == BufferType.VM_CONFIGURATION:
+        return h.vm_configuration
+    if buffer_type == BufferType.PLUGIN_CONFIGURATION:
+        root = ctx.root
+        if isinstance(root, RootContext) and root.configuring:
+            return root.plugin.configuration
+        return None
+    if buffer_type == BufferType.CALL_DATA:
+        return h.call_data
+    if isinstance(ctx, HttpContext) and buffer_type <= BufferType.HTTP_RESPONSE_BODY:
+        side = ctx.request if buffer_type == BufferType.HTTP_REQUEST_BODY else ctx.response
+        return side.buffer if side.body_available else None
+    return None
+
+
+def _buffer_type_ok(h: FilterVm, buffer_type: int) -> bool:
+    if buffer_type > BufferType.CALL_DATA:
+        return False
+    return not (
+        h.abi_version is AbiVersion.V0_1_0 and buffer_type >= BufferType.VM_CONFIGURATION
+    )
+
+
+def get_buffer_bytes(
+    h: FilterVm, buffer_type: int, start: int, max_size: int, ret_ptr: int, ret_size: int
+) -> int:
+    if not _buffer_type_ok(h, buffer_type):
+        return BAD_ARGUMENT
+    buf = _buffer(h, buffer_type)
+    if buf is None:
+        return NOT_FOUND
+    data = bytes(buf[start : start + max_size]) if start < len(buf) else b""
+    size_out: int | None = ret_size
+    if ret_size == max_size and ret_size != ret_ptr + 4:
+        # @solo-io/proxy-runtime 0.1.8 passes the length where the size pointer
+        # belongs; writing there would corrupt the guest's static data.
+        size_out = None
+        h.note_quirk("proxy_get_buffer_bytes: size pointer equals the length; not written")
+    if not h.mem.copy_out(data, ret_ptr, size_out):
+        return INVALID_MEMORY_ACCESS
+    h.out = data
+    return OK
+
+
+def set_buffer_bytes(
+    h: FilterVm, buffer_type: int, start: int, size: int, data_ptr: int, data_size: int
+) -> int:
+    if not _buffer_type_ok(h, buffer_type):
+        return BAD_ARGUMENT
+    data = h.mem.read(data_ptr, data_size)
+    if data is None:
+        return INVALID_MEMORY_ACCESS
+    buf = _buffer(h, buffer_type)
+    if buf is None:
+        return NOT_FOUND
+    if not isinstance(buf, bytearray):
+        return BAD_ARGUMENT  # configuration and call data are read-only
+    if h.profile == "spec":
+        buf[start : start + size] = data
+    elif start == 0:
+        del buf[:size]
+        buf[:0] = data
+    elif start >= len(buf):
+        buf.extend(data)
+    else:
+        return BAD_ARGUMENT  # Envoy supports only replace-from-0 and append
+    return OK
+
+
+def get_buffer_status(h: FilterVm, buffer_type: int, ret_len: int, ret_flags: int) -> int:
+    if not _buffer_type_ok(h, buffer_type):
+        return BAD_ARGUMENT
+    buf = _buffer(h, buffer_type)
+    if buf is None:
+        return NOT_FOUND
+    ok = h.mem.write_u32(ret_len, len(buf)) and h.mem.write_u32(ret_flags, 0)
+    return OK if ok else INVALID_MEMORY_ACCESS
+
+
+# --- header maps -----------------------------------------------------------------------
+
+
+def _map(h: FilterVm, map_type: int, *, create: bool = False) -> HeaderPairs | None:
+    ctx = h.ctx
+    if not isinstance(ctx, HttpContext) or map_type > MapType.HTTP_RESPONSE_TRAILERS:
+        return h.callout_map(map_type)
+    side = ctx.request if map_type <= MapType.HTTP_REQUEST_TRAILERS else ctx.response
+    if map_type in (MapType.HTTP_REQUEST_HEADERS, MapType.HTTP_RESPONSE_HEADERS):
+        return side.headers
+    if side.trailers is None and create and _may_create_trailers(side):
+        side.trailers = []
+    return side.trailers
+
+
+def _may_create_trailers(side: Side) -> bool:
+    # Envoy lets the last body callback add trailers to a message without them.
+    return side.in_body_callback and side.body_eos
+
+
+def get_header_map_size(h: FilterVm, map_type: int, ret_size: int) -> int:
+    if map_type > MapType.HTTP_CALL_RESPONSE_TRAILERS:
+        return BAD_ARGUMENT
+    items = _map(h, map_type) or []
+    size = len(pairs.encode(items)) if h.profile == "spec" else pairs.byte_size(items)
+    return OK if h.mem.write_u32(ret_size, size) else INVALID_MEMORY_ACCESS
+
+
+def get_header_map_pairs(h: FilterVm, map_type: int, ret_ptr: int, ret_size: int) -> int:
+    if map_type > MapType.HTTP_CALL_RESPONSE_TRAILERS:
+        return BAD_ARGUMENT
+    items = _map(h, map_type)
+    data = pairs.encode(items) if items else b""
+    return OK if h.mem.copy_out(data, ret_ptr, ret_size) else INVALID_MEMORY_ACCESS
+
+
+def _writable(h: FilterVm, map_type: int, create: bool = False) -> HeaderPairs | int:
+    if map_type > MapType.HTTP_CALL_RESPONSE_TRAILERS:
+        return BAD_ARGUMENT
+    if map_type > MapType.HTTP_RESPONSE_TRAILERS:
+        return BAD_ARGUMENT  # callout and gRPC maps are read-only
+    items = _map(h, map_type, create=create)
+    if items is None:
+        return BAD_ARGUMENT
+    ctx = h.ctx
+    if isinstance(ctx, HttpContext) and ctx.in_log:
+        return BAD_ARGUMENT  # maps are read-only in on_log
+    return items
+
+
+def set_header_map_pairs(h: FilterVm, map_type: int, pairs_ptr: int, pairs_size: int) -> int:
+    raw = h.mem.read(pairs_ptr, pairs_size)
+    if raw is None:
+        return INVALID_MEMORY_ACCESS
+    items = _writable(h, map_type, create=True)
+    if isinstance(items, int):
+        return items
+    try:
+        new = pairs.decode(raw)
+    except pairs.PairsError:
+        new = []  # cpp-host treats an undecodable map as empty
+    items[:] = [(k.lower(), v) for k, v in new]
+    return OK
+
+
+def get_header_map_value(
+    h: FilterVm, map_type: int, key_ptr: int, key_size: int, ret_ptr: int, ret_size: int
+) -> int:
+    if map_type > MapType.HTTP_CALL_RESPONSE_TRAILERS:
+        return BAD_ARGUMENT
+    key = h.mem.read(key_ptr, key_size)
+    if key is None:
+        return INVALID_MEMORY_ACCESS
+    items = _map(h, map_type)
+    if items is None:
+        ctx = h.ctx
+        return NOT_FOUND if isinstance(ctx, HttpContext) else BAD_ARGUMENT
+    key = key.lower()
+    for name, value in items:
+        if name == key:
+            h.out = value
+            return OK if h.mem.copy_out(value, ret_ptr, ret_size) else INVALID_MEMORY_ACCESS
+    if h.abi_version is AbiVersion.V0_1_0:
+        return OK if h.mem.copy_out(b"", ret_ptr, ret_size) else INVALID_MEMORY_ACCESS
+    return NOT_FOUND
+
+
+def add_header_map_value(
+    h: FilterVm, map_type: int, key_ptr: int, key_size: int, val_ptr: int, val_size: int
+) -> int:
+    key = h.mem.read(key_ptr, key_size)
+    value = h.mem.read(val_ptr, val_size)
+    if key is None or value is None:
+        return INVALID_MEMORY_ACCESS
+    items = _writable(h, map_type, create=True)
+    if isinstance(items, int):
+        return items
+    items.append((key.lower(), value))
+    return OK
+
+
+def replace_header_map_value(
+    h: FilterVm, map_type: int, key_ptr: int, key_size: int, val_ptr: int, val_size: int
+) -> int:
+    key = h.mem.read(key_ptr, key_size)
+    value = h.mem.read(val_ptr, val_size)
+    if key is None or value is None:
+        return INVALID_MEMORY_ACCESS
+    items = _writable(h, map_type, create=True)
+    if isinstance(items, int):
+        return items
+    key = key.lower()
+    first = next((i for i, (name, _) in enumerate(items) if name == key), None)
+    if first is None:
+        items.append((key, value))
+    else:
+        items[:] = [
+            (name, value) if i == first else (name, v)
+            for i, (name, v) in enumerate(items)
+            if i == first or name != key
+        ]
+    return OK
+
+
+def remove_header_map_value(h: FilterVm, map_type: int, key_ptr: int, key_size: int) -> int:
+    key = h.mem.read(key_ptr, key_size)
+    if key is None:
+        return INVALID_MEMORY_ACCESS
+    items = _writable(h, map_type)
+    if isinstance(items, int):
+        return items
+    key = key.lower()
+    items[:] = [(name, v) for name, v in items if name != key]
+    return OK
+
+
+# --- stream control --------------------------------------------------------------------
+
+
+def _stream_action(h: FilterVm, stream_type: int, close: bool) -> int:
+    if stream_type > StreamType.UPSTREAM:
+        return BAD_ARGUMENT
+    ctx = h.ctx
+    if stream_type == StreamType.UPSTREAM and not close:
+        return UNIMPLEMENTED
+    if not isinstance(ctx, HttpContext) or stream_type > StreamType.HTTP_RESPONSE:
+        return BAD_ARGUMENT
+    pending = ctx.pending_close if close else ctx.pending_continue
+    pending.append(StreamType(stream_type))
+    return OK
+
+
+def continue_stream(h: FilterVm, stream_type: int) -> int:
+    return _stream_action(h, stream_type, close=False)
+
+
+def close_stream(h: FilterVm, stream_type: int) -> int:
+    return _stream_action(h, stream_type, close=True)
+
+
+def continue_request(h: FilterVm) -> int:
+    return _stream_action(h, StreamType.HTTP_REQUEST, close=False)
+
+
+def continue_response(h: FilterVm) -> int:
+    return _stream_action(h, StreamType.HTTP_RESPONSE, close=False)
+
+
+def clear_route_cache(h: FilterVm) -> int:
+    return OK
+
+
+def send_local_response(
+    h: FilterVm,
+    status: int,
+    details_ptr: int,
+    details_size: int,
+    body_ptr: int,
+    body_size: int,
+    headers_ptr: int,
+    headers_size: int,
+    grpc_status: int,
+) -> int:
+    details = h.mem.read(details_ptr, details_size)
+    body = h.mem.read(body_ptr, body_size)
+    raw_headers = h.mem.read(headers_ptr, headers_size)
+    if details is None or body is None or raw_headers is None:
+        return INVALID_MEMORY_ACCESS
+    ctx = h.ctx
+    if not isinstance(ctx, HttpContext):
+        return BAD_ARGUMENT
+    try:
+        headers = [(k.lower(), v) for k, v in pairs.decode(raw_headers)]
+    except pairs.PairsError:
+        return BAD_ARGUMENT
+    text = details.decode("utf-8", "replace")
+    if h.profile == "envoy":
+        text = "_".join(text.split()) if text.strip() else text
+    ctx.local_reply = LocalReply(
+        status=status,
+        headers=headers,
+        body=body,
+        details=text,
+        grpc_status=grpc_status if 0 <= grpc_status <= 16 else None,
+        callback=ctx.callback,
+    )
+    return OK
+
+
+# --- properties ------------------------------------------------------------------------
+
+
+def get_property(h: FilterVm, path_ptr: int, path_size: int, ret_ptr: int, ret_size: int) -> int:
+    raw = h.mem.read(path_ptr, path_size)
+    if raw is None:
+        return INVALID_MEMORY_ACCESS
+    value = h.property(properties.split_path(raw))
+    if value is None:
+        return NOT_FOUND
+    h.out = value
+    return OK if h.mem.copy_out(value, ret_ptr, ret_size) else INVALID_MEMORY_ACCESS
+
+
+def set_property(h: FilterVm, path_ptr: int, path_size: int, val_ptr: int, val_size: int) -> int:
+    path = h.mem.read(path_ptr, path_size)
+    value = h.mem.read(val_ptr, val_size)
+    if path is None or value is None:
+        return INVALID_MEMORY_ACCESS
+    ctx = h.ctx
+    if not isinstance(ctx, HttpContext):
+        return NOT_FOUND
+    ctx.properties[properties.split_path(path)] = value
+    return OK
+
+
+# --- foreign functions -----------------------------------------------------------------
+
+
+def _compress(data: bytes) -> bytes:
+    return zlib.compress(data)
+
+
+def _uncompress(data: bytes) -> bytes:
+    return zlib.decompress(data)
+
+
+BUILTIN_FOREIGN: dict[str, Callable[[bytes], bytes]] = {
+    "compress": _compress,
+    "uncompress": _uncompress,
+}
+"""Foreign functions Envoy registers and wasmkit provides too."""
+
+
+def call_foreign_function(
+    h: FilterVm,
+    name_ptr: int,
+    name_size: int,
+    args_ptr: int,
+    args_size: int,
+    ret_ptr: int,
+    ret_size: int,
+) -> int:
+    name = h.mem.read(name_ptr, name_size)
+    args = h.mem.read(args_ptr, args_size)
+    if name is None or args is None:
+        return INVALID_MEMORY_ACCESS
+    fn = h.foreign_functions.get(name.decode("utf-8", "replace"))
+    if fn is None:
+        return NOT_FOUND
+    try:
+        result = fn(args)
+    except (zlib.error, ValueError):
+        return int(WasmResult.SERIALIZATION_FAILURE)
+    if ret_ptr == 0:
+        return OK
+    return OK if h.mem.copy_out(result, ret_ptr, ret_size) else INVALID_MEMORY_ACCESS
+
+
+# --- not yet provided: callouts, shared state, metrics ------------------------------------
+
+
+def _unimplemented(name: str) -> Callable[..., int]:
+    def stub(h: FilterVm, *args: int) -> int:
+        h.log_host(LogLevel.WARN, f"wasmkit: {name} is not implemented yet")
+        return UNIMPLEMENTED
+
+    stub.__name__ = name
+    return stub
+
+
+for _name in (
+    "http_call",
+    "grpc_call",
+    "grpc_stream",
+    "grpc_send",
+    "grpc_cancel",
+    "grpc_close",
+    "get_shared_data",
+    "set_shared_data",
+    "register_shared_queue",
+    "resolve_shared_queue",
+    "enqueue_shared_queue",
+    "dequeue_shared_queue",
+    "define_metric",
+    "increment_metric",
+    "record_metric",
+    "get_metric",
+):
+    globals()[_name] = _unimplemented("proxy_" + _name)
+
+
+# --- non-spec imports --------------------------------------------------------------------
+
+
+def emscripten_notify_memory_growth(h: FilterVm, _index: int) -> None:
+    return None
+
+
+def pthread_equal(h: FilterVm, a: int, b: int) -> int:
+    return int(a == b)
+
+
+def _as_string(h: FilterVm, ptr: int) -> str:
+    # AssemblyScript strings: UTF-16LE, byte length in the u32 before ptr.
+    if ptr < 4:
+        return ""
+    size = h.mem.read_u32(ptr - 4)
+    raw = h.mem.read(ptr, size or 0) if size is not None else None
+    return raw.decode("utf-16-le", "replace") if raw else ""
+
+
+def abort(h: FilterVm, msg: int, file: int, line: int, column: int) -> None:
+    text = _as_string(h, msg) or "abort"
+    where = _as_string(h, file)
+    if where:
+        text += f" at {where}({line}:{column})"
+    h.log_guest(LogLevel.CRITICAL, text, "abort")
+    raise GuestExit(f"the filter aborted: {text}")
+
+
+def lookup(name: str) -> Callable[..., int | None] | None:
+    """The implementation of ``env`` import ``name``, if the host has one."""
+    short = name.removeprefix("proxy_")
+    fn = globals().get(short)
+    return fn if callable(fn) and not isinstance(fn, type) else None

@@ -1,0 +1,147 @@
+"""HTTP messages as the host sees them: header pairs with pseudo-headers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+HeaderPairs = list[tuple[bytes, bytes]]
+"""Header fields as ``(name, value)`` bytes, in order, repeats kept."""
+
+HeaderInput = Iterable[tuple[bytes | str, bytes | str]]
+
+
+def _b(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+
+
+def normalize_headers(headers: HeaderInput) -> HeaderPairs:
+    """Byte pairs with names lower-cased, as Envoy stores them."""
+    return [(_b(k).lower(), _b(v)) for k, v in headers]
+
+
+def header_value(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The first value of ``name`` (lower-case), or ``None``."""
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+@dataclass(slots=True)
+class HttpMessage:
+    """One side of an exchange: headers (pseudo-headers first), body, trailers."""
+
+    headers: HeaderPairs
+    """Header pairs; requests carry ``:method``, ``:scheme``, ``:authority``,
+    ``:path``; responses carry ``:status``."""
+    body: bytes = b""
+    """The whole body (bytes)."""
+    trailers: HeaderPairs | None = None
+    """Trailer pairs, or ``None`` when the message has none."""
+
+    def copy(self) -> HttpMessage:
+        """A copy whose lists may be changed freely."""
+        return HttpMessage(
+            list(self.headers),
+            self.body,
+            None if self.trailers is None else list(self.trailers),
+        )
+
+    def get(self, name: bytes) -> bytes | None:
+        """First value of header ``name`` (lower-case bytes)."""
+        return header_value(self.headers, name)
+
+    @property
+    def status(self) -> int | None:
+        """The ``:status`` of a response, as an int."""
+        raw = self.get(b":status")
+        try:
+            return int(raw) if raw is not None else None
+        except ValueError:
+            return None
+
+
+def request(
+    method: str = "GET",
+    url: str = "http://example.com/",
+    headers: HeaderInput = (),
+    body: bytes | str = b"",
+    trailers: HeaderInput | None = None,
+) -> HttpMessage:
+    """Build a request message from a URL, adding Envoy's pseudo-headers.
+
+    A ``Host`` header becomes ``:authority`` (HTTP/1 to Envoy's form) unless the
+    URL names a host; the URL's path and query become ``:path``.
+
+    Raises:
+        ValueError: the URL has no scheme or no host and no Host header is given.
+    """
+    parts = urlsplit(url)
+    pairs = normalize_headers(headers)
+    host_header = header_value(pairs, b"host")
+    authority = parts.netloc.encode() if parts.netloc else host_header
+    if not parts.scheme or authority is None:
+        raise ValueError(f"URL {url!r} needs a scheme and a host")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    head = [
+        (b":authority", authority),
+        (b":path", path.encode("utf-8", "surrogateescape")),
+        (b":method", method.upper().encode()),
+        (b":scheme", parts.scheme.encode()),
+    ]
+    rest = [(k, v) for k, v in pairs if k != b"host"]
+    return HttpMessage(
+        head + rest,
+        _b(body),
+        None if trailers is None else normalize_headers(trailers),
+    )
+
+
+def response(
+    status: int = 200,
+    headers: HeaderInput = (),
+    body: bytes | str = b"",
+    trailers: HeaderInput | None = None,
+) -> HttpMessage:
+    """Build a response message with ``:status`` first."""
+    return HttpMessage(
+        [(b":status", str(status).encode())] + normalize_headers(headers),
+        _b(body),
+        None if trailers is None else normalize_headers(trailers),
+    )
+
+
+@dataclass(slots=True)
+class LocalReply:
+    """A response the filter generated with ``proxy_send_local_response``."""
+
+    status: int
+    """HTTP status code."""
+    headers: HeaderPairs = field(default_factory=list)
+    """Extra headers the filter asked for."""
+    body: bytes = b""
+    """Reply body."""
+    details: str = ""
+    """Response code details (Envoy replaces whitespace with ``_``)."""
+    grpc_status: int | None = None
+    """gRPC status for gRPC requests, ``None`` when not given."""
+    callback: str = ""
+    """The callback that sent it."""
+
+    def to_message(self) -> HttpMessage:
+        """The response Envoy generates for this reply."""
+        headers: HeaderPairs = [(b":status", str(self.status).encode())]
+        if self.body:
+            headers.append((b"content-length", str(len(self.body)).encode()))
+            if header_value(self.headers, b"content-type") is None:
+                headers.append((b"content-type", b"text/plain"))
+        elif header_value(self.headers, b"content-length") is None:
+            headers.append((b"content-length", b"0"))
+        if self.grpc_status is not None:
+            headers.append((b"grpc-status", str(self.grpc_status).encode()))
+        headers.extend(self.headers)
+        return HttpMessage(headers, self.body)

@@ -1,0 +1,694 @@
+"""A filter VM and its plugins: start-up as Envoy does it, calls, trace, logs."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from wasmkit.abi import pairs
+from wasmkit.abi.constants import (
+    AbiVersion,
+    BufferType,
+    LogLevel,
+    MapType,
+    StreamType,
+    WasmResult,
+)
+from wasmkit.abi.signatures import (
+    EXTRA_ENV_IMPORTS,
+    WASI_IMPORTS,
+    WASI_MODULES,
+    Signature,
+    callback_signature,
+    host_imports,
+)
+from wasmkit.errors import FilterLoadError, FilterStartError, FilterTrapError
+from wasmkit.host import imports as host_imports_mod
+from wasmkit.host import properties
+from wasmkit.host.context import Context, HttpContext, LogRecord, RootContext, TraceEvent
+from wasmkit.host.memory import GuestMemory
+from wasmkit.host.message import HeaderPairs, HttpMessage
+from wasmkit.host.vm import CompiledModule, HostFunction, Limits, WasmtimeVm, compile_module
+from wasmkit.host.wasi import Wasi
+
+Profile = Literal["envoy", "spec"]
+
+DEFAULT_EPOCH_NS = 1_700_000_000_000_000_000
+"""Where the virtual wall clock starts: 2023-11-14T22:13:20Z (ns)."""
+
+
+class VirtualClock:
+    """The host's clock: moves only when told to, so runs are reproducible.
+
+    Args:
+        start_ns: wall-clock start (ns since the Unix epoch).
+    """
+
+    def __init__(self, start_ns: int = DEFAULT_EPOCH_NS) -> None:
+        self._start = start_ns
+        self._elapsed = 0
+
+    def now_ns(self) -> int:
+        """Wall-clock time (ns since the epoch)."""
+        return self._start + self._elapsed
+
+    def monotonic_ns(self) -> int:
+        """Monotonic time since the clock started (ns)."""
+        return self._elapsed
+
+    def advance(self, ms: float) -> None:
+        """Move time forward by ``ms`` milliseconds."""
+        if ms < 0:
+            raise ValueError("time cannot go backwards")
+        self._elapsed += int(ms * 1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class PluginConfig:
+    """One plugin (root context) of a VM, as Envoy's plugin configuration."""
+
+    root_id: str = ""
+    """The root id the filter registered its root context under."""
+    configuration: bytes = b""
+    """Plugin configuration bytes, read by the filter in ``on_configure``."""
+    name: str = ""
+    """Plugin name (property ``plugin_name``); defaults to the root id."""
+    fail_open: bool = False
+    """On a filter failure let traffic through instead of answering 503."""
+    allow_on_headers_stop_iteration: bool = False
+    """Envoy's knob: Pause on headers stops only the headers, not the body."""
+
+    @property
+    def display_name(self) -> str:
+        """``name``, or the root id, or ``wasmkit``."""
+        return self.name or self.root_id or "wasmkit"
+
+
+def _callback_arg_names(name: str, count: int) -> tuple[str, ...]:
+    known = {
+        "proxy_on_context_create": ("context_id", "parent_context_id"),
+        "proxy_on_vm_start": ("context_id", "vm_configuration_size"),
+        "proxy_on_configure": ("context_id", "plugin_configuration_size"),
+        "proxy_validate_configuration": ("context_id", "plugin_configuration_size"),
+        "proxy_on_request_headers": ("context_id", "num_headers", "end_of_stream"),
+        "proxy_on_response_headers": ("context_id", "num_headers", "end_of_stream"),
+        "proxy_on_request_body": ("context_id", "body_size", "end_of_stream"),
+        "proxy_on_response_body": ("context_id", "body_size", "end_of_stream"),
+        "proxy_on_request_trailers": ("context_id", "num_trailers"),
+        "proxy_on_response_trailers": ("context_id", "num_trailers"),
+        "malloc": ("size",),
+        "proxy_on_memory_allocate": ("size",),
+    }
+    names = known.get(name, ("context_id",) if name.startswith("proxy_on_") else ())
+    return tuple(names[:count]) + tuple(f"arg{i}" for i in range(len(names), count))
+
+
+_ENUMS: dict[str, Callable[[int], str]] = {
+    "level": lambda v: LogLevel(v).label if v <= 5 else str(v),
+    "map_type": lambda v: MapType(v).name.lower() if v <= 7 else str(v),
+    "buffer_type": lambda v: BufferType(v).name.lower() if v <= 8 else str(v),
+    "stream_type": lambda v: StreamType(v).name.lower() if v <= 3 else str(v),
+}
+
+
+class FilterVm:
+    """A filter module running in one wasmtime instance, with its plugins.
+
+    Start-up follows Envoy: the module is instantiated (its start section runs),
+    then ``_initialize`` (with ``main`` / ``__main_void``) or ``_start``; each
+    plugin added gets a root context: ``proxy_on_context_create``,
+    ``proxy_on_vm_start`` with the VM configuration, ``proxy_on_configure`` with
+    its plugin configuration. Context ids count from 1 per VM.
+
+    Args:
+        module: a compiled module, wasm bytes, WAT text, or a path.
+        vm_id: the VM id (property ``plugin_vm_id``).
+        vm_configuration: VM configuration bytes (``on_vm_start``).
+        limits: time and memory limits per callback.
+        fast: use wasmtime's unchecked call path.
+        profile: ``envoy`` (default) or ``spec`` where the two differ.
+        log_level: level below which the filter's logs are dropped and which
+            ``proxy_get_log_level`` reports.
+        seed: seed of the guest's random numbers.
+        clock: the virtual clock (a new one by default).
+        trace: record every callback and host call.
+        properties: property overrides, ``{"a.b": value}``.
+        environ: environment variables for the guest.
+
+    Raises:
+        FilterLoadError: the module is invalid, declares no ABI version, has no
+            allocator, imports what the host lacks, or fails to start.
+    """
+
+    def __init__(
+        self,
+        module: CompiledModule | bytes | str | os.PathLike[str],
+        *,
+        vm_id: str = "",
+        vm_configuration: bytes | str = b"",
+        limits: Limits | None = None,
+        fast: bool = True,
+        profile: Profile = "envoy",
+        log_level: LogLevel | str = LogLevel.INFO,
+        seed: int = 0,
+        clock: VirtualClock | None = None,
+        trace: bool = True,
+        properties: Mapping[str, properties.PropertyValue] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.limits = limits or Limits()
+        if not isinstance(module, CompiledModule):
+            module = compile_module(module, fuel=self.limits.fuel is not None)
+        self.module = module
+        self.vm_id = vm_id
+        self.vm_configuration = (
+            vm_configuration.encode() if isinstance(vm_configuration, str) else vm_configuration
+        )
+        self.fast = fast
+        if profile not in ("envoy", "spec"):
+            raise ValueError(f"profile must be 'envoy' or 'spec', not {profile!r}")
+        self.profile: Profile = profile
+        self.log_level = (
+            LogLevel[log_level.upper()] if isinstance(log_level, str) else LogLevel(log_level)
+        )
+        self.seed = seed
+        self.clock = clock or VirtualClock()
+        self.tracing = trace
+        self.overrides = _parse_overrides(properties)
+        self.environ = dict(environ or {})
+        self.foreign_functions: dict[str, Callable[[bytes], bytes]] = dict(
+            host_imports_mod.BUILTIN_FOREIGN
+        )
+        self.abi_version = _detect_abi(module)
+        self.allocator = _allocator(module)
+        self._bindings = self._resolve_imports()
+        self.logs: list[LogRecord] = []
+        self.trace: list[TraceEvent] = []
+        self.plugins: list[Plugin] = []
+        self.failed: FilterTrapError | None = None
+        self.out: Any = None
+        self.call_data: bytes | None = None
+        self.finished_roots: list[RootContext] = []
+        self._quirks: list[str] = []
+        self._start()
+
+    # -- loading ------------------------------------------------------------------
+
+    def _resolve_imports(self) -> list[tuple[str, Signature, Callable[..., Any]]]:
+        env = {**host_imports(self.abi_version), **EXTRA_ENV_IMPORTS}
+        bindings: list[tuple[str, Signature, Callable[..., Any]]] = []
+        missing: list[str] = []
+        for spec in self.module.imports:
+            sig = spec.signature
+            want: Signature | None = None
+            impl: Callable[..., Any] | None = None
+            if spec.module == "env":
+                want = env.get(spec.name)
+                impl = host_imports_mod.lookup(spec.name) if want else None
+                if (
+                    spec.name == "proxy_get_buffer_status"
+                    and sig is not None
+                    and sig == env["proxy_set_buffer_bytes"]
+                ):
+                    # @solo-io/proxy-runtime 0.1.8 binds its set_buffer_status
+                    # (really set_buffer_bytes) to this name.
+                    want, impl = sig, host_imports_mod.set_buffer_bytes
+            elif spec.module in WASI_MODULES:
+                want = WASI_IMPORTS.get(spec.name)
+                impl = None if want is None else _wasi_placeholder(spec.name)
+            if spec.kind != "func" or want is None or impl is None:
+                missing.append(f"{spec.qualname} ({spec.kind})")
+            elif sig != want:
+                missing.append(f"{spec.qualname}: imported as {sig}, the host has {want}")
+            else:
+                bindings.append((spec.qualname, want, impl))
+        if missing:
+            raise FilterLoadError(
+                f"{self.module.name}: the host does not provide "
+                f"{len(missing)} import(s) (ABI {self.abi_version.value}): "
+                + ", ".join(missing),
+                missing=missing,
+            )
+        return bindings
+
+    def _link(self) -> list[HostFunction]:
+        funcs: list[HostFunction] = []
+        wasi = self.wasi.functions()
+        for qualname, _sig, impl in self._bindings:
+            module, name = qualname.split(".", 1)
+            if module in WASI_MODULES:
+                fn: HostFunction = wasi[name]
+                params = [f"a{i}" for i in range(len(_sig.params))]
+            else:
+                fn = _bind(impl, self)
+                params = list(inspect.signature(impl).parameters)[1:]
+            funcs.append(self._traced(name, fn, params) if self.tracing else fn)
+        return funcs
+
+    def _start(self) -> None:
+        self.contexts: dict[int, Context] = {}
+        self._next_id = 1
+        self._vm_ctx = Context(0, None)
+        self._stack: list[Context] = [self._vm_ctx]
+        self.effective: Context | None = None
+        self._depth = 0
+        self.vm: WasmtimeVm | None = None
+        self.mem = GuestMemory(self, self._allocate)
+        self.wasi = Wasi(
+            self.mem,
+            self.log_guest,
+            self.clock.now_ns,
+            self.clock.monotonic_ns,
+            seed=self.seed,
+            environ=self.environ,
+        )
+        self.vm = WasmtimeVm(self.module, self._link(), limits=self.limits, fast=self.fast)
+        try:
+            if self.vm.has_export("_initialize"):
+                self.invoke("_initialize", (), self._vm_ctx, startup=True)
+                if self.vm.has_export("main"):
+                    self.invoke("main", (0, 0), self._vm_ctx, startup=True)
+                elif self.vm.has_export("__main_void"):
+                    self.invoke("__main_void", (), self._vm_ctx, startup=True)
+            elif self.vm.has_export("_start"):
+                self.invoke("_start", (), self._vm_ctx, startup=True)
+        except FilterTrapError as exc:
+            raise FilterLoadError(f"{self.module.name}: start-up failed: {exc}") from exc
+
+    def memory_region(self) -> tuple[int, int]:
+        """The guest's memory (address, bytes); ``(0, 0)`` before instantiation."""
+        return (0, 0) if self.vm is None else self.vm.memory_region()
+
+    def _allocate(self, size: int) -> int:
+        ctx = self._stack[-1]
+        result = self.invoke(self.allocator, (size,), ctx)
+        return int(result or 0)
+
+    def reload(self) -> None:
+        """Start a fresh instance after a failure and restart every plugin.
+
+        Newer Envoy does the same with ``failure_policy: FAIL_RELOAD``; state in
+        the old instance is lost, as it would be there.
+        """
+        if self.vm is not None:
+            self.vm.close()
+        self.failed = None
+        self._start()
+        for plugin in self.plugins:
+            plugin._start_root()
+
+    def close(self) -> None:
+        """Shut the plugins down (``on_done``, ``on_delete``) and drop the VM."""
+        if self.vm is None:
+            return
+        if self.failed is None:
+            for plugin in self.plugins:
+                plugin._shutdown()
+        self.vm.close()
+        self.vm = None
+
+    def __enter__(self) -> FilterVm:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plugins and contexts -----------------------------------------------------
+
+    def add_plugin(self, config: PluginConfig | None = None) -> Plugin:
+        """Create a plugin's root context and start it.
+
+        Raises:
+            FilterStartError: ``on_vm_start`` or ``on_configure`` returned false.
+            FilterTrapError: the filter trapped while starting.
+        """
+        plugin = Plugin(self, config or PluginConfig())
+        plugin._start_root()
+        self.plugins.append(plugin)
+        return plugin
+
+    def new_context_id(self) -> int:
+        """The next context id of this VM."""
+        cid = self._next_id
+        self._next_id += 1
+        return cid
+
+    @property
+    def ctx(self) -> Context:
+        """The context host calls act on now (the effective one if switched)."""
+        return self.effective if self.effective is not None else self._stack[-1]
+
+    @contextmanager
+    def entered(self, ctx: Context) -> Iterator[None]:
+        """Make ``ctx`` current for one call into the guest; calls may nest."""
+        self._stack.append(ctx)
+        saved, self.effective = self.effective, None
+        try:
+            yield
+        finally:
+            self._stack.pop()
+            self.effective = saved
+
+    def invoke(
+        self,
+        name: str,
+        args: Sequence[int],
+        ctx: Context,
+        *,
+        startup: bool = False,
+    ) -> int | None:
+        """Call export ``name`` for ``ctx``; ``None`` if not exported.
+
+        Raises:
+            FilterTrapError: the guest failed; the VM is marked failed.
+        """
+        vm = self.vm
+        if vm is None or not vm.has_export(name):
+            return None
+        sig = vm.export_signature(name)
+        expected = callback_signature(name, self.abi_version)
+        if expected is not None and sig is not None and sig.params != expected.params:
+            # A callback of another ABI shape: pass what it takes.
+            args = tuple(args[: len(sig.params)]) + (0,) * (len(sig.params) - len(args))
+        start = time.perf_counter_ns()
+        index = len(self.trace)
+        depth = self._depth
+        self._depth += 1
+        try:
+            with self.entered(ctx):
+                result = vm.call(name, args, context_id=ctx.id, startup=startup)
+        except FilterTrapError as exc:
+            self.wasi.flush()
+            self._classify(exc, index)
+            if self.tracing:
+                self._trace_callback(name, ctx, args, exc.kind, start, index, depth)
+            self.failed = exc
+            raise
+        finally:
+            self._depth -= 1
+        if self.tracing:
+            self._trace_callback(name, ctx, args, result, start, index, depth)
+        return result
+
+    def _classify(self, exc: FilterTrapError, since: int) -> None:
+        if exc.kind != "trap":
+            return
+        oom = ("out of memory", "allocation failed", "memory allocation of")
+        recent = self.logs[-8:]
+        if any(any(m in r.message.lower() for m in oom) for r in recent):
+            exc.kind = "memory"
+
+    def _trace_callback(
+        self,
+        name: str,
+        ctx: Context,
+        args: Sequence[int],
+        result: Any,
+        start: int,
+        index: int,
+        depth: int,
+    ) -> None:
+        names = _callback_arg_names(name, len(args))
+        event = TraceEvent(
+            "callback",
+            name,
+            ctx.id,
+            dict(zip(names, args, strict=False)),
+            result,
+            time.perf_counter_ns() - start,
+            depth,
+        )
+        self.trace.insert(index, event)
+
+    def _traced(self, name: str, fn: HostFunction, params: list[str]) -> HostFunction:
+        decoders = _decoders(params, self)
+
+        def traced(*args: int) -> int | None:
+            start = time.perf_counter_ns()
+            decoded = {k: d(args) for k, d in decoders}
+            self.out = None
+            result = fn(*args)
+            if self.out is not None:
+                decoded["returned"] = self.out
+            if self._quirks:
+                decoded["quirk"] = "; ".join(self._quirks)
+                self._quirks.clear()
+            status: Any = result
+            if name.startswith("proxy_") and result is not None:
+                status = WasmResult(result).name if 0 <= result <= 12 else result
+            self.trace.append(
+                TraceEvent(
+                    "hostcall",
+                    name,
+                    self.ctx.id,
+                    decoded,
+                    status,
+                    time.perf_counter_ns() - start,
+                    self._depth,
+                )
+            )
+            return result
+
+        return traced
+
+    # -- services for host functions ---------------------------------------------
+
+    def log_guest(self, level: LogLevel, message: str, source: str) -> None:
+        """Record a log line from the filter, if at or above the log level."""
+        if level >= self.log_level:
+            self.logs.append(
+                LogRecord(level, message, self.ctx.id, source, self.clock.now_ns())
+            )
+
+    def log_host(self, level: LogLevel, message: str) -> None:
+        """Record a message from the host about the filter."""
+        self.logs.append(LogRecord(level, message, self.ctx.id, "host", self.clock.now_ns()))
+
+    def note_quirk(self, text: str) -> None:
+        """Note, in the trace, a known SDK bug the host worked around."""
+        self._quirks.append(text)
+
+    def property(self, path: tuple[bytes, ...]) -> bytes | None:
+        """Resolve a property for the current context."""
+        ctx = self.ctx
+        root = ctx.root
+        plugin = root.plugin.config if isinstance(root, RootContext) else None
+        values: dict[str, properties.PropertyValue] = {"plugin_vm_id": self.vm_id}
+        if plugin is not None:
+            values["plugin_root_id"] = plugin.root_id
+            values["plugin_name"] = plugin.display_name
+        if isinstance(ctx, HttpContext):
+            values["connection_id"] = ctx.id
+        return properties.resolve(path, ctx, values, self.overrides)
+
+    def callout_map(self, map_type: int) -> HeaderPairs | None:
+        """Maps 4-7 (gRPC metadata, callout responses): none outside callouts."""
+        return None
+
+
+def _parse_overrides(
+    items: Mapping[str, properties.PropertyValue] | None,
+) -> dict[tuple[bytes, ...], properties.PropertyValue]:
+    return properties.parse_overrides(items or {})
+
+
+def _bind(impl: Callable[..., Any], h: FilterVm) -> HostFunction:
+    def bound(*args: int) -> int | None:
+        result: int | None = impl(h, *args)
+        return result
+
+    return bound
+
+
+def _wasi_placeholder(name: str) -> Callable[..., Any]:
+    def placeholder(*args: int) -> int:
+        raise AssertionError(f"WASI {name} is bound per instance")
+
+    return placeholder
+
+
+def _decoders(
+    params: list[str], h: FilterVm
+) -> list[tuple[str, Callable[[Sequence[int]], Any]]]:
+    out: list[tuple[str, Callable[[Sequence[int]], Any]]] = []
+    names = list(params)
+    for i, pname in enumerate(names):
+        if pname.startswith("ret"):
+            continue
+        if pname in _ENUMS:
+            conv = _ENUMS[pname]
+            out.append((pname, lambda a, i=i, conv=conv: conv(a[i])))
+        elif pname.endswith("_ptr") and i + 1 < len(names) and names[i + 1].endswith("_size"):
+            label = pname[: -len("_ptr")]
+
+            def read(a: Sequence[int], i: int = i, label: str = label) -> Any:
+                raw = h.mem.read(a[i], a[i + 1])
+                if raw is None:
+                    return f"<invalid {a[i]:#x}+{a[i + 1]}>"
+                if label in ("headers", "pairs"):
+                    try:
+                        return [[k, v] for k, v in pairs.decode(raw)]
+                    except pairs.PairsError:
+                        return raw[:256]
+                return raw[:256]
+
+            out.append((label, read))
+        elif pname.endswith("_size") and i > 0 and names[i - 1].endswith("_ptr"):
+            continue
+        else:
+            out.append((pname, lambda a, i=i: a[i]))
+    return out
+
+
+def _detect_abi(module: CompiledModule) -> AbiVersion:
+    for name, export in module.exports.items():
+        if export.kind != "func":
+            continue
+        for version in AbiVersion:
+            if name == version.marker:
+                return version
+    raise FilterLoadError(
+        f"{module.name}: missing or unknown proxy-wasm ABI version: the module "
+        "exports none of proxy_abi_version_0_1_0, _0_2_0, _0_2_1"
+    )
+
+
+def _allocator(module: CompiledModule) -> str:
+    for name in ("malloc", "proxy_on_memory_allocate"):
+        export = module.exports.get(name)
+        if export is not None and export.kind == "func":
+            return name
+    raise FilterLoadError(
+        f"{module.name}: missing malloc: the module exports neither malloc nor "
+        "proxy_on_memory_allocate, so the host cannot pass it data"
+    )
+
+
+class Plugin:
+    """One plugin (root context) in a :class:`FilterVm`."""
+
+    def __init__(self, vm: FilterVm, config: PluginConfig) -> None:
+        self.vm = vm
+        self.config = config
+        self.root: RootContext | None = None
+
+    @property
+    def configuration(self) -> bytes:
+        """The plugin configuration bytes."""
+        return self.config.configuration
+
+    def _start_root(self) -> None:
+        vm = self.vm
+        root = RootContext(vm.new_context_id(), self)
+        vm.contexts[root.id] = root
+        self.root = root
+        vm.invoke("proxy_on_context_create", (root.id, 0), root)
+        ok = vm.invoke("proxy_on_vm_start", (root.id, len(vm.vm_configuration)), root)
+        if ok == 0:
+            raise FilterStartError(
+                f"{vm.module.name}: proxy_on_vm_start returned false for root id "
+                f"{self.config.root_id!r}",
+                callback="proxy_on_vm_start",
+                root_id=self.config.root_id,
+            )
+        root.configuring = True
+        try:
+            ok = vm.invoke("proxy_on_configure", (root.id, len(self.configuration)), root)
+        finally:
+            root.configuring = False
+        if ok == 0:
+            raise FilterStartError(
+                f"{vm.module.name}: proxy_on_configure returned false for root id "
+                f"{self.config.root_id!r} (plugin configuration: "
+                f"{self.configuration[:200]!r})",
+                callback="proxy_on_configure",
+                root_id=self.config.root_id,
+            )
+
+    def _shutdown(self) -> None:
+        root = self.root
+        if root is None:
+            return
+        done = self.vm.invoke("proxy_on_done", (root.id,), root)
+        if done == 0:
+            root.done_pending = True
+            return
+        self.vm.invoke("proxy_on_delete", (root.id,), root)
+
+    def http_stream(self) -> HttpStream:
+        """A new HTTP stream through this plugin (its context is made lazily)."""
+        from wasmkit.host.stream import HttpStream
+
+        return HttpStream(self)
+
+    def run_http(
+        self,
+        request: HttpMessage,
+        response: HttpMessage | Callable[[HttpMessage], HttpMessage] | None = None,
+        *,
+        chunk_size: int | None = None,
+    ) -> StreamResult:
+        """Run one exchange through the filter, as Envoy would.
+
+        The request goes through the request callbacks; if the filter passes it
+        on, ``response`` (a message, or a function of the request as the
+        filter passed it) comes back through the response callbacks; then
+        ``on_log``, ``on_done`` and ``on_delete`` run.
+
+        Args:
+            request: the request as the client sent it.
+            response: the upstream's answer; ``None`` means an empty 200.
+            chunk_size: deliver bodies in chunks of this many bytes (default:
+                one chunk).
+
+        Returns:
+            What happened: before/after of both messages, local reply, logs,
+            trace and error. A filter failure is reported there, not raised.
+        """
+        from wasmkit.host.stream import run_exchange
+
+        return run_exchange(self, request, response, chunk_size=chunk_size)
+
+
+# Imported late: stream builds on the classes above.
+from wasmkit.host.stream import HttpStream, StreamResult  # noqa: E402
+
+
+def load(
+    source: CompiledModule | bytes | str | os.PathLike[str],
+    *,
+    config: bytes | str = b"",
+    root_id: str = "",
+    name: str = "",
+    fail_open: bool = False,
+    **options: Any,
+) -> Plugin:
+    """Load a filter and start one plugin: the quick way in.
+
+    Args:
+        source: wasm bytes, WAT text, a ``.wasm`` / ``.wat`` path, or a
+            compiled module.
+        config: the plugin configuration.
+        root_id: the plugin's root id.
+        name: the plugin name (defaults to the root id).
+        fail_open: let traffic through when the filter fails.
+        **options: passed to :class:`FilterVm` (``vm_configuration``,
+            ``limits``, ``log_level``, ``profile``, ...).
+
+    Raises:
+        FilterLoadError: the module cannot be loaded or started.
+        FilterStartError: the filter rejected its configuration.
+    """
+    vm = FilterVm(source, **options)
+    data = config.encode() if isinstance(config, str) else config
+    try:
+        return vm.add_plugin(
+            PluginConfig(root_id=root_id, configuration=data, name=name, fail_open=fail_open)
+        )
+    except FilterTrapError as exc:
+        raise FilterLoadError(f"{vm.module.name}: plugin start-up failed: {exc}") from exc

@@ -1,0 +1,503 @@
+"""The HTTP stream lifecycle with Envoy's filter-manager semantics.
+
+An :class:`HttpStream` receives frames (headers, body chunks, trailers) for the
+request and then the response, runs the filter's callbacks for them, and keeps
+what the filter passed on. Envoy's rules, applied here:
+
+* Pause (any stop status) on headers holds the headers and buffers the body
+  without calling the filter, until the filter continues the stream; then the
+  buffered body is delivered in one body callback.
+* Pause on a body chunk buffers it; the next body callback sees the whole
+  buffered body (its size grows), until a callback continues.
+* ``proxy_continue_stream`` / ``proxy_close_stream`` / a local reply take
+  effect after the callback returns.
+* A local reply from the request path ends the request path; the reply then
+  runs through the same filter's response callbacks. A local reply from a
+  response callback replaces the response directly (no more callbacks).
+* When the stream ends: ``on_log``, ``on_done``, ``on_delete`` (Envoy order;
+  ``spec`` profile: done, log, delete).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from wasmkit.abi.constants import AbiVersion, StreamType
+from wasmkit.errors import FilterTrapError
+from wasmkit.host.context import HttpContext, LogRecord, Side, TraceEvent
+from wasmkit.host.message import HeaderPairs, HttpMessage, LocalReply, response
+
+if TYPE_CHECKING:
+    from wasmkit.host.plugin import Plugin
+
+_CALLBACKS = {
+    StreamType.HTTP_REQUEST: (
+        "proxy_on_request_headers",
+        "proxy_on_request_body",
+        "proxy_on_request_trailers",
+    ),
+    StreamType.HTTP_RESPONSE: (
+        "proxy_on_response_headers",
+        "proxy_on_response_body",
+        "proxy_on_response_trailers",
+    ),
+}
+
+Frame = tuple[Literal["headers", "data", "trailers"], Any, bool]
+
+
+@dataclass(slots=True)
+class StreamResult:
+    """What one HTTP stream did in the filter."""
+
+    request_before: HttpMessage
+    """The request as the client sent it."""
+    request_after: HttpMessage | None
+    """The request as the filter passed it upstream (or left it, if held)."""
+    request_forwarded: bool
+    """Whether the request's headers went upstream."""
+    response_before: HttpMessage | None
+    """The upstream's response, ``None`` if upstream was never asked."""
+    response_after: HttpMessage | None
+    """The response the client received, ``None`` if none (reset, stalled)."""
+    local_reply: LocalReply | None
+    """The filter's local reply, if it sent one."""
+    logs: list[LogRecord]
+    """Log records emitted while this stream ran."""
+    trace: list[TraceEvent]
+    """Callbacks and host calls of this stream, in order."""
+    error: FilterTrapError | None = None
+    """The filter failure that ended the stream, if any."""
+    stalled: str | None = None
+    """Where the stream stayed paused (``request headers`` ...), if it did."""
+    reset: bool = False
+    """The filter closed (reset) the stream."""
+    context_id: int = 0
+    """The stream's context id."""
+    notes: list[str] = field(default_factory=list)
+    """Host remarks (e.g. a local reply that came too late)."""
+
+    @property
+    def ok(self) -> bool:
+        """The filter ran without failing."""
+        return self.error is None
+
+
+class HttpStream:
+    """One HTTP stream through a plugin, driven frame by frame."""
+
+    def __init__(self, plugin: Plugin) -> None:
+        self.plugin = plugin
+        self.vm = plugin.vm
+        self.ctx: HttpContext | None = None
+        self.ended = False
+        self.error: FilterTrapError | None = None
+        self.reset = False
+        self.stalled: str | None = None
+        self.notes: list[str] = []
+        self.upstream_response: HttpMessage | None = None
+        self._queues: dict[StreamType, list[Frame]] = {
+            StreamType.HTTP_REQUEST: [],
+            StreamType.HTTP_RESPONSE: [],
+        }
+        self._log_start = len(self.vm.logs)
+        self._trace_start = len(self.vm.trace)
+        self._bypass = False
+        self._finished = False
+
+    # -- driving ----------------------------------------------------------------
+
+    def _context(self) -> HttpContext:
+        if self.ctx is None:
+            vm = self.vm
+            if vm.failed is not None:
+                vm.reload()
+            root = self.plugin.root
+            assert root is not None
+            ctx = HttpContext(vm.new_context_id(), root)
+            ctx.start_ns = vm.clock.now_ns()
+            vm.contexts[ctx.id] = ctx
+            self.ctx = ctx
+            self._call("proxy_on_context_create", (ctx.id, root.id))
+        return self.ctx
+
+    def send(self, stream_type: StreamType, frame: Frame) -> None:
+        """Deliver one frame of the request or the response."""
+        ctx = self._context()
+        side = ctx.side(stream_type)
+        if self.ended:
+            return
+        self._queues[stream_type].append(frame)
+        self._pump(side)
+
+    def request_headers(self, headers: HeaderPairs, end_of_stream: bool) -> None:
+        """The client's request headers arrive."""
+        self.send(StreamType.HTTP_REQUEST, ("headers", headers, end_of_stream))
+
+    def request_body(self, chunk: bytes, end_of_stream: bool) -> None:
+        """A chunk of the request body arrives."""
+        self.send(StreamType.HTTP_REQUEST, ("data", chunk, end_of_stream))
+
+    def request_trailers(self, trailers: HeaderPairs) -> None:
+        """The request's trailers arrive (ending it)."""
+        self.send(StreamType.HTTP_REQUEST, ("trailers", trailers, True))
+
+    def response_headers(self, headers: HeaderPairs, end_of_stream: bool) -> None:
+        """The upstream's response headers arrive."""
+        self.send(StreamType.HTTP_RESPONSE, ("headers", headers, end_of_stream))
+
+    def response_body(self, chunk: bytes, end_of_stream: bool) -> None:
+        """A chunk of the response body arrives."""
+        self.send(StreamType.HTTP_RESPONSE, ("data", chunk, end_of_stream))
+
+    def response_trailers(self, trailers: HeaderPairs) -> None:
+        """The response's trailers arrive."""
+        self.send(StreamType.HTTP_RESPONSE, ("trailers", trailers, True))
+
+    def send_message(
+        self, stream_type: StreamType, message: HttpMessage, chunk_size: int | None = None
+    ) -> None:
+        """Deliver a whole message: headers, body in chunks, trailers."""
+        body = message.body
+        has_trailers = message.trailers is not None
+        self.send(stream_type, ("headers", list(message.headers), not body and not has_trailers))
+        if body:
+            step = chunk_size or len(body)
+            for pos in range(0, len(body), step):
+                last = pos + step >= len(body)
+                self.send(stream_type, ("data", body[pos : pos + step], last and not has_trailers))
+        if message.trailers is not None:
+            self.send(stream_type, ("trailers", list(message.trailers), True))
+
+    def _side(self, stream_type: StreamType) -> Side:
+        return self._context().side(stream_type)
+
+    def request_complete(self) -> bool:
+        """Whether the whole request went upstream."""
+        return self.ctx is not None and self.ctx.request.complete
+
+    # -- the pump ---------------------------------------------------------------
+
+    def _pump(self, side: Side) -> None:
+        queue = self._queues[side.stream_type]
+        while queue and not self.ended and side.stopped not in ("headers", "trailers"):
+            kind, payload, eos = queue.pop(0)
+            if kind == "headers":
+                self._on_headers(side, payload, eos)
+            elif kind == "data":
+                self._on_data(side, payload, eos)
+            else:
+                self._on_trailers(side, payload)
+        if not queue and self.ended is False:
+            self._check_complete(side)
+
+    def _receive(self, side: Side, kind: str, payload: Any, eos: bool) -> None:
+        before = side.before
+        if before is None:
+            before = side.before = HttpMessage([])
+        if kind == "data":
+            before.body += payload
+        elif kind == "trailers":
+            before.trailers = list(payload)
+            side.trailers_received = True
+        if eos:
+            side.end_received = True
+
+    def _on_headers(self, side: Side, headers: HeaderPairs, eos: bool) -> None:
+        side.before = HttpMessage(list(headers))
+        side.headers = list(headers)
+        self._receive(side, "headers", headers, eos)
+        side.headers_seen = True
+        if self._bypass:
+            self._forward_headers(side)
+            return
+        cb = _CALLBACKS[side.stream_type][0]
+        ctx = self._context()
+        args: tuple[int, ...] = (ctx.id, len(headers), int(eos))
+        if self.vm.abi_version is AbiVersion.V0_1_0:
+            args = args[:2]
+        status = self._call(cb, args, side=side)
+        if status is None or self.ended:
+            if status is None and not self.ended:
+                self._forward_headers(side)
+            return
+        if status == 0:
+            self._forward_headers(side)
+        elif status == 2:  # ContinueAndEndStream
+            self._forward_headers(side)
+            side.end_received = True
+            self._queues[side.stream_type].clear()
+        elif status == 1 and self.plugin.config.allow_on_headers_stop_iteration:
+            side.stopped = "headers-only"
+        else:
+            side.stopped = "headers"
+        self._after_callback(side)
+
+    def _on_data(self, side: Side, chunk: bytes, eos: bool) -> None:
+        self._receive(side, "data", chunk, eos)
+        side.buffer += chunk
+        if self._bypass:
+            self._forward_body(side)
+            return
+        self._deliver_body(side, eos)
+
+    def _deliver_body(self, side: Side, eos: bool) -> None:
+        cb = _CALLBACKS[side.stream_type][1]
+        ctx = self._context()
+        side.in_body_callback = True
+        side.body_eos = eos
+        try:
+            status = self._call(cb, (ctx.id, len(side.buffer), int(eos)), side=side)
+        finally:
+            side.in_body_callback = False
+            side.body_eos = False
+        if self.ended:
+            return
+        if status is None or status == 0:
+            if side.stopped == "headers-only":
+                side.stopped = None
+            if side.stopped is None:
+                self._forward_body(side)
+            if status is None:
+                return
+        elif side.stopped != "headers-only":
+            side.stopped = "body"
+        self._after_callback(side)
+
+    def _on_trailers(self, side: Side, trailers: HeaderPairs) -> None:
+        self._receive(side, "trailers", trailers, True)
+        side.trailers = list(trailers)
+        if self._bypass:
+            self._forward_body(side)
+            self._forward_trailers(side)
+            return
+        cb = _CALLBACKS[side.stream_type][2]
+        ctx = self._context()
+        side.trailers_called = True
+        status = self._call(cb, (ctx.id, len(trailers)), side=side)
+        if self.ended:
+            return
+        if not status:
+            if side.stopped in ("body", "headers-only"):
+                side.stopped = None
+            if side.forwarded_headers is None:
+                self._forward_headers(side)
+            self._forward_body(side)
+            self._forward_trailers(side)
+            if status is None:
+                return
+        else:
+            side.stopped = "trailers"
+        self._after_callback(side)
+
+    # -- forwarding ----------------------------------------------------------------
+
+    def _forward_headers(self, side: Side) -> None:
+        if side.forwarded_headers is None and side.headers is not None:
+            side.forwarded_headers = list(side.headers)
+
+    def _forward_body(self, side: Side) -> None:
+        if side.forwarded_headers is None:
+            self._forward_headers(side)
+        side.forwarded_body += side.buffer
+        side.buffer.clear()
+
+    def _forward_trailers(self, side: Side) -> None:
+        if side.trailers is not None:
+            side.forwarded_trailers = list(side.trailers)
+
+    def _check_complete(self, side: Side) -> None:
+        if (
+            side.end_received
+            and side.stopped is None
+            and side.forwarded_headers is not None
+            and not side.buffer
+            and (not side.trailers_received or side.forwarded_trailers is not None)
+        ):
+            side.complete = True
+
+    # -- after a callback: deferred actions -------------------------------------------
+
+    def _after_callback(self, side: Side) -> None:
+        ctx = self._context()
+        if ctx.local_reply is not None and not self.ended:
+            self._local_reply(side, ctx.local_reply)
+            return
+        if ctx.pending_close:
+            ctx.pending_close.clear()
+            self.reset = True
+            self.notes.append(f"the filter closed the stream in {ctx.callback}")
+            self.ended = True
+            return
+        while ctx.pending_continue:
+            stream_type = ctx.pending_continue.pop(0)
+            self._resume(ctx.side(stream_type))
+
+    def _resume(self, side: Side) -> None:
+        was, side.stopped = side.stopped, None
+        if was in ("headers", "headers-only"):
+            self._forward_headers(side)
+            queue = self._queues[side.stream_type]
+            data = [f for f in queue if f[0] == "data"]
+            if data or side.buffer:
+                # Envoy hands the body buffered during the stop to the filter at once.
+                queue[:] = [f for f in queue if f[0] != "data"]
+                for _, chunk, _eos in data:
+                    self._receive(side, "data", chunk, False)
+                    side.buffer += chunk
+                eos = side.end_received and not side.trailers_received and not any(
+                    f[0] == "trailers" for f in queue
+                )
+                if data and data[-1][2]:
+                    side.end_received = True
+                    eos = True
+                self._deliver_body(side, eos)
+        elif was == "body":
+            self._forward_body(side)
+        elif was == "trailers":
+            self._forward_body(side)
+            self._forward_trailers(side)
+        self._pump(side)
+
+    def _local_reply(self, side: Side, reply: LocalReply) -> None:
+        ctx = self._context()
+        response_side = ctx.response
+        self._queues[StreamType.HTTP_REQUEST].clear()
+        if side.stream_type is StreamType.HTTP_REQUEST and not response_side.headers_seen:
+            # Envoy sends the reply through the filter's response callbacks.
+            ctx.request.stopped = None
+            self.send_message(StreamType.HTTP_RESPONSE, reply.to_message())
+            self.ended = True
+        elif response_side.forwarded_headers is None:
+            message = reply.to_message()
+            response_side.headers = list(message.headers)
+            response_side.forwarded_headers = list(message.headers)
+            response_side.buffer.clear()
+            response_side.forwarded_body = bytearray(message.body)
+            response_side.trailers = None
+            response_side.forwarded_trailers = None
+            response_side.stopped = None
+            response_side.complete = True
+            self._queues[StreamType.HTTP_RESPONSE].clear()
+            self.ended = True
+        else:
+            self.notes.append(
+                f"local reply from {reply.callback} after the response headers were "
+                "sent: the stream is reset"
+            )
+            self.reset = True
+            self.ended = True
+
+    # -- calls ------------------------------------------------------------------
+
+    def _call(self, name: str, args: tuple[int, ...], side: Side | None = None) -> int | None:
+        ctx = self._context() if name != "proxy_on_context_create" else self.ctx
+        assert ctx is not None
+        ctx.callback = name
+        try:
+            return self.vm.invoke(name, args, ctx)
+        except FilterTrapError as exc:
+            self._fail(exc)
+            return None
+
+    def _fail(self, exc: FilterTrapError) -> None:
+        self.error = exc
+        ctx = self.ctx
+        assert ctx is not None
+        if self.plugin.config.fail_open:
+            # Traffic goes on as if the filter were not there.
+            self._bypass = True
+            for side in (ctx.request, ctx.response):
+                side.stopped = None
+                self._pump(side)
+            return
+        self.ended = True
+        response_side = ctx.response
+        if response_side.forwarded_headers is None:
+            reply = LocalReply(503, details="wasm_fail_stream", grpc_status=14)
+            message = reply.to_message()
+            response_side.headers = list(message.headers)
+            response_side.forwarded_headers = list(message.headers)
+            response_side.forwarded_body = bytearray()
+            response_side.buffer.clear()
+            response_side.complete = True
+            self.notes.append("fail-closed: the client gets 503 (wasm_fail_stream)")
+        else:
+            self.reset = True
+
+    # -- the end ----------------------------------------------------------------
+
+    def finish(self) -> StreamResult:
+        """End the stream (log, done, delete) and report what happened."""
+        if self._finished:
+            raise RuntimeError("stream already finished")
+        self._finished = True
+        ctx = self._context()
+        if self.stalled is None and not self.ended:
+            for side, label in ((ctx.request, "request"), (ctx.response, "response")):
+                if side.stopped is not None and side.headers is not None:
+                    where = "headers" if side.stopped == "headers-only" else side.stopped
+                    self.stalled = f"{label} {where}"
+                    break
+        if self.vm.failed is None:
+            order = ["proxy_on_log", "proxy_on_done", "proxy_on_delete"]
+            if self.vm.profile == "spec":
+                order = ["proxy_on_done", "proxy_on_log", "proxy_on_delete"]
+            for name in order:
+                if self.vm.failed is not None:
+                    break
+                ctx.in_log = name == "proxy_on_log"
+                ctx.callback = name
+                try:
+                    self.vm.invoke(name, (ctx.id,), ctx)
+                except FilterTrapError as exc:
+                    if self.error is None:
+                        self.error = exc
+                finally:
+                    ctx.in_log = False
+        self.vm.contexts.pop(ctx.id, None)
+        request_before = ctx.request.before or HttpMessage([])
+        response_after = None
+        if ctx.response.forwarded_headers is not None and not self.reset:
+            response_after = ctx.response.after()
+        return StreamResult(
+            request_before=request_before,
+            request_after=ctx.request.after(),
+            request_forwarded=ctx.request.forwarded_headers is not None,
+            response_before=self.upstream_response,
+            response_after=response_after,
+            local_reply=ctx.local_reply,
+            logs=self.vm.logs[self._log_start :],
+            trace=self.vm.trace[self._trace_start :],
+            error=self.error,
+            stalled=self.stalled,
+            reset=self.reset,
+            context_id=ctx.id,
+            notes=self.notes,
+        )
+
+
+def run_exchange(
+    plugin: Plugin,
+    request: HttpMessage,
+    upstream: HttpMessage | Callable[[HttpMessage], HttpMessage] | None,
+    *,
+    chunk_size: int | None = None,
+) -> StreamResult:
+    """Run a whole exchange through ``plugin`` (see :meth:`Plugin.run_http`)."""
+    stream = HttpStream(plugin)
+    stream.send_message(StreamType.HTTP_REQUEST, request, chunk_size)
+    if not stream.ended and stream.request_complete():
+        forwarded = stream._side(StreamType.HTTP_REQUEST).after()
+        assert forwarded is not None
+        if upstream is None:
+            answer = response(200)
+        elif callable(upstream):
+            answer = upstream(forwarded)
+        else:
+            answer = upstream
+        stream.upstream_response = answer.copy()
+        stream.send_message(StreamType.HTTP_RESPONSE, answer, chunk_size)
+    return stream.finish()
