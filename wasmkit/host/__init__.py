@@ -1,0 +1,31 @@
+"""The in-process proxy-wasm host: load a filter, run HTTP streams through it."""
+
+from __future__ import annotations
+
+from wasmkit.host.context import LogRecord, TraceEvent
+from wasmkit.host.message import HttpMessage, LocalReply, request, response
+from wasmkit.host.plugin import FilterVm, Plugin, PluginConfig, VirtualClock, load
+from wasmkit.host.record import render_text, to_record
+from wasmkit.host.stream import HttpStream, StreamResult
+from wasmkit.host.vm import CompiledModule, Limits, compile_module
+
+__all__ = [
+    "CompiledModule",
+    "FilterVm",
+    "HttpMessage",
+    "HttpStream",
+    "Limits",
+    "LocalReply",
+    "LogRecord",
+    "Plugin",
+    "PluginConfig",
+    "StreamResult",
+    "TraceEvent",
+    "VirtualClock",
+    "compile_module",
+    "load",
+    "render_text",
+    "request",
+    "response",
+    "to_record",
+]

@@ -252,6 +252,7 @@ class FilterVm:
 
     def _start(self) -> None:
         self.contexts: dict[int, Context] = {}
+        self.streams: dict[int, HttpStream] = {}
         self._next_id = 1
         self._vm_ctx = Context(0, None)
         self._stack: list[Context] = [self._vm_ctx]

@@ -106,6 +106,7 @@ class HttpStream:
         self._trace_start = len(self.vm.trace)
         self._bypass = False
         self._finished = False
+        self._replied: LocalReply | None = None
 
     # -- driving ----------------------------------------------------------------
 
@@ -119,6 +120,7 @@ class HttpStream:
             ctx = HttpContext(vm.new_context_id(), root)
             ctx.start_ns = vm.clock.now_ns()
             vm.contexts[ctx.id] = ctx
+            vm.streams[ctx.id] = self
             self.ctx = ctx
             self._call("proxy_on_context_create", (ctx.id, root.id))
         return self.ctx
@@ -256,7 +258,7 @@ class HttpStream:
         if self.ended:
             return
         if status is None or status == 0:
-            if side.stopped == "headers-only":
+            if side.stopped in ("headers-only", "body"):
                 side.stopped = None
             if side.stopped is None:
                 self._forward_body(side)
@@ -320,10 +322,22 @@ class HttpStream:
 
     # -- after a callback: deferred actions -------------------------------------------
 
-    def _after_callback(self, side: Side) -> None:
-        ctx = self._context()
-        if ctx.local_reply is not None and not self.ended:
-            self._local_reply(side, ctx.local_reply)
+    def _after_callback(self, side: Side | None = None) -> None:
+        self._apply_pending()
+        # The filter may have acted on other streams (set_effective_context).
+        for other in list(self.vm.streams.values()):
+            if other is not self:
+                other._apply_pending()
+
+    def _apply_pending(self) -> None:
+        ctx = self.ctx
+        if ctx is None or self._finished:
+            return
+        if ctx.local_reply is not None and not self.ended and (
+            self._replied is not ctx.local_reply
+        ):
+            self._replied = ctx.local_reply
+            self._local_reply(ctx.local_reply)
             return
         if ctx.pending_close:
             ctx.pending_close.clear()
@@ -361,11 +375,11 @@ class HttpStream:
             self._forward_trailers(side)
         self._pump(side)
 
-    def _local_reply(self, side: Side, reply: LocalReply) -> None:
+    def _local_reply(self, reply: LocalReply) -> None:
         ctx = self._context()
         response_side = ctx.response
         self._queues[StreamType.HTTP_REQUEST].clear()
-        if side.stream_type is StreamType.HTTP_REQUEST and not response_side.headers_seen:
+        if not response_side.headers_seen:
             # Envoy sends the reply through the filter's response callbacks.
             ctx.request.stopped = None
             self.send_message(StreamType.HTTP_RESPONSE, reply.to_message())
@@ -397,10 +411,13 @@ class HttpStream:
         assert ctx is not None
         ctx.callback = name
         try:
-            return self.vm.invoke(name, args, ctx)
+            status = self.vm.invoke(name, args, ctx)
         except FilterTrapError as exc:
             self._fail(exc)
             return None
+        if ctx.local_reply is not None and ctx.local_reply is not self._replied:
+            return 1  # Envoy stops iteration when the callback sent a local reply
+        return status
 
     def _fail(self, exc: FilterTrapError) -> None:
         self.error = exc
@@ -458,6 +475,7 @@ class HttpStream:
                 finally:
                     ctx.in_log = False
         self.vm.contexts.pop(ctx.id, None)
+        self.vm.streams.pop(ctx.id, None)
         request_before = ctx.request.before or HttpMessage([])
         response_after = None
         if ctx.response.forwarded_headers is not None and not self.reset:

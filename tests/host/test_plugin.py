@@ -1,0 +1,226 @@
+"""Start-up as Envoy does it, plugins, contexts, module checks at load."""
+
+from __future__ import annotations
+
+import pytest
+
+from wasmkit.abi.constants import AbiVersion, LogLevel
+from wasmkit.errors import FilterLoadError, FilterStartError
+from wasmkit.host import FilterVm, PluginConfig, load, request, response
+from wasmkit.testing import filter_wat
+
+# Logs every callback with its context id, so the order is visible in the logs.
+LOGGING = """
+(func $say (param $msg i32) (param $len i32)
+  (drop (call $proxy_log (i32.const 2) (local.get $msg) (local.get $len))))
+(func (export "_initialize") (call $say (global.get $s_init) (global.get $s_init_len)))
+(func (export "proxy_on_context_create") (param i32 i32)
+  (call $say (global.get $s_create) (global.get $s_create_len)))
+(func (export "proxy_on_vm_start") (param i32 i32) (result i32)
+  (call $say (global.get $s_vm) (global.get $s_vm_len)) (i32.const 1))
+(func (export "proxy_on_configure") (param i32 i32) (result i32)
+  (call $say (global.get $s_conf) (global.get $s_conf_len)) (i32.const 1))
+(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+  (call $say (global.get $s_reqh) (global.get $s_reqh_len)) (i32.const 0))
+(func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+  (call $say (global.get $s_resh) (global.get $s_resh_len)) (i32.const 0))
+(func (export "proxy_on_log") (param i32)
+  (call $say (global.get $s_log) (global.get $s_log_len)))
+(func (export "proxy_on_done") (param i32) (result i32)
+  (call $say (global.get $s_done) (global.get $s_done_len)) (i32.const 1))
+(func (export "proxy_on_delete") (param i32)
+  (call $say (global.get $s_del) (global.get $s_del_len)))
+"""
+STRINGS = {
+    "init": "init",
+    "create": "create",
+    "vm": "vm_start",
+    "conf": "configure",
+    "reqh": "request_headers",
+    "resh": "response_headers",
+    "log": "log",
+    "done": "done",
+    "del": "delete",
+}
+
+
+def _logging_module() -> str:
+    return filter_wat(LOGGING, strings=STRINGS)
+
+
+def test_startup_order_and_context_ids():
+    vm = FilterVm(_logging_module(), vm_id="vm1")
+    first = vm.add_plugin(PluginConfig(root_id="a"))
+    second = vm.add_plugin(PluginConfig(root_id="b"))
+    assert [(r.message, r.context_id) for r in vm.logs] == [
+        ("init", 0),
+        ("create", 1),
+        ("vm_start", 1),
+        ("configure", 1),
+        ("create", 2),
+        ("vm_start", 2),
+        ("configure", 2),
+    ]
+    assert first.root is not None and first.root.id == 1
+    assert second.root is not None and second.root.id == 2
+    create = [t for t in vm.trace if t.name == "proxy_on_context_create"]
+    assert [t.args["parent_context_id"] for t in create] == [0, 0]
+
+
+def test_stream_order_is_envoys_and_ids_continue():
+    plugin = load(_logging_module(), root_id="r")
+    result = plugin.run_http(request(), response())
+    order = [r.message for r in result.logs]
+    assert order == ["create", "request_headers", "response_headers", "log", "done", "delete"]
+    assert result.context_id == 2
+    again = plugin.run_http(request(), response())
+    assert again.context_id == 3
+
+
+def test_spec_profile_runs_done_before_log():
+    plugin = load(_logging_module(), root_id="r", profile="spec")
+    result = plugin.run_http(request(), response())
+    assert [r.message for r in result.logs][-3:] == ["done", "log", "delete"]
+
+
+def test_vm_configuration_and_plugin_configuration_sizes():
+    vm = FilterVm(_logging_module(), vm_configuration=b"vmcfg!")
+    vm.add_plugin(PluginConfig(root_id="x", configuration=b"0123456789"))
+    start = next(t for t in vm.trace if t.name == "proxy_on_vm_start")
+    conf = next(t for t in vm.trace if t.name == "proxy_on_configure")
+    assert start.args["vm_configuration_size"] == 6
+    assert conf.args["plugin_configuration_size"] == 10
+
+
+REJECTING = """
+(func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 0))
+"""
+
+
+def test_configure_false_is_a_start_error():
+    with pytest.raises(FilterStartError) as info:
+        load(filter_wat(REJECTING), root_id="picky", config=b"nope")
+    assert info.value.callback == "proxy_on_configure"
+    assert info.value.root_id == "picky"
+    assert info.value.kind == "load"
+
+
+def test_vm_start_false_is_a_start_error():
+    wat = filter_wat(
+        '(func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 0))'
+    )
+    with pytest.raises(FilterStartError, match="proxy_on_vm_start"):
+        load(wat)
+
+
+def test_no_abi_marker_is_refused():
+    wat = '(module (memory (export "memory") 1) (func (export "malloc") (param i32) (result i32) (i32.const 0)))'
+    with pytest.raises(FilterLoadError, match="proxy_abi_version"):
+        load(wat)
+
+
+def test_missing_allocator_is_refused():
+    with pytest.raises(FilterLoadError, match="missing malloc"):
+        load(filter_wat("", allocator=None))
+
+
+def test_proxy_on_memory_allocate_is_used_without_malloc():
+    wat = filter_wat(
+        """
+        (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+          (drop (call $proxy_get_header_map_pairs (i32.const 0) (i32.const 512) (i32.const 516)))
+          (i32.const 0))
+        """,
+        allocator="proxy_on_memory_allocate",
+    )
+    plugin = load(wat)
+    assert plugin.vm.allocator == "proxy_on_memory_allocate"
+    result = plugin.run_http(request(), response())
+    assert result.error is None
+    assert any(t.name == "proxy_on_memory_allocate" for t in result.trace)
+
+
+def test_unknown_imports_are_listed():
+    wat = """(module
+      (import "env" "proxy_log" (func (param i32 i32 i32) (result i32)))
+      (import "env" "no_such_function" (func (param i32)))
+      (import "env" "proxy_get_log_level" (func (param i32 i32) (result i32)))
+      (import "elsewhere" "thing" (func))
+      (memory (export "memory") 1)
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "malloc") (param i32) (result i32) (i32.const 0)))"""
+    with pytest.raises(FilterLoadError) as info:
+        load(wat)
+    missing = info.value.missing
+    assert any("env.no_such_function" in m for m in missing)
+    assert any("elsewhere.thing" in m for m in missing)
+    assert any("proxy_get_log_level: imported as" in m for m in missing)
+    assert not any("proxy_log" in m and "get_log_level" not in m for m in missing)
+
+
+def test_version_specific_imports_are_checked():
+    # proxy_continue_stream does not exist in ABI 0.1.0.
+    wat = filter_wat(
+        """(func (export "proxy_on_request_headers") (param i32 i32) (result i32)
+             (call $proxy_continue_request))""",
+        abi=AbiVersion.V0_1_0,
+    )
+    assert load(wat).vm.abi_version is AbiVersion.V0_1_0
+    bad = wat.replace('"proxy_continue_request" (func $proxy_continue_request',
+                      '"proxy_continue_stream" (func $proxy_continue_request (param i32)')
+    bad = bad.replace("(call $proxy_continue_request)", "(call $proxy_continue_request (i32.const 0))")
+    with pytest.raises(FilterLoadError, match="proxy_continue_stream"):
+        load(bad)
+
+
+@pytest.mark.parametrize("version", list(AbiVersion))
+def test_abi_version_detected(version):
+    assert load(filter_wat("", abi=version)).vm.abi_version is version
+
+
+def test_abi_010_headers_callback_gets_two_arguments():
+    wat = filter_wat(
+        """(func (export "proxy_on_request_headers") (param i32 i32) (result i32) (i32.const 0))""",
+        abi=AbiVersion.V0_1_0,
+    )
+    result = load(wat).run_http(request(), response())
+    call = next(t for t in result.trace if t.name == "proxy_on_request_headers")
+    assert list(call.args) == ["context_id", "num_headers"]
+
+
+def test_invalid_wasm_is_a_load_error(tmp_path):
+    path = tmp_path / "broken.wasm"
+    path.write_bytes(b"\0asm\x01\0\0\0garbage")
+    with pytest.raises(FilterLoadError, match="broken.wasm"):
+        load(path)
+    with pytest.raises(FilterLoadError, match="cannot read"):
+        load(tmp_path / "absent.wasm")
+
+
+def test_wat_file_path(tmp_path):
+    path = tmp_path / "f.wat"
+    path.write_text(_logging_module())
+    plugin = load(path, log_level="debug")
+    assert plugin.vm.log_level is LogLevel.DEBUG
+    assert plugin.vm.module.name == str(path)
+
+
+def test_logs_below_level_are_dropped():
+    wat = filter_wat(
+        """(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+          (drop (call $proxy_log (i32.const 1) (global.get $s_d) (global.get $s_d_len)))
+          (drop (call $proxy_log (i32.const 3) (global.get $s_w) (global.get $s_w_len)))
+          (i32.const 0))""",
+        strings={"d": "debug line", "w": "warn line"},
+    )
+    result = load(wat).run_http(request(), response())
+    assert [(r.level.label, r.message) for r in result.logs] == [("warn", "warn line")]
+    verbose = load(wat, log_level="trace").run_http(request(), response())
+    assert [r.message for r in verbose.logs] == ["debug line", "warn line"]
+
+
+def test_close_runs_done_and_delete_on_roots():
+    vm = FilterVm(_logging_module())
+    vm.add_plugin(PluginConfig(root_id="a"))
+    vm.close()
+    assert [r.message for r in vm.logs][-2:] == ["done", "delete"]
