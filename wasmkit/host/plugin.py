@@ -33,7 +33,14 @@ from wasmkit.host import properties
 from wasmkit.host.context import Context, HttpContext, LogRecord, RootContext, TraceEvent
 from wasmkit.host.memory import GuestMemory
 from wasmkit.host.message import HeaderPairs, HttpMessage
-from wasmkit.host.vm import CompiledModule, HostFunction, Limits, WasmtimeVm, compile_module
+from wasmkit.host.vm import (
+    CompiledModule,
+    GuestExit,
+    HostFunction,
+    Limits,
+    WasmtimeVm,
+    compile_module,
+)
 from wasmkit.host.wasi import Wasi
 
 Profile = Literal["envoy", "spec"]
@@ -186,6 +193,7 @@ class FilterVm:
         )
         self.abi_version = _detect_abi(module)
         self.allocator = _allocator(module)
+        _check_callbacks(module, self.abi_version)
         self._bindings = self._resolve_imports()
         self.logs: list[LogRecord] = []
         self.trace: list[TraceEvent] = []
@@ -245,7 +253,7 @@ class FilterVm:
                 fn: HostFunction = wasi[name]
                 params = [f"a{i}" for i in range(len(_sig.params))]
             else:
-                fn = _bind(impl, self)
+                fn = _bind(impl, self, name)
                 params = list(inspect.signature(impl).parameters)[1:]
             funcs.append(self._traced(name, fn, params) if self.tracing else fn)
         return funcs
@@ -258,6 +266,7 @@ class FilterVm:
         self._stack: list[Context] = [self._vm_ctx]
         self.effective: Context | None = None
         self._depth = 0
+        self.allocating = 0
         self.vm: WasmtimeVm | None = None
         self.mem = GuestMemory(self, self._allocate)
         self.wasi = Wasi(
@@ -287,7 +296,11 @@ class FilterVm:
 
     def _allocate(self, size: int) -> int:
         ctx = self._stack[-1]
-        result = self.invoke(self.allocator, (size,), ctx)
+        self.allocating += 1
+        try:
+            result = self.invoke(self.allocator, (size,), ctx)
+        finally:
+            self.allocating -= 1
         return int(result or 0)
 
     def reload(self) -> None:
@@ -371,11 +384,6 @@ class FilterVm:
         vm = self.vm
         if vm is None or not vm.has_export(name):
             return None
-        sig = vm.export_signature(name)
-        expected = callback_signature(name, self.abi_version)
-        if expected is not None and sig is not None and sig.params != expected.params:
-            # A callback of another ABI shape: pass what it takes.
-            args = tuple(args[: len(sig.params)]) + (0,) * (len(sig.params) - len(args))
         start = time.perf_counter_ns()
         index = len(self.trace)
         depth = self._depth
@@ -498,8 +506,20 @@ def _parse_overrides(
     return properties.parse_overrides(items or {})
 
 
-def _bind(impl: Callable[..., Any], h: FilterVm) -> HostFunction:
+ALLOCATOR_SAFE = frozenset({"proxy_log"})
+"""``env`` functions a guest allocator may call; Envoy (V8) traps on others."""
+
+
+def _bind(impl: Callable[..., Any], h: FilterVm, name: str) -> HostFunction:
+    allowed = name in ALLOCATOR_SAFE
+
     def bound(*args: int) -> int | None:
+        if h.allocating and not allowed:
+            raise GuestExit(
+                f"{name} called from inside the guest allocator "
+                f"({h.allocator}); Envoy forbids host calls there",
+                kind="abi",
+            )
         result: int | None = impl(h, *args)
         return result
 
@@ -557,6 +577,18 @@ def _detect_abi(module: CompiledModule) -> AbiVersion:
         f"{module.name}: missing or unknown proxy-wasm ABI version: the module "
         "exports none of proxy_abi_version_0_1_0, _0_2_0, _0_2_1"
     )
+
+
+def _check_callbacks(module: CompiledModule, version: AbiVersion) -> None:
+    wrong = []
+    for name, export in module.exports.items():
+        expected = callback_signature(name, version)
+        if expected is not None and export.kind == "func" and export.signature != expected:
+            wrong.append(f"{name} is {export.signature}, ABI {version.value} wants {expected}")
+    if wrong:
+        raise FilterLoadError(
+            f"{module.name}: bad function signature: " + "; ".join(wrong)
+        )
 
 
 def _allocator(module: CompiledModule) -> str:

@@ -45,9 +45,12 @@ HostFunction = Callable[..., int | None]
 class GuestExit(Exception):  # noqa: N818 - control flow, not an error
     """Raised by a host function to stop the guest (``proc_exit``, ``abort``)."""
 
-    def __init__(self, message: str, code: int | None = None) -> None:
+    def __init__(
+        self, message: str, code: int | None = None, *, kind: ErrorKind = "trap"
+    ) -> None:
         super().__init__(message)
         self.code = code
+        self.kind: ErrorKind = kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -604,6 +607,7 @@ class WasmtimeVm:
         kind: ErrorKind = "trap"
         if isinstance(exc, GuestExit):
             message = str(exc)
+            kind = exc.kind
         elif isinstance(exc, wasmtime.Trap):
             code = exc.trap_code
             code_name = code.name if code is not None else None
@@ -654,9 +658,18 @@ class WasmtimeVm:
         return _memory_data(self._ctx, ref) or 0, _memory_data_size(self._ctx, ref)
 
     def memory_exhausted(self) -> bool:
-        """Whether linear memory cannot grow by another page under the limit."""
+        """Whether a trap now is likely due to the memory limit.
+
+        wasmtime reports a refused ``memory.grow`` to the guest only (it returns
+        -1, and the guest then traps or exits), so the host infers it: memory is
+        past half the limit, where an allocator's next growth step (often a
+        doubling) no longer fits, or within a page of it.
+        """
         cap = self.limits.memory_bytes
-        return cap is not None and self.memory_region()[1] + WASM_PAGE > cap
+        if cap is None:
+            return False
+        size = self.memory_region()[1]
+        return size + WASM_PAGE > cap or size > cap // 2
 
     def close(self) -> None:
         """Drop the instance and its store."""

@@ -1,0 +1,117 @@
+"""The wasmtime adapter: both call paths agree; modules load from every form."""
+
+from __future__ import annotations
+
+import pytest
+
+from wasmkit.errors import FilterLoadError, FilterTrapError
+from wasmkit.host import load, request, response, to_record
+from wasmkit.host.vm import GuestExit, Limits, WasmtimeVm, compile_module
+from wasmkit.testing import filter_wat
+
+from .test_safety import GARBAGE, TRAP_ON_BOOM
+from .test_stream import BUFFERING, DENY, REWRITE_BODY, TRAILERS
+
+
+def _strip_durations(record):
+    for event in record["trace"]:
+        event.pop("duration_us")
+    return record
+
+
+@pytest.mark.parametrize(
+    ("wat", "req"),
+    [
+        (DENY, request("POST", "http://h/", body="x")),
+        (BUFFERING, request("POST", "http://h/", body="0123456789abcdef")),
+        (REWRITE_BODY, request()),
+        (TRAILERS, request("POST", "http://h/", body="d", trailers=[("t", "1")])),
+        (GARBAGE, request()),
+        (TRAP_ON_BOOM, request("GET", "http://h/boom")),
+    ],
+)
+def test_fast_and_public_paths_give_identical_results(wat, req):
+    records = []
+    for fast in (True, False):
+        plugin = load(wat, fast=fast)
+        result = plugin.run_http(
+            req, response(200, [("server", "s")], "upstream body", trailers=[("a", "b")]),
+            chunk_size=3,
+        )
+        records.append(_strip_durations(to_record(result)))
+    assert records[0] == records[1]
+    assert records[0]["trace"]
+
+
+ADDER = """(module
+  (import "env" "host" (func $host (param i32 i64) (result i32)))
+  (import "env" "stop" (func $stop (param i32)))
+  (memory (export "memory") 1)
+  (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1)))
+  (func (export "wide") (param i64) (result i64) (i64.mul (local.get 0) (i64.const 2)))
+  (func (export "via_host") (param i32) (result i32)
+    (call $host (local.get 0) (i64.const -5)))
+  (func (export "quit") (call $stop (i32.const 7))))"""
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_values_cross_both_ways_unsigned(fast):
+    seen = []
+
+    def host(a, b):
+        seen.append((a, b))
+        return 0xFFFFFFFE
+
+    def stop(code):
+        raise GuestExit(f"stopped with {code}", code)
+
+    vm = WasmtimeVm(compile_module(ADDER), [host, stop], fast=fast)
+    assert vm.call("add", [2, 3]) == 5
+    assert vm.call("add", [0xFFFFFFFF, 0]) == 0xFFFFFFFF
+    assert vm.call("wide", [-21]) == -42
+    assert vm.call("via_host", [0x80000000]) == 0xFFFFFFFE
+    assert seen == [(0x80000000, -5)]
+    with pytest.raises(FilterTrapError) as info:
+        vm.call("quit", [], context_id=9)
+    assert info.value.kind == "trap"
+    assert info.value.context_id == 9
+    assert "stopped with 7" in str(info.value)
+    # Still usable after the guest exit.
+    assert vm.call("add", [1, 1]) == 2
+
+
+def test_host_bug_propagates_as_python_error():
+    def host(a, b):
+        raise ZeroDivisionError("host bug")
+
+    vm = WasmtimeVm(compile_module(ADDER), [host, lambda c: None])
+    with pytest.raises(ZeroDivisionError):
+        vm.call("via_host", [1])
+
+
+def test_module_from_bytes_text_and_paths(tmp_path):
+    text = filter_wat("")
+    binary = compile_module(text)
+    wasm_path = tmp_path / "m.wasm"
+    import wasmtime
+
+    wasm_path.write_bytes(wasmtime.wat2wasm(text))
+    for source in (text, text.encode(), wasm_path, str(wasm_path), wasm_path.read_bytes()):
+        module = compile_module(source)
+        assert module.sha256 == binary.sha256
+        assert "proxy_abi_version_0_2_1" in module.exports
+
+
+def test_bad_wat_names_the_problem():
+    with pytest.raises(FilterLoadError, match="invalid wasm module"):
+        compile_module("(module (func (export \"f\") (i32.add)))")
+    with pytest.raises(FilterLoadError, match="not a wasm binary"):
+        compile_module(b"\xff\xfe\x00garbage")
+
+
+def test_limits_validate():
+    with pytest.raises(ValueError, match="timeout_ms"):
+        Limits(timeout_ms=0)
+    with pytest.raises(ValueError, match="fuel"):
+        WasmtimeVm(compile_module(ADDER), [lambda a, b: 0, lambda c: None],
+                   limits=Limits(fuel=10))
