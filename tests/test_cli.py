@@ -39,7 +39,10 @@ ADD = filter_wat(
 def wasmkit(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "wasmkit.cli", *args],
-        capture_output=True, text=True, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -53,10 +56,25 @@ def test_run_json_record(tmp_path):
     body = tmp_path / "body.txt"
     body.write_bytes(b"payload")
     proc = wasmkit(
-        "run", write(tmp_path, "add.wat", ADD), "--config", "from-config",
-        "--method", "post", "--url", "http://api.test/x?y=1", "-H", "Accept: text/plain",
-        "--body", f"@{body}", "--status", "201", "--response-header", "Server: s",
-        "--response-body", "resp", "--json",
+        "run",
+        write(tmp_path, "add.wat", ADD),
+        "--config",
+        "from-config",
+        "--method",
+        "post",
+        "--url",
+        "http://api.test/x?y=1",
+        "-H",
+        "Accept: text/plain",
+        "--body",
+        f"@{body}",
+        "--status",
+        "201",
+        "--response-header",
+        "Server: s",
+        "--response-body",
+        "resp",
+        "--json",
     )
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)
@@ -95,7 +113,9 @@ def test_run_local_reply(tmp_path):
 def test_binary_bodies_are_base64(tmp_path):
     body = tmp_path / "bin"
     body.write_bytes(b"\xff\x00\xfe")
-    proc = wasmkit("run", write(tmp_path, "add.wat", ADD), "--body", f"@{body}", "--json")
+    proc = wasmkit(
+        "run", write(tmp_path, "add.wat", ADD), "--body", f"@{body}", "--json"
+    )
     record = json.loads(proc.stdout)
     assert record["request"]["body"]["before"] == {"base64": "/wD+"}
 
@@ -108,7 +128,9 @@ def test_binary_bodies_are_base64(tmp_path):
         ("bomb", BOMB, ["--memory-mb", "16"], "memory"),
     ],
 )
-def test_hostile_filters_return_quickly_with_the_error_kind(tmp_path, name, wat, extra, kind):
+def test_hostile_filters_return_quickly_with_the_error_kind(
+    tmp_path, name, wat, extra, kind
+):
     start = time.monotonic()
     proc = wasmkit("run", write(tmp_path, f"{name}.wat", wat), *extra, "--json")
     assert time.monotonic() - start < 30

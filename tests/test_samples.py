@@ -15,7 +15,10 @@ from wasmkit.host import load, request, response
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "build" / "samples"
 CONFIG = json.dumps(
-    {"request": {"x-added": "req", "x-two": "2"}, "response": {"x-powered-by": "wasmkit"}}
+    {
+        "request": {"x-added": "req", "x-two": "2"},
+        "response": {"x-powered-by": "wasmkit"},
+    }
 )
 
 
@@ -23,8 +26,10 @@ def _have(lang: str) -> str | None:
     if lang == "assemblyscript":
         return None if shutil.which("npm") else "npm (Node.js) is not installed"
     if not Path("/usr/bin/rustc").exists() or not Path("/usr/bin/cargo").exists():
-        return "Debian's rustc/cargo are not installed (apt-get install rustc cargo " \
+        return (
+            "Debian's rustc/cargo are not installed (apt-get install rustc cargo "
             "libstd-rust-dev-wasm32 lld)"
+        )
     return None
 
 
@@ -77,7 +82,9 @@ def test_add_headers_sample_rejects_bad_config(lang, samples):
     from wasmkit.errors import FilterError
 
     with pytest.raises(FilterError) as info:
-        load(samples / f"add_headers.{lang}.wasm", root_id="add_headers", config="{nope")
+        load(
+            samples / f"add_headers.{lang}.wasm", root_id="add_headers", config="{nope"
+        )
     assert info.value.kind == "load"
 
 
@@ -88,11 +95,21 @@ def test_cli_run_on_sample_shows_added_headers(lang, samples):
         pytest.skip(reason)
     proc = subprocess.run(
         [
-            sys.executable, "-m", "wasmkit.cli", "run",
+            sys.executable,
+            "-m",
+            "wasmkit.cli",
+            "run",
             str(samples / f"add_headers.{lang}.wasm"),
-            "--root-id", "add_headers", "--config", CONFIG, "--json",
+            "--root-id",
+            "add_headers",
+            "--config",
+            CONFIG,
+            "--json",
         ],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)
@@ -107,8 +124,9 @@ def test_assemblyscript_sample_reads_config_despite_runtime_bug(samples):
     if _have("assemblyscript"):
         pytest.skip(_have("assemblyscript"))
     big = json.dumps({"request": {f"x-h{i}": "v" * 60 for i in range(100)}})
-    plugin = load(samples / "add_headers.assemblyscript.wasm", root_id="add_headers",
-                  config=big)
+    plugin = load(
+        samples / "add_headers.assemblyscript.wasm", root_id="add_headers", config=big
+    )
     quirks = [t for t in plugin.vm.trace if "quirk" in t.args]
     assert quirks and quirks[0].name == "proxy_get_buffer_bytes"
     result = plugin.run_http(request(), response())

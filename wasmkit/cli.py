@@ -34,7 +34,9 @@ def _text_or_file(value: str | None) -> bytes:
 def _header(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
     if not sep or not name.strip():
-        raise argparse.ArgumentTypeError(f"header must look like 'name: value', not {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"header must look like 'name: value', not {text!r}"
+        )
     return name.strip(), value.strip()
 
 
@@ -52,27 +54,47 @@ def _add_run(sub: Any) -> None:
     run.add_argument("--method", default="GET", help="request method (default GET)")
     run.add_argument("--url", default="http://example.com/", help="request URL")
     run.add_argument(
-        "-H", "--header", action="append", type=_header, default=[],
+        "-H",
+        "--header",
+        action="append",
+        type=_header,
+        default=[],
         help="request header 'name: value' (repeatable)",
     )
     run.add_argument("--body", help="request body: TEXT or @FILE")
-    run.add_argument("--status", type=int, default=200, help="upstream status (default 200)")
     run.add_argument(
-        "--response-header", action="append", type=_header, default=[],
+        "--status", type=int, default=200, help="upstream status (default 200)"
+    )
+    run.add_argument(
+        "--response-header",
+        action="append",
+        type=_header,
+        default=[],
         help="upstream response header 'name: value' (repeatable)",
     )
     run.add_argument("--response-body", help="upstream response body: TEXT or @FILE")
-    run.add_argument("--chunk-size", type=int, help="deliver bodies in chunks of N bytes")
     run.add_argument(
-        "--log-level", default="info",
+        "--chunk-size", type=int, help="deliver bodies in chunks of N bytes"
+    )
+    run.add_argument(
+        "--log-level",
+        default="info",
         choices=["trace", "debug", "info", "warn", "error", "critical"],
         help="lowest log level kept (default info)",
     )
-    run.add_argument("--timeout-ms", type=int, default=2000, help="time limit per callback")
-    run.add_argument("--memory-mb", type=int, default=256, help="memory limit of the VM")
-    run.add_argument("--fail-open", action="store_true", help="let traffic through on failure")
+    run.add_argument(
+        "--timeout-ms", type=int, default=2000, help="time limit per callback"
+    )
+    run.add_argument(
+        "--memory-mb", type=int, default=256, help="memory limit of the VM"
+    )
+    run.add_argument(
+        "--fail-open", action="store_true", help="let traffic through on failure"
+    )
     run.add_argument("--json", action="store_true", help="print one JSON record")
-    run.add_argument("--trace", action="store_true", help="print the trace (text output)")
+    run.add_argument(
+        "--trace", action="store_true", help="print the trace (text output)"
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -116,7 +138,7 @@ def _run(args: argparse.Namespace) -> int:
 def _failed_load(args: argparse.Namespace, exc: FilterError) -> int:
     callback = exc.callback if isinstance(exc, FilterTrapError) else "load"
     if args.json:
-        record = {
+        record: dict[str, Any] = {
             "request": None,
             "response": None,
             "local_reply": None,
@@ -126,11 +148,16 @@ def _failed_load(args: argparse.Namespace, exc: FilterError) -> int:
         }
         print(json.dumps(record, indent=2))
     else:
-        print(f"wasmkit: cannot load {args.filter} [{exc.kind}]: {exc}", file=sys.stderr)
+        print(
+            f"wasmkit: cannot load {args.filter} [{exc.kind}]: {exc}", file=sys.stderr
+        )
     return 1
 
 
-DEMO_CONFIG = b'{"request": {"x-wasmkit-demo": "request"}, "response": {"x-wasmkit-demo": "response"}}'
+DEMO_CONFIG = (
+    b'{"request": {"x-wasmkit-demo": "request"},'
+    b' "response": {"x-wasmkit-demo": "response"}}'
+)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -153,13 +180,19 @@ def _demo(args: argparse.Namespace) -> int:
             continue
         result = plugin.run_http(
             message.request(
-                "GET", "http://api.example.com/v1/items?id=7", [("accept", "application/json")]
+                "GET",
+                "http://api.example.com/v1/items?id=7",
+                [("accept", "application/json")],
             ),
             message.response(
-                200, [("content-type", "application/json")], '{"id": 7, "name": "widget"}'
+                200,
+                [("content-type", "application/json")],
+                '{"id": 7, "name": "widget"}',
             ),
         )
-        print(render_text(result, title=f"== add_headers sample in {lang} ({path.name})"))
+        print(
+            render_text(result, title=f"== add_headers sample in {lang} ({path.name})")
+        )
         print()
         plugin.vm.close()
         status |= 1 if result.error is not None else 0

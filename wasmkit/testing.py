@@ -89,7 +89,8 @@ def filter_wat(
     if allocator:
         lines.append(f"  (global $heap (mut i32) (i32.const {HEAP_BASE}))")
         lines.append(
-            f'  (func ${allocator} (export "{allocator}") (param $size i32) (result i32)\n'
+            f'  (func ${allocator} (export "{allocator}")'
+            " (param $size i32) (result i32)\n"
             "    (local $p i32)\n"
             "    (local.set $p (global.get $heap))\n"
             "    (global.set $heap (i32.and (i32.add (i32.add (global.get $heap)"

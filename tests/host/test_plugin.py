@@ -71,7 +71,14 @@ def test_stream_order_is_envoys_and_ids_continue():
     plugin = load(_logging_module(), root_id="r")
     result = plugin.run_http(request(), response())
     order = [r.message for r in result.logs]
-    assert order == ["create", "request_headers", "response_headers", "log", "done", "delete"]
+    assert order == [
+        "create",
+        "request_headers",
+        "response_headers",
+        "log",
+        "done",
+        "delete",
+    ]
     assert result.context_id == 2
     again = plugin.run_http(request(), response())
     assert again.context_id == 3
@@ -166,10 +173,14 @@ def test_version_specific_imports_are_checked():
         abi=AbiVersion.V0_1_0,
     )
     assert load(wat).vm.abi_version is AbiVersion.V0_1_0
-    bad = wat.replace('"proxy_continue_request" (func $proxy_continue_request',
-                      '"proxy_continue_stream" (func $proxy_continue_request (param i32)')
-    bad = bad.replace("(call $proxy_continue_request)", "(call $proxy_continue_request (i32.const 0))")
-    with pytest.raises(FilterLoadError, match="proxy_continue_stream"):
+    bad = wat.replace(
+        '"proxy_continue_request" (func $proxy_continue_request',
+        '"proxy_continue_stream" (func $proxy_continue_request (param i32)',
+    )
+    bad = bad.replace(
+        "(call $proxy_continue_request)", "(call $proxy_continue_request (i32.const 0))"
+    )
+    with pytest.raises(FilterLoadError, match=r"proxy_continue_stream"):
         load(bad)
 
 

@@ -141,7 +141,9 @@ def test_memory_bomb_in_one_step_with_oom_message():
         request(), response()
     )
     assert result.error.kind == "memory"
-    assert [r.message for r in result.logs] == ["memory allocation of 1966080000 bytes failed"]
+    assert [r.message for r in result.logs] == [
+        "memory allocation of 1966080000 bytes failed"
+    ]
 
 
 def test_guest_exit_during_start_is_a_load_error():

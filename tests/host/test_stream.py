@@ -34,7 +34,8 @@ def test_header_names_are_lower_cased_and_changes_forwarded():
         strings={"k": "X-Mixed-Case", "v": "1", "ua": "User-Agent"},
     )
     result = load(wat).run_http(
-        request("GET", "http://h/", [("User-Agent", "curl"), ("Accept", "*/*")]), response()
+        request("GET", "http://h/", [("User-Agent", "curl"), ("Accept", "*/*")]),
+        response(),
     )
     after = result.request_after.headers
     assert (b"x-mixed-case", b"1") in after
@@ -53,7 +54,9 @@ PAUSE_HEADERS = filter_wat(
 
 
 def test_pause_on_headers_without_resume_stalls():
-    result = load(PAUSE_HEADERS).run_http(request("POST", "http://h/", body="abc"), response())
+    result = load(PAUSE_HEADERS).run_http(
+        request("POST", "http://h/", body="abc"), response()
+    )
     assert result.stalled == "request headers"
     assert not result.request_forwarded
     assert result.response_before is None and result.response_after is None
@@ -104,15 +107,17 @@ CROSS_STREAM = filter_wat(
 def test_a_paused_stream_is_resumed_from_another_context():
     plugin = load(CROSS_STREAM)
     a = plugin.http_stream()
-    a.send_message(StreamType.HTTP_REQUEST, request("POST", "http://h/a", body="0123456789"), 3)
+    a.send_message(
+        StreamType.HTTP_REQUEST, request("POST", "http://h/a", body="0123456789"), 3
+    )
     assert a.ctx is not None and a.ctx.request.stopped == "headers"
     assert not calls_in(plugin, "proxy_on_request_body")
     b = plugin.http_stream()
     b.send_message(StreamType.HTTP_REQUEST, request("GET", "http://h/b"))
     body_calls = calls_in(plugin, "proxy_on_request_body")
-    assert [(c.context_id, c.args["body_size"], c.args["end_of_stream"]) for c in body_calls] == [
-        (2, 10, 1)
-    ]
+    assert [
+        (c.context_id, c.args["body_size"], c.args["end_of_stream"]) for c in body_calls
+    ] == [(2, 10, 1)]
     assert a.request_complete()
     result = a.finish()
     assert result.request_after.body == b"0123456789"
@@ -142,7 +147,10 @@ def test_pause_on_body_buffers_and_next_call_sees_the_whole_body():
     result = load(BUFFERING).run_http(
         request("POST", "http://h/", body="abcdefghij"), response(), chunk_size=4
     )
-    sizes = [(c.args["body_size"], c.args["end_of_stream"]) for c in calls(result, "proxy_on_request_body")]
+    sizes = [
+        (c.args["body_size"], c.args["end_of_stream"])
+        for c in calls(result, "proxy_on_request_body")
+    ]
     assert sizes == [(4, 0), (8, 0), (10, 1)]
     assert [r.message for r in result.logs] == ["abcdefghij"]
     assert result.request_after.body == b"abcdefghij"
@@ -177,7 +185,9 @@ REWRITE_BODY = filter_wat(
 
 def test_response_body_rewrite_in_chunks():
     result = load(REWRITE_BODY).run_http(
-        request(), response(200, [("content-length", "12")], "original 123"), chunk_size=5
+        request(),
+        response(200, [("content-length", "12")], "original 123"),
+        chunk_size=5,
     )
     assert result.response_before.body == b"original 123"
     assert result.response_after.body == b"rewritten!"
@@ -233,7 +243,9 @@ def test_local_reply_ends_request_path_and_runs_response_callbacks():
     assert (b"x-deny", b"1") in after.headers
     assert (b"x-seen-by-response", b"yes") in after.headers
     body_calls = calls(result, "proxy_on_response_body")
-    assert [(c.args["body_size"], c.args["end_of_stream"]) for c in body_calls] == [(10, 1)]
+    assert [(c.args["body_size"], c.args["end_of_stream"]) for c in body_calls] == [
+        (10, 1)
+    ]
     assert result.response_before is None
 
 
@@ -251,7 +263,9 @@ REPLACE_RESPONSE = filter_wat(
 
 
 def test_local_reply_from_response_headers_replaces_the_response():
-    result = load(REPLACE_RESPONSE).run_http(request(), response(200, [], "upstream body"))
+    result = load(REPLACE_RESPONSE).run_http(
+        request(), response(200, [], "upstream body")
+    )
     assert result.response_before.status == 200
     assert result.response_after.status == 502
     assert result.response_after.body == b"bad gateway"
@@ -294,7 +308,10 @@ def test_trailers_go_through_their_callbacks():
     body = calls(result, "proxy_on_request_body")
     assert [c.args["end_of_stream"] for c in body] == [0]
     assert calls(result, "proxy_on_request_trailers")[0].args["num_trailers"] == 1
-    assert result.request_after.trailers == [(b"grpc-status", b"0"), (b"x-checksum", b"ok")]
+    assert result.request_after.trailers == [
+        (b"grpc-status", b"0"),
+        (b"x-checksum", b"ok"),
+    ]
     assert calls(result, "proxy_on_response_trailers")
     assert result.response_after.trailers == [(b"grpc-status", b"0")]
 

@@ -35,7 +35,8 @@ def test_fast_and_public_paths_give_identical_results(wat, req):
     for fast in (True, False):
         plugin = load(wat, fast=fast)
         result = plugin.run_http(
-            req, response(200, [("server", "s")], "upstream body", trailers=[("a", "b")]),
+            req,
+            response(200, [("server", "s")], "upstream body", trailers=[("a", "b")]),
             chunk_size=3,
         )
         records.append(_strip_durations(to_record(result)))
@@ -96,7 +97,13 @@ def test_module_from_bytes_text_and_paths(tmp_path):
     import wasmtime
 
     wasm_path.write_bytes(wasmtime.wat2wasm(text))
-    for source in (text, text.encode(), wasm_path, str(wasm_path), wasm_path.read_bytes()):
+    for source in (
+        text,
+        text.encode(),
+        wasm_path,
+        str(wasm_path),
+        wasm_path.read_bytes(),
+    ):
         module = compile_module(source)
         assert module.sha256 == binary.sha256
         assert "proxy_abi_version_0_2_1" in module.exports
@@ -104,7 +111,7 @@ def test_module_from_bytes_text_and_paths(tmp_path):
 
 def test_bad_wat_names_the_problem():
     with pytest.raises(FilterLoadError, match="invalid wasm module"):
-        compile_module("(module (func (export \"f\") (i32.add)))")
+        compile_module('(module (func (export "f") (i32.add)))')
     with pytest.raises(FilterLoadError, match="not a wasm binary"):
         compile_module(b"\xff\xfe\x00garbage")
 
@@ -113,5 +120,8 @@ def test_limits_validate():
     with pytest.raises(ValueError, match="timeout_ms"):
         Limits(timeout_ms=0)
     with pytest.raises(ValueError, match="fuel"):
-        WasmtimeVm(compile_module(ADDER), [lambda a, b: 0, lambda c: None],
-                   limits=Limits(fuel=10))
+        WasmtimeVm(
+            compile_module(ADDER),
+            [lambda a, b: 0, lambda c: None],
+            limits=Limits(fuel=10),
+        )

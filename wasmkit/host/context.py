@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from wasmkit.abi.constants import LogLevel, StreamType
 from wasmkit.host.message import HeaderPairs, HttpMessage, LocalReply
+
+if TYPE_CHECKING:
+    from wasmkit.host.plugin import Plugin
 
 
 @dataclass(slots=True)
@@ -94,7 +97,7 @@ class RootContext(Context):
 
     kind = "root"
 
-    def __init__(self, context_id: int, plugin: Any) -> None:
+    def __init__(self, context_id: int, plugin: Plugin) -> None:
         super().__init__(context_id, None)
         self.root = self
         self.plugin = plugin
@@ -150,9 +153,15 @@ class Side:
         """The message as the filter passed it on, or as it left it if held."""
         if self.headers is None:
             return None
-        headers = self.forwarded_headers if self.forwarded_headers is not None else self.headers
+        headers = (
+            self.forwarded_headers
+            if self.forwarded_headers is not None
+            else self.headers
+        )
         trailers = (
-            self.forwarded_trailers if self.forwarded_trailers is not None else self.trailers
+            self.forwarded_trailers
+            if self.forwarded_trailers is not None
+            else self.trailers
         )
         body = bytes(self.forwarded_body) + bytes(self.buffer)
         return HttpMessage(

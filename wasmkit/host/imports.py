@@ -38,7 +38,7 @@ UNIMPLEMENTED = int(WasmResult.UNIMPLEMENTED)
 _U32 = 0xFFFFFFFF
 
 
-# --- logging, time, contexts --------------------------------------------------
+# --- logging, time, contexts ---
 
 
 def log(h: FilterVm, level: int, msg_ptr: int, msg_size: int) -> int:
@@ -93,7 +93,7 @@ def get_status(h: FilterVm, ret_code: int, ret_msg_ptr: int, ret_msg_size: int) 
     return OK if ok else INVALID_MEMORY_ACCESS
 
 
-# --- configuration (0.1.0) -------------------------------------------------------
+# --- configuration (0.1.0) ---
 
 
 def get_configuration(h: FilterVm, ret_ptr: int, ret_size: int) -> int:
@@ -105,7 +105,7 @@ def get_configuration(h: FilterVm, ret_ptr: int, ret_size: int) -> int:
     return OK if h.mem.copy_out(data, ret_ptr, ret_size) else INVALID_MEMORY_ACCESS
 
 
-# --- buffers -----------------------------------------------------------------------
+# --- buffers ---
 
 
 def _buffer(h: FilterVm, buffer_type: int) -> bytes | bytearray | None:
@@ -120,7 +120,9 @@ def _buffer(h: FilterVm, buffer_type: int) -> bytes | bytearray | None:
     if buffer_type == BufferType.CALL_DATA:
         return h.call_data
     if isinstance(ctx, HttpContext) and buffer_type <= BufferType.HTTP_RESPONSE_BODY:
-        side = ctx.request if buffer_type == BufferType.HTTP_REQUEST_BODY else ctx.response
+        side = (
+            ctx.request if buffer_type == BufferType.HTTP_REQUEST_BODY else ctx.response
+        )
         return side.buffer if side.body_available else None
     return None
 
@@ -129,12 +131,18 @@ def _buffer_type_ok(h: FilterVm, buffer_type: int) -> bool:
     if buffer_type > BufferType.CALL_DATA:
         return False
     return not (
-        h.abi_version is AbiVersion.V0_1_0 and buffer_type >= BufferType.VM_CONFIGURATION
+        h.abi_version is AbiVersion.V0_1_0
+        and buffer_type >= BufferType.VM_CONFIGURATION
     )
 
 
 def get_buffer_bytes(
-    h: FilterVm, buffer_type: int, start: int, max_size: int, ret_ptr: int, ret_size: int
+    h: FilterVm,
+    buffer_type: int,
+    start: int,
+    max_size: int,
+    ret_ptr: int,
+    ret_size: int,
 ) -> int:
     if not _buffer_type_ok(h, buffer_type):
         return BAD_ARGUMENT
@@ -147,7 +155,9 @@ def get_buffer_bytes(
         # @solo-io/proxy-runtime 0.1.8 passes the length where the size pointer
         # belongs; writing there would corrupt the guest's static data.
         size_out = None
-        h.note_quirk("proxy_get_buffer_bytes: size pointer equals the length; not written")
+        h.note_quirk(
+            "proxy_get_buffer_bytes: size pointer equals the length; not written"
+        )
     if not h.mem.copy_out(data, ret_ptr, size_out):
         return INVALID_MEMORY_ACCESS
     h.out = data
@@ -179,7 +189,9 @@ def set_buffer_bytes(
     return OK
 
 
-def get_buffer_status(h: FilterVm, buffer_type: int, ret_len: int, ret_flags: int) -> int:
+def get_buffer_status(
+    h: FilterVm, buffer_type: int, ret_len: int, ret_flags: int
+) -> int:
     if not _buffer_type_ok(h, buffer_type):
         return BAD_ARGUMENT
     buf = _buffer(h, buffer_type)
@@ -189,7 +201,7 @@ def get_buffer_status(h: FilterVm, buffer_type: int, ret_len: int, ret_flags: in
     return OK if ok else INVALID_MEMORY_ACCESS
 
 
-# --- header maps -----------------------------------------------------------------------
+# --- header maps ---
 
 
 def _map(h: FilterVm, map_type: int, *, create: bool = False) -> HeaderPairs | None:
@@ -217,7 +229,9 @@ def get_header_map_size(h: FilterVm, map_type: int, ret_size: int) -> int:
     return OK if h.mem.write_u32(ret_size, size) else INVALID_MEMORY_ACCESS
 
 
-def get_header_map_pairs(h: FilterVm, map_type: int, ret_ptr: int, ret_size: int) -> int:
+def get_header_map_pairs(
+    h: FilterVm, map_type: int, ret_ptr: int, ret_size: int
+) -> int:
     if map_type > MapType.HTTP_CALL_RESPONSE_TRAILERS:
         return BAD_ARGUMENT
     items = _map(h, map_type)
@@ -239,7 +253,9 @@ def _writable(h: FilterVm, map_type: int, create: bool = False) -> HeaderPairs |
     return items
 
 
-def set_header_map_pairs(h: FilterVm, map_type: int, pairs_ptr: int, pairs_size: int) -> int:
+def set_header_map_pairs(
+    h: FilterVm, map_type: int, pairs_ptr: int, pairs_size: int
+) -> int:
     raw = h.mem.read(pairs_ptr, pairs_size)
     if raw is None:
         return INVALID_MEMORY_ACCESS
@@ -270,7 +286,11 @@ def get_header_map_value(
     for name, value in items:
         if name == key:
             h.out = value
-            return OK if h.mem.copy_out(value, ret_ptr, ret_size) else INVALID_MEMORY_ACCESS
+            return (
+                OK
+                if h.mem.copy_out(value, ret_ptr, ret_size)
+                else INVALID_MEMORY_ACCESS
+            )
     if h.abi_version is AbiVersion.V0_1_0:
         return OK if h.mem.copy_out(b"", ret_ptr, ret_size) else INVALID_MEMORY_ACCESS
     return NOT_FOUND
@@ -313,7 +333,9 @@ def replace_header_map_value(
     return OK
 
 
-def remove_header_map_value(h: FilterVm, map_type: int, key_ptr: int, key_size: int) -> int:
+def remove_header_map_value(
+    h: FilterVm, map_type: int, key_ptr: int, key_size: int
+) -> int:
     key = h.mem.read(key_ptr, key_size)
     if key is None:
         return INVALID_MEMORY_ACCESS
@@ -325,7 +347,7 @@ def remove_header_map_value(h: FilterVm, map_type: int, key_ptr: int, key_size: 
     return OK
 
 
-# --- stream control --------------------------------------------------------------------
+# --- stream control ---
 
 
 def _stream_action(h: FilterVm, stream_type: int, close: bool) -> int:
@@ -398,10 +420,12 @@ def send_local_response(
     return OK
 
 
-# --- properties ------------------------------------------------------------------------
+# --- properties ---
 
 
-def get_property(h: FilterVm, path_ptr: int, path_size: int, ret_ptr: int, ret_size: int) -> int:
+def get_property(
+    h: FilterVm, path_ptr: int, path_size: int, ret_ptr: int, ret_size: int
+) -> int:
     raw = h.mem.read(path_ptr, path_size)
     if raw is None:
         return INVALID_MEMORY_ACCESS
@@ -412,7 +436,9 @@ def get_property(h: FilterVm, path_ptr: int, path_size: int, ret_ptr: int, ret_s
     return OK if h.mem.copy_out(value, ret_ptr, ret_size) else INVALID_MEMORY_ACCESS
 
 
-def set_property(h: FilterVm, path_ptr: int, path_size: int, val_ptr: int, val_size: int) -> int:
+def set_property(
+    h: FilterVm, path_ptr: int, path_size: int, val_ptr: int, val_size: int
+) -> int:
     path = h.mem.read(path_ptr, path_size)
     value = h.mem.read(val_ptr, val_size)
     if path is None or value is None:
@@ -424,7 +450,7 @@ def set_property(h: FilterVm, path_ptr: int, path_size: int, val_ptr: int, val_s
     return OK
 
 
-# --- foreign functions -----------------------------------------------------------------
+# --- foreign functions ---
 
 
 def _compress(data: bytes) -> bytes:
@@ -467,7 +493,7 @@ def call_foreign_function(
     return OK if h.mem.copy_out(result, ret_ptr, ret_size) else INVALID_MEMORY_ACCESS
 
 
-# --- not yet provided: callouts, shared state, metrics ------------------------------------
+# --- not yet provided: callouts, shared state, metrics ---
 
 
 def _unimplemented(name: str) -> Callable[..., int]:
@@ -500,7 +526,7 @@ for _name in (
     globals()[_name] = _unimplemented("proxy_" + _name)
 
 
-# --- non-spec imports --------------------------------------------------------------------
+# --- non-spec imports ---
 
 
 def emscripten_notify_memory_growth(h: FilterVm, _index: int) -> None:

@@ -12,8 +12,6 @@ import ctypes
 import struct
 from collections.abc import Callable
 
-from wasmkit.host.vm import WasmVm
-
 _U32_MAX = 0xFFFFFFFF
 
 
@@ -21,12 +19,15 @@ class GuestMemory:
     """The linear memory of one VM, plus copy-out through the guest allocator.
 
     Args:
-        vm: the VM whose memory this is.
+        region: returns the memory's address and size (bytes), e.g.
+            ``WasmVm.memory_region``.
         allocate: calls the guest allocator; returns a guest pointer, 0 on failure.
     """
 
-    def __init__(self, vm: WasmVm, allocate: Callable[[int], int]) -> None:
-        self._region = vm.memory_region
+    def __init__(
+        self, region: Callable[[], tuple[int, int]], allocate: Callable[[int], int]
+    ) -> None:
+        self._region = region
         self._allocate = allocate
 
     def size(self) -> int:
@@ -68,7 +69,7 @@ class GuestMemory:
 
     def writable(self, ptr: int, size: int) -> bool:
         """Whether ``size`` bytes at ``ptr`` are inside memory."""
-        return 0 <= ptr and ptr + size <= self._region()[1]
+        return ptr >= 0 and ptr + size <= self._region()[1]
 
     def copy_out(self, data: bytes, ret_ptr: int, ret_size: int | None) -> bool:
         """Copy ``data`` into fresh guest memory and return pointer and size.

@@ -13,7 +13,9 @@ HeaderInput = Iterable[tuple[bytes | str, bytes | str]]
 
 
 def _b(value: bytes | str) -> bytes:
-    return value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+    return (
+        value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+    )
 
 
 def normalize_headers(headers: HeaderInput) -> HeaderPairs:
@@ -109,7 +111,7 @@ def response(
 ) -> HttpMessage:
     """Build a response message with ``:status`` first."""
     return HttpMessage(
-        [(b":status", str(status).encode())] + normalize_headers(headers),
+        [(b":status", str(status).encode()), *normalize_headers(headers)],
         _b(body),
         None if trailers is None else normalize_headers(trailers),
     )

@@ -30,7 +30,13 @@ from wasmkit.abi.signatures import (
 from wasmkit.errors import FilterLoadError, FilterStartError, FilterTrapError
 from wasmkit.host import imports as host_imports_mod
 from wasmkit.host import properties
-from wasmkit.host.context import Context, HttpContext, LogRecord, RootContext, TraceEvent
+from wasmkit.host.context import (
+    Context,
+    HttpContext,
+    LogRecord,
+    RootContext,
+    TraceEvent,
+)
 from wasmkit.host.memory import GuestMemory
 from wasmkit.host.message import HeaderPairs, HttpMessage
 from wasmkit.host.vm import (
@@ -174,14 +180,18 @@ class FilterVm:
         self.module = module
         self.vm_id = vm_id
         self.vm_configuration = (
-            vm_configuration.encode() if isinstance(vm_configuration, str) else vm_configuration
+            vm_configuration.encode()
+            if isinstance(vm_configuration, str)
+            else vm_configuration
         )
         self.fast = fast
         if profile not in ("envoy", "spec"):
             raise ValueError(f"profile must be 'envoy' or 'spec', not {profile!r}")
         self.profile: Profile = profile
         self.log_level = (
-            LogLevel[log_level.upper()] if isinstance(log_level, str) else LogLevel(log_level)
+            LogLevel[log_level.upper()]
+            if isinstance(log_level, str)
+            else LogLevel(log_level)
         )
         self.seed = seed
         self.clock = clock or VirtualClock()
@@ -232,7 +242,9 @@ class FilterVm:
             if spec.kind != "func" or want is None or impl is None:
                 missing.append(f"{spec.qualname} ({spec.kind})")
             elif sig != want:
-                missing.append(f"{spec.qualname}: imported as {sig}, the host has {want}")
+                missing.append(
+                    f"{spec.qualname}: imported as {sig}, the host has {want}"
+                )
             else:
                 bindings.append((spec.qualname, want, impl))
         if missing:
@@ -268,7 +280,7 @@ class FilterVm:
         self._depth = 0
         self.allocating = 0
         self.vm: WasmtimeVm | None = None
-        self.mem = GuestMemory(self, self._allocate)
+        self.mem = GuestMemory(self.memory_region, self._allocate)
         self.wasi = Wasi(
             self.mem,
             self.log_guest,
@@ -277,7 +289,9 @@ class FilterVm:
             seed=self.seed,
             environ=self.environ,
         )
-        self.vm = WasmtimeVm(self.module, self._link(), limits=self.limits, fast=self.fast)
+        self.vm = WasmtimeVm(
+            self.module, self._link(), limits=self.limits, fast=self.fast
+        )
         try:
             if self.vm.has_export("_initialize"):
                 self.invoke("_initialize", (), self._vm_ctx, startup=True)
@@ -288,7 +302,9 @@ class FilterVm:
             elif self.vm.has_export("_start"):
                 self.invoke("_start", (), self._vm_ctx, startup=True)
         except FilterTrapError as exc:
-            raise FilterLoadError(f"{self.module.name}: start-up failed: {exc}") from exc
+            raise FilterLoadError(
+                f"{self.module.name}: start-up failed: {exc}"
+            ) from exc
 
     def memory_region(self) -> tuple[int, int]:
         """The guest's memory (address, bytes); ``(0, 0)`` before instantiation."""
@@ -476,7 +492,9 @@ class FilterVm:
 
     def log_host(self, level: LogLevel, message: str) -> None:
         """Record a message from the host about the filter."""
-        self.logs.append(LogRecord(level, message, self.ctx.id, "host", self.clock.now_ns()))
+        self.logs.append(
+            LogRecord(level, message, self.ctx.id, "host", self.clock.now_ns())
+        )
 
     def note_quirk(self, text: str) -> None:
         """Note, in the trace, a known SDK bug the host worked around."""
@@ -542,9 +560,16 @@ def _decoders(
         if pname.startswith("ret"):
             continue
         if pname in _ENUMS:
-            conv = _ENUMS[pname]
-            out.append((pname, lambda a, i=i, conv=conv: conv(a[i])))
-        elif pname.endswith("_ptr") and i + 1 < len(names) and names[i + 1].endswith("_size"):
+
+            def enum(a: Sequence[int], i: int = i, conv: Any = _ENUMS[pname]) -> Any:
+                return conv(a[i])
+
+            out.append((pname, enum))
+        elif (
+            pname.endswith("_ptr")
+            and i + 1 < len(names)
+            and names[i + 1].endswith("_size")
+        ):
             label = pname[: -len("_ptr")]
 
             def read(a: Sequence[int], i: int = i, label: str = label) -> Any:
@@ -562,7 +587,11 @@ def _decoders(
         elif pname.endswith("_size") and i > 0 and names[i - 1].endswith("_ptr"):
             continue
         else:
-            out.append((pname, lambda a, i=i: a[i]))
+
+            def plain(a: Sequence[int], i: int = i) -> Any:
+                return a[i]
+
+            out.append((pname, plain))
     return out
 
 
@@ -583,8 +612,14 @@ def _check_callbacks(module: CompiledModule, version: AbiVersion) -> None:
     wrong = []
     for name, export in module.exports.items():
         expected = callback_signature(name, version)
-        if expected is not None and export.kind == "func" and export.signature != expected:
-            wrong.append(f"{name} is {export.signature}, ABI {version.value} wants {expected}")
+        if (
+            expected is not None
+            and export.kind == "func"
+            and export.signature != expected
+        ):
+            wrong.append(
+                f"{name} is {export.signature}, ABI {version.value} wants {expected}"
+            )
     if wrong:
         raise FilterLoadError(
             f"{module.name}: bad function signature: " + "; ".join(wrong)
@@ -631,7 +666,9 @@ class Plugin:
             )
         root.configuring = True
         try:
-            ok = vm.invoke("proxy_on_configure", (root.id, len(self.configuration)), root)
+            ok = vm.invoke(
+                "proxy_on_configure", (root.id, len(self.configuration)), root
+            )
         finally:
             root.configuring = False
         if ok == 0:
@@ -721,7 +758,11 @@ def load(
     data = config.encode() if isinstance(config, str) else config
     try:
         return vm.add_plugin(
-            PluginConfig(root_id=root_id, configuration=data, name=name, fail_open=fail_open)
+            PluginConfig(
+                root_id=root_id, configuration=data, name=name, fail_open=fail_open
+            )
         )
     except FilterTrapError as exc:
-        raise FilterLoadError(f"{vm.module.name}: plugin start-up failed: {exc}") from exc
+        raise FilterLoadError(
+            f"{vm.module.name}: plugin start-up failed: {exc}"
+        ) from exc

@@ -1,4 +1,4 @@
-"""Properties (Envoy "attributes") read with ``proxy_get_property``.
+r"""Properties (Envoy "attributes") read with ``proxy_get_property``.
 
 A path arrives as segments joined by NUL (``request\\0headers\\0user-agent``);
 values are encoded as Envoy encodes CEL values: strings raw, integers 8-byte
@@ -46,9 +46,7 @@ def encode(value: PropertyValue) -> bytes | None:
         return struct.pack("<q" if value < 0 else "<Q", value)
     if isinstance(value, float):
         return struct.pack("<d", value)
-    return pairs.encode(
-        (k.encode("utf-8"), encode(v) or b"") for k, v in value.items()
-    )
+    return pairs.encode((k.encode("utf-8"), encode(v) or b"") for k, v in value.items())
 
 
 def _header_map(headers: HeaderPairs | None) -> dict[str, bytes] | None:
@@ -83,7 +81,7 @@ def _request(ctx: HttpContext) -> dict[str, Callable[[], PropertyValue]]:
 
     def query() -> bytes | None:
         p = path()
-        return None if p is None else (p.split(b"?", 1) + [b""])[1]
+        return None if p is None else ([*p.split(b"?", 1), b""])[1]
 
     body = side.before.body if side.before is not None else b""
     return {
@@ -165,7 +163,11 @@ def resolve(
         return None
     group = path[0]
     table = (
-        _request(ctx) if group == b"request" else _response(ctx) if group == b"response" else None
+        _request(ctx)
+        if group == b"request"
+        else _response(ctx)
+        if group == b"response"
+        else None
     )
     if table is None:
         return None
@@ -180,6 +182,8 @@ def resolve(
     return encode(value)
 
 
-def parse_overrides(items: Mapping[str, PropertyValue]) -> dict[tuple[bytes, ...], PropertyValue]:
+def parse_overrides(
+    items: Mapping[str, PropertyValue],
+) -> dict[tuple[bytes, ...], PropertyValue]:
     """User overrides keyed ``"a.b.c"`` → path tuples."""
     return {tuple(p.encode() for p in k.split(".")): v for k, v in items.items()}

@@ -77,8 +77,12 @@ def to_record(result: StreamResult) -> dict[str, Any]:
     if result.response_before is not None or result.response_after is not None:
         response = {
             "status": {
-                "before": result.response_before.status if result.response_before else None,
-                "after": result.response_after.status if result.response_after else None,
+                "before": result.response_before.status
+                if result.response_before
+                else None,
+                "after": result.response_after.status
+                if result.response_after
+                else None,
             },
             **_side(result.response_before, result.response_after),
         }
@@ -147,11 +151,15 @@ def render_text(result: StreamResult, *, title: str = "") -> str:
     req = result.request_before
     method = _s(req.get(b":method") or b"")
     lines.append(f"request   {method} {_url(req)}")
-    changes = _header_changes(req.headers, result.request_after.headers if result.request_after else None)
+    changes = _header_changes(
+        req.headers, result.request_after.headers if result.request_after else None
+    )
     lines.extend(f"  {mark} {text}" for mark, text in changes)
     if not result.request_forwarded:
         lines.append("  (not passed upstream)")
-    body = _body_change(req.body, result.request_after.body if result.request_after else None)
+    body = _body_change(
+        req.body, result.request_after.body if result.request_after else None
+    )
     if body:
         lines.append(f"  {body}")
     if result.local_reply is not None:
@@ -168,12 +176,19 @@ def render_text(result: StreamResult, *, title: str = "") -> str:
         base = before.headers if before else (after.headers if after else [])
         if before is None and result.local_reply is not None:
             base = result.local_reply.to_message().headers
-        lines.extend(f"  {m} {t}" for m, t in _header_changes(base, after.headers if after else None))
-        body = _body_change(before.body if before else None, after.body if after else None)
+        lines.extend(
+            f"  {m} {t}"
+            for m, t in _header_changes(base, after.headers if after else None)
+        )
+        body = _body_change(
+            before.body if before else None, after.body if after else None
+        )
         if body and before is not None:
             lines.append(f"  {body}")
     if result.stalled:
-        lines.append(f"stalled   the filter paused the {result.stalled} and never resumed")
+        lines.append(
+            f"stalled   the filter paused the {result.stalled} and never resumed"
+        )
     if result.reset:
         lines.append("reset     the stream was reset")
     lines.extend(f"note      {n}" for n in result.notes)

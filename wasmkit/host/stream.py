@@ -159,17 +159,26 @@ class HttpStream:
         self.send(StreamType.HTTP_RESPONSE, ("trailers", trailers, True))
 
     def send_message(
-        self, stream_type: StreamType, message: HttpMessage, chunk_size: int | None = None
+        self,
+        stream_type: StreamType,
+        message: HttpMessage,
+        chunk_size: int | None = None,
     ) -> None:
         """Deliver a whole message: headers, body in chunks, trailers."""
         body = message.body
         has_trailers = message.trailers is not None
-        self.send(stream_type, ("headers", list(message.headers), not body and not has_trailers))
+        self.send(
+            stream_type,
+            ("headers", list(message.headers), not body and not has_trailers),
+        )
         if body:
             step = chunk_size or len(body)
             for pos in range(0, len(body), step):
                 last = pos + step >= len(body)
-                self.send(stream_type, ("data", body[pos : pos + step], last and not has_trailers))
+                self.send(
+                    stream_type,
+                    ("data", body[pos : pos + step], last and not has_trailers),
+                )
         if message.trailers is not None:
             self.send(stream_type, ("trailers", list(message.trailers), True))
 
@@ -333,8 +342,10 @@ class HttpStream:
         ctx = self.ctx
         if ctx is None or self._finished:
             return
-        if ctx.local_reply is not None and not self.ended and (
-            self._replied is not ctx.local_reply
+        if (
+            ctx.local_reply is not None
+            and not self.ended
+            and (self._replied is not ctx.local_reply)
         ):
             self._replied = ctx.local_reply
             self._local_reply(ctx.local_reply)
@@ -361,8 +372,10 @@ class HttpStream:
                 for _, chunk, _eos in data:
                     self._receive(side, "data", chunk, False)
                     side.buffer += chunk
-                eos = side.end_received and not side.trailers_received and not any(
-                    f[0] == "trailers" for f in queue
+                eos = (
+                    side.end_received
+                    and not side.trailers_received
+                    and not any(f[0] == "trailers" for f in queue)
                 )
                 if data and data[-1][2]:
                     side.end_received = True
@@ -406,7 +419,9 @@ class HttpStream:
 
     # -- calls ------------------------------------------------------------------
 
-    def _call(self, name: str, args: tuple[int, ...], side: Side | None = None) -> int | None:
+    def _call(
+        self, name: str, args: tuple[int, ...], side: Side | None = None
+    ) -> int | None:
         ctx = self._context() if name != "proxy_on_context_create" else self.ctx
         assert ctx is not None
         ctx.callback = name
@@ -446,6 +461,9 @@ class HttpStream:
 
     # -- the end ----------------------------------------------------------------
 
+    def _vm_ok(self) -> bool:
+        return self.vm.failed is None
+
     def finish(self) -> StreamResult:
         """End the stream (log, done, delete) and report what happened."""
         if self._finished:
@@ -455,7 +473,9 @@ class HttpStream:
         if self.stalled is None and not self.ended:
             for side, label in ((ctx.request, "request"), (ctx.response, "response")):
                 if side.stopped is not None and side.headers is not None:
-                    where = "headers" if side.stopped == "headers-only" else side.stopped
+                    where = (
+                        "headers" if side.stopped == "headers-only" else side.stopped
+                    )
                     self.stalled = f"{label} {where}"
                     break
         if self.vm.failed is None:
@@ -463,7 +483,7 @@ class HttpStream:
             if self.vm.profile == "spec":
                 order = ["proxy_on_done", "proxy_on_log", "proxy_on_delete"]
             for name in order:
-                if self.vm.failed is not None:
+                if not self._vm_ok():
                     break
                 ctx.in_log = name == "proxy_on_log"
                 ctx.callback = name

@@ -42,7 +42,7 @@ HostFunction = Callable[..., int | None]
 """A host function: called with the guest's integer arguments, returns the result."""
 
 
-class GuestExit(Exception):  # noqa: N818 - control flow, not an error
+class GuestExit(Exception):
     """Raised by a host function to stop the guest (``proc_exit``, ``abort``)."""
 
     def __init__(
@@ -174,7 +174,6 @@ def _engine(fuel: bool) -> Any:
             config = wasmtime.Config()
             config.epoch_interruption = True
             config.consume_fuel = fuel
-            config.wasm_backtrace_details = True
             engine = wasmtime.Engine(config)
             _engines[fuel] = engine
         return engine
@@ -200,7 +199,7 @@ def _start_ticker() -> None:
 def compile_module(
     source: bytes | str | os.PathLike[str], *, fuel: bool = False
 ) -> CompiledModule:
-    """Compile a module from wasm bytes, WAT text, or a ``.wasm`` / ``.wat`` path.
+    r"""Compile a module from wasm bytes, WAT text, or a ``.wasm`` / ``.wat`` path.
 
     Args:
         source: the binary, WAT text (``str`` or bytes not starting with
@@ -232,10 +231,11 @@ def compile_module(
             ) from exc
     try:
         binary = wasmtime.wat2wasm(data) if isinstance(data, str) else data
+        binary = bytes(binary)
         raw = wasmtime.Module(_engine(fuel), binary)
     except wasmtime.WasmtimeError as exc:
         raise FilterLoadError(f"{name}: invalid wasm module: {exc}") from exc
-    return CompiledModule(raw, bytes(binary), fuel, name)
+    return CompiledModule(raw, binary, fuel, name)
 
 
 class WasmVm(Protocol):
@@ -340,7 +340,9 @@ _caller_export_get = _bind(
 
 
 def _valtypes(types: Sequence[str]) -> list[Any]:
-    return [wasmtime.ValType.i64() if t == "i64" else wasmtime.ValType.i32() for t in types]
+    return [
+        wasmtime.ValType.i64() if t == "i64" else wasmtime.ValType.i32() for t in types
+    ]
 
 
 def _trap_message(text: str, code: str | None) -> str:
@@ -419,7 +421,9 @@ class WasmtimeVm:
             self._instance = wasmtime.Instance(self._store, module._raw, externs)
         except (wasmtime.Trap, wasmtime.WasmtimeError, GuestExit) as exc:
             err = self._convert(exc, "(start section)", 0)
-            raise FilterLoadError(f"{module.name}: instantiation failed: {err}") from exc
+            raise FilterLoadError(
+                f"{module.name}: instantiation failed: {err}"
+            ) from exc
         for name, item in self._instance.exports(self._store).items():
             if isinstance(item, wasmtime.Func):
                 self._funcs[name] = item
@@ -576,7 +580,7 @@ class WasmtimeVm:
             )
             self._reraise_pending()
             raise err
-        if trap:
+        if ctypes.cast(trap, ctypes.c_void_p).value:
             trap_obj = wasmtime.Trap._from_ptr(trap)
             self._reraise_pending()
             raise trap_obj
@@ -601,7 +605,9 @@ class WasmtimeVm:
             return None
         return int(result) & 0xFFFFFFFF if sig.results[0] == "i32" else int(result)
 
-    def _convert(self, exc: BaseException, name: str, context_id: int) -> FilterTrapError:
+    def _convert(
+        self, exc: BaseException, name: str, context_id: int
+    ) -> FilterTrapError:
         backtrace: list[str] = []
         code_name: str | None = None
         kind: ErrorKind = "trap"

@@ -101,7 +101,9 @@ class Wasi:
         self.mem.write_u32(nwritten, len(data))
         return _OK
 
-    def fd_pwrite(self, fd: int, iovs: int, count: int, _offset: int, nwritten: int) -> int:
+    def fd_pwrite(
+        self, fd: int, iovs: int, count: int, _offset: int, nwritten: int
+    ) -> int:
         return self.fd_write(fd, iovs, count, nwritten)
 
     def fd_fdstat_get(self, fd: int, stat: int) -> int:
@@ -139,7 +141,9 @@ class Wasi:
     def environ_get(self, environ: int, buf: int) -> int:
         pos = buf
         for i, item in enumerate(self._environ_items()):
-            if not (self.mem.write_u32(environ + 4 * i, pos) and self.mem.write(pos, item)):
+            if not (
+                self.mem.write_u32(environ + 4 * i, pos) and self.mem.write(pos, item)
+            ):
                 return _FAULT
             pos += len(item)
         return _OK
@@ -221,7 +225,7 @@ _STDIO_OK = {
 def _default(name: str) -> HostFunction:
     if name in _NOSYS:
         code = int(WasiErrno.NOSYS)
-    elif name.startswith("sock_") or name.startswith("path_"):
+    elif name.startswith(("sock_", "path_")):
         code = int(WasiErrno.NOTSUP)
     elif name in _STDIO_OK:
 
