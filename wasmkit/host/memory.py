@@ -30,6 +30,10 @@ class GuestMemory:
         self._region = region
         self._allocate = allocate
 
+    def bind(self, region: Callable[[], tuple[int, int]]) -> None:
+        """Read the memory's place from ``region`` from now on."""
+        self._region = region
+
     def size(self) -> int:
         """Current size of linear memory (bytes)."""
         return self._region()[1]

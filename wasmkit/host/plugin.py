@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any, Literal
 
 from wasmkit.abi import pairs
@@ -102,6 +103,7 @@ class PluginConfig:
         return self.name or self.root_id or "wasmkit"
 
 
+@functools.cache
 def _callback_arg_names(name: str, count: int) -> tuple[str, ...]:
     known = {
         "proxy_on_context_create": ("context_id", "parent_context_id"),
@@ -121,12 +123,18 @@ def _callback_arg_names(name: str, count: int) -> tuple[str, ...]:
     return tuple(names[:count]) + tuple(f"arg{i}" for i in range(len(names), count))
 
 
+def _enum_names(enum: type[IntEnum]) -> Callable[[int], str]:
+    table = {int(m): m.name.lower() for m in enum}
+    return lambda v: table.get(v) or str(v)
+
+
 _ENUMS: dict[str, Callable[[int], str]] = {
-    "level": lambda v: LogLevel(v).label if v <= 5 else str(v),
-    "map_type": lambda v: MapType(v).name.lower() if v <= 7 else str(v),
-    "buffer_type": lambda v: BufferType(v).name.lower() if v <= 8 else str(v),
-    "stream_type": lambda v: StreamType(v).name.lower() if v <= 3 else str(v),
+    "level": _enum_names(LogLevel),
+    "map_type": _enum_names(MapType),
+    "buffer_type": _enum_names(BufferType),
+    "stream_type": _enum_names(StreamType),
 }
+_STATUS_NAMES = {int(m): m.name for m in WasmResult}
 
 
 class FilterVm:
@@ -373,17 +381,6 @@ class FilterVm:
         """The context host calls act on now (the effective one if switched)."""
         return self.effective if self.effective is not None else self._stack[-1]
 
-    @contextmanager
-    def entered(self, ctx: Context) -> Iterator[None]:
-        """Make ``ctx`` current for one call into the guest; calls may nest."""
-        self._stack.append(ctx)
-        saved, self.effective = self.effective, None
-        try:
-            yield
-        finally:
-            self._stack.pop()
-            self.effective = saved
-
     def invoke(
         self,
         name: str,
@@ -400,13 +397,16 @@ class FilterVm:
         vm = self.vm
         if vm is None or not vm.has_export(name):
             return None
-        start = time.perf_counter_ns()
+        tracing = self.tracing
+        start = time.perf_counter_ns() if tracing else 0
         index = len(self.trace)
         depth = self._depth
         self._depth += 1
+        stack = self._stack
+        stack.append(ctx)
+        saved, self.effective = self.effective, None
         try:
-            with self.entered(ctx):
-                result = vm.call(name, args, context_id=ctx.id, startup=startup)
+            result = vm.call(name, args, context_id=ctx.id, startup=startup)
         except FilterTrapError as exc:
             self.wasi.flush()
             self._classify(exc, index)
@@ -416,7 +416,9 @@ class FilterVm:
             raise
         finally:
             self._depth -= 1
-        if self.tracing:
+            stack.pop()
+            self.effective = saved
+        if tracing:
             self._trace_callback(name, ctx, args, result, start, index, depth)
         return result
 
@@ -443,7 +445,7 @@ class FilterVm:
             "callback",
             name,
             ctx.id,
-            dict(zip(names, args, strict=False)),
+            dict(zip(names, args, strict=True)),
             result,
             time.perf_counter_ns() - start,
             depth,
@@ -452,6 +454,7 @@ class FilterVm:
 
     def _traced(self, name: str, fn: HostFunction, params: list[str]) -> HostFunction:
         decoders = _decoders(params, self)
+        is_proxy = name.startswith("proxy_")
 
         def traced(*args: int) -> int | None:
             start = time.perf_counter_ns()
@@ -464,8 +467,8 @@ class FilterVm:
                 decoded["quirk"] = "; ".join(self._quirks)
                 self._quirks.clear()
             status: Any = result
-            if name.startswith("proxy_") and result is not None:
-                status = WasmResult(result).name if 0 <= result <= 12 else result
+            if is_proxy and result is not None:
+                status = _STATUS_NAMES.get(result, result)
             self.trace.append(
                 TraceEvent(
                     "hostcall",

@@ -306,7 +306,7 @@ _func_call_unchecked = _bind(
         ctypes.POINTER(ffi.wasmtime_func_t),
         ctypes.POINTER(_Raw),
         ctypes.c_size_t,
-        ctypes.POINTER(ctypes.POINTER(ffi.wasm_trap_t)),
+        ctypes.POINTER(ctypes.c_void_p),
     ],
 )
 _memory_data = _bind(
@@ -365,6 +365,21 @@ def _to_signed32(value: int) -> int:
     return value - (1 << 32) if value & 0x80000000 else value
 
 
+class _Export:
+    # An export prepared for repeated calls on the fast path.
+    __slots__ = ("buf", "buftype", "busy", "func", "kinds", "ref", "result", "sig")
+
+    def __init__(self, func: Any, sig: Signature) -> None:
+        self.func = func
+        self.sig = sig
+        self.ref = ctypes.byref(func._func)
+        self.kinds = tuple(t == "i32" for t in sig.params)
+        self.result = sig.results[0] if sig.results else None
+        self.buftype = _Raw * max(len(sig.params), len(sig.results), 1)
+        self.buf = self.buftype()
+        self.busy = False
+
+
 class WasmtimeVm:
     """One instance of a module in its own store, with limits applied.
 
@@ -405,8 +420,14 @@ class WasmtimeVm:
         self._pending: BaseException | None = None
         self._mem: Any = None
         self._depth = 0
-        self._funcs: dict[str, Any] = {}
-        self._sigs: dict[str, Signature] = {}
+        self._funcs: dict[str, _Export] = {}
+        self._region: tuple[int, int] | None = None
+        startup = self.limits.startup_timeout_ms
+        timeout = self.limits.timeout_ms
+        self._startup_ticks = (
+            1 << 62 if startup is None else math.ceil(startup / EPOCH_TICK_MS) + 1
+        )
+        self._ticks = 1 << 62 if timeout is None else math.ceil(timeout / EPOCH_TICK_MS) + 1
         externs = []
         for spec, fn in zip(module.imports, imports, strict=True):
             if spec.kind != "func" or spec.signature is None:
@@ -426,8 +447,7 @@ class WasmtimeVm:
             ) from exc
         for name, item in self._instance.exports(self._store).items():
             if isinstance(item, wasmtime.Func):
-                self._funcs[name] = item
-                self._sigs[name] = _functype_sig(item.type(self._store))
+                self._funcs[name] = _Export(item, _functype_sig(item.type(self._store)))
             elif isinstance(item, wasmtime.Memory) and (
                 self._mem is None or name == "memory"
             ):
@@ -460,6 +480,7 @@ class WasmtimeVm:
         has_result = bool(sig.results)
 
         def call(caller: Any, *args: int) -> int | None:
+            self._region = None
             if self._mem is None:
                 mem = caller.get("memory")
                 if isinstance(mem, wasmtime.Memory):
@@ -480,6 +501,7 @@ class WasmtimeVm:
         src = (
             "def trampoline(env, caller, a, n):\n"
             "    try:\n"
+            "        vm._region = None\n"
             "        if vm._mem is None:\n"
             "            vm._bind_caller_memory(caller)\n"
             f"        r = fn({argv})\n"
@@ -514,20 +536,17 @@ class WasmtimeVm:
 
     def export_signature(self, name: str) -> Signature | None:
         """The type of exported function ``name``, if any."""
-        return self._sigs.get(name)
+        export = self._funcs.get(name)
+        return None if export is None else export.sig
 
     def _arm(self, *, startup: bool = False) -> None:
-        if self.limits.fuel is not None and not startup:
-            self._store.set_fuel(self.limits.fuel)
-            _set_epoch_deadline(self._ctx, 1 << 62)
-            return
         if self.module.fuel:
-            self._store.set_fuel((1 << 63) - 1)
-        timeout = self.limits.startup_timeout_ms if startup else self.limits.timeout_ms
-        if timeout is None:
-            _set_epoch_deadline(self._ctx, 1 << 62)
-        else:
-            _set_epoch_deadline(self._ctx, math.ceil(timeout / EPOCH_TICK_MS) + 1)
+            fuel = self.limits.fuel if not startup else None
+            self._store.set_fuel((1 << 63) - 1 if fuel is None else fuel)
+            if fuel is not None:
+                _set_epoch_deadline(self._ctx, 1 << 62)
+                return
+        _set_epoch_deadline(self._ctx, self._startup_ticks if startup else self._ticks)
 
     def call(
         self,
@@ -550,43 +569,54 @@ class WasmtimeVm:
                 out of memory. ``kind`` says which.
             KeyError: no such export.
         """
-        func = self._funcs[name]
+        export = self._funcs[name]
         if self._depth == 0:
             self._arm(startup=startup)
         self._depth += 1
         try:
             if self.fast:
-                return self._call_fast(func, self._sigs[name], args)
-            return self._call_public(func, self._sigs[name], args)
+                return self._call_fast(export, args)
+            return self._call_public(export.func, export.sig, args)
         except (wasmtime.Trap, wasmtime.WasmtimeError, GuestExit) as exc:
             raise self._convert(exc, name, context_id) from exc
         finally:
             self._depth -= 1
+            self._region = None
 
-    def _call_fast(self, func: Any, sig: Signature, args: Sequence[int]) -> int | None:
-        buf = (_Raw * max(len(sig.params), len(sig.results), 1))()
-        for i, (t, v) in enumerate(zip(sig.params, args, strict=True)):
-            if t == "i32":
+    def _call_fast(self, export: _Export, args: Sequence[int]) -> int | None:
+        if len(args) != len(export.kinds):
+            raise TypeError(f"expected {len(export.kinds)} arguments, got {len(args)}")
+        # A preallocated buffer, unless this export is already running.
+        buf = export.buftype() if export.busy else export.buf
+        for i, (is32, v) in enumerate(zip(export.kinds, args, strict=True)):
+            if is32:
                 buf[i].u32 = v & 0xFFFFFFFF
             else:
                 buf[i].i64 = v
-        trap = ctypes.POINTER(ffi.wasm_trap_t)()
-        error = _func_call_unchecked(
-            self._ctx, ctypes.byref(func._func), buf, len(buf), ctypes.byref(trap)
-        )
+        trap = ctypes.c_void_p()
+        busy, export.busy = export.busy, True
+        try:
+            error = _func_call_unchecked(
+                self._ctx, export.ref, buf, len(buf), ctypes.byref(trap)
+            )
+        finally:
+            export.busy = busy
         if error:
             err = wasmtime.WasmtimeError._from_ptr(
                 ctypes.cast(error, ctypes.POINTER(ffi.wasmtime_error_t))
             )
             self._reraise_pending()
             raise err
-        if ctypes.cast(trap, ctypes.c_void_p).value:
-            trap_obj = wasmtime.Trap._from_ptr(trap)
+        if trap.value:
+            trap_obj = wasmtime.Trap._from_ptr(
+                ctypes.cast(trap, ctypes.POINTER(ffi.wasm_trap_t))
+            )
             self._reraise_pending()
             raise trap_obj
-        if not sig.results:
+        kind = export.result
+        if kind is None:
             return None
-        return int(buf[0].u32) if sig.results[0] == "i32" else int(buf[0].i64)
+        return int(buf[0].u32) if kind == "i32" else int(buf[0].i64)
 
     def _reraise_pending(self) -> None:
         exc, self._pending = self._pending, None
@@ -657,11 +687,16 @@ class WasmtimeVm:
 
     def memory_region(self) -> tuple[int, int]:
         """Address and size (bytes) of linear memory; ``(0, 0)`` without one."""
+        region = self._region
+        if region is not None:
+            return region
         mem = self._mem
         if mem is None:
             return 0, 0
         ref = ctypes.byref(mem)
-        return _memory_data(self._ctx, ref) or 0, _memory_data_size(self._ctx, ref)
+        region = (_memory_data(self._ctx, ref) or 0, _memory_data_size(self._ctx, ref))
+        self._region = region
+        return region
 
     def memory_exhausted(self) -> bool:
         """Whether a trap now is likely due to the memory limit.
