@@ -16,7 +16,7 @@ import wasmkit
 
 ROOT = Path(__file__).resolve().parent.parent
 # conda-forge names of the PyPI packages where they differ.
-CONDA_NAMES = {"wasmtime": "wasmtime"}
+CONDA_NAMES: dict[str, str] = {}
 
 
 def _split(spec: str) -> tuple[str, str]:
@@ -29,6 +29,8 @@ def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda = dict(_split(d) for d in env["dependencies"] if isinstance(d, str))
+    (pip,) = [d["pip"] for d in env["dependencies"] if isinstance(d, dict)]
+    conda.update(_split(d) for d in pip if not d.startswith("-"))
     wanted = project["dependencies"] + project["optional-dependencies"]["dev"]
     for spec in wanted:
         name, version = _split(spec)
