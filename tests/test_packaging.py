@@ -90,7 +90,9 @@ def test_abi_layer_is_stdlib_only():
     for path in (ROOT / "wasmkit" / "abi").glob("*.py"):
         for match in re.finditer(r"^(?:from|import) ([\w.]+)", path.read_text(), re.M):
             top = match.group(1).split(".")[0]
-            ok = top in stdlib or match.group(1).startswith(("wasmkit.abi", "wasmkit.errors"))
+            ok = top in stdlib or match.group(1).startswith(
+                ("wasmkit.abi", "wasmkit.errors")
+            )
             assert ok or top == "__future__", f"{path.name} imports {match.group(1)}"
 
 

@@ -427,7 +427,9 @@ class WasmtimeVm:
         self._startup_ticks = (
             1 << 62 if startup is None else math.ceil(startup / EPOCH_TICK_MS) + 1
         )
-        self._ticks = 1 << 62 if timeout is None else math.ceil(timeout / EPOCH_TICK_MS) + 1
+        self._ticks = (
+            1 << 62 if timeout is None else math.ceil(timeout / EPOCH_TICK_MS) + 1
+        )
         externs = []
         for spec, fn in zip(module.imports, imports, strict=True):
             if spec.kind != "func" or spec.signature is None:
