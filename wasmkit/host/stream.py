@@ -500,6 +500,12 @@ class HttpStream:
         response_after = None
         if ctx.response.forwarded_headers is not None and not self.reset:
             response_after = ctx.response.after()
+        logs = self.vm.logs[self._log_start :]
+        trace = self.vm.trace[self._trace_start :]
+        if not self.vm.streams:
+            # The records now live in the result; keep the VM's lists short.
+            del self.vm.logs[self._log_start :]
+            del self.vm.trace[self._trace_start :]
         return StreamResult(
             request_before=request_before,
             request_after=ctx.request.after(),
@@ -507,8 +513,8 @@ class HttpStream:
             response_before=self.upstream_response,
             response_after=response_after,
             local_reply=ctx.local_reply,
-            logs=self.vm.logs[self._log_start :],
-            trace=self.vm.trace[self._trace_start :],
+            logs=logs,
+            trace=trace,
             error=self.error,
             stalled=self.stalled,
             reset=self.reset,
