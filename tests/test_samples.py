@@ -132,3 +132,17 @@ def test_assemblyscript_sample_reads_config_despite_runtime_bug(samples):
     result = plugin.run_http(request(), response())
     assert result.error is None
     assert len(result.request_after.headers) == 4 + 100
+
+
+def test_assemblyscript_sdk_abort_is_reported_with_its_message(samples):
+    """proxy-runtime aborts (proc_exit) when no root context matches the root id."""
+    if _have("assemblyscript"):
+        pytest.skip(_have("assemblyscript"))
+    from wasmkit.errors import FilterLoadError
+
+    with pytest.raises(FilterLoadError) as info:
+        load(samples / "add_headers.assemblyscript.wasm", root_id="not-registered")
+    text = str(info.value)
+    assert "proc_exit(255)" in text
+    assert "Missing root context factory for root id: not-registered" in text
+    assert "proxy_on_context_create" in text

@@ -223,3 +223,23 @@ def test_allocator_returning_garbage_gives_invalid_memory_access():
     assert result.error is None
     (call,) = [t for t in result.trace if t.name == "proxy_get_header_map_pairs"]
     assert call.result == "INVALID_MEMORY_ACCESS"
+
+
+def test_other_streams_in_flight_survive_a_trap():
+    from wasmkit.abi.constants import StreamType
+
+    plugin = load(TRAP_ON_BOOM)
+    calm = plugin.http_stream()
+    calm.send_message(StreamType.HTTP_REQUEST, request("GET", "http://h/ok"))
+    boom = plugin.http_stream()
+    boom.send_message(StreamType.HTTP_REQUEST, request("GET", "http://h/boom"))
+    failed = boom.finish()
+    assert failed.error is not None and failed.error.kind == "trap"
+    calm.send_message(StreamType.HTTP_RESPONSE, response(200, [], "fine"))
+    result = calm.finish()
+    assert result.error is None
+    assert result.response_after.body == b"fine"
+    assert [t.name for t in result.trace if t.kind == "callback"][-1] == "proxy_on_log"
+    # The next stream starts on a fresh instance: context ids restart at 2.
+    after = plugin.run_http(request("GET", "http://h/ok"), response())
+    assert after.error is None and after.context_id == 2

@@ -400,6 +400,7 @@ class FilterVm:
         tracing = self.tracing
         start = time.perf_counter_ns() if tracing else 0
         index = len(self.trace)
+        first_log = len(self.logs)
         depth = self._depth
         self._depth += 1
         stack = self._stack
@@ -409,7 +410,7 @@ class FilterVm:
             result = vm.call(name, args, context_id=ctx.id, startup=startup)
         except FilterTrapError as exc:
             self.wasi.flush()
-            self._classify(exc, index)
+            self._explain(exc, first_log)
             if self.tracing:
                 self._trace_callback(name, ctx, args, exc.kind, start, index, depth)
             self.failed = exc
@@ -422,12 +423,21 @@ class FilterVm:
             self._trace_callback(name, ctx, args, result, start, index, depth)
         return result
 
-    def _classify(self, exc: FilterTrapError, since: int) -> None:
+    def _explain(self, exc: FilterTrapError, first_log: int) -> None:
+        # SDKs say why they abort (Rust panics, Go fatal errors, AS aborts) on
+        # stderr or in an error log just before trapping: carry that along.
+        said = [
+            r.message
+            for r in self.logs[first_log:]
+            if r.level >= LogLevel.ERROR and r.source != "host"
+        ]
+        if said:
+            last = said[-1]
+            exc.args = (f"{exc.args[0]}\nthe filter said: {last}", *exc.args[1:])
         if exc.kind != "trap":
             return
         oom = ("out of memory", "allocation failed", "memory allocation of")
-        recent = self.logs[-8:]
-        if any(any(m in r.message.lower() for m in oom) for r in recent):
+        if any(any(m in text.lower() for m in oom) for text in said):
             exc.kind = "memory"
 
     def _trace_callback(

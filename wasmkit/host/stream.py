@@ -113,7 +113,8 @@ class HttpStream:
     def _context(self) -> HttpContext:
         if self.ctx is None:
             vm = self.vm
-            if vm.failed is not None:
+            if vm.failed is not None and not vm.streams:
+                # Restart after a failure once no other stream uses the instance.
                 vm.reload()
             root = self.plugin.root
             assert root is not None
@@ -461,9 +462,6 @@ class HttpStream:
 
     # -- the end ----------------------------------------------------------------
 
-    def _vm_ok(self) -> bool:
-        return self.vm.failed is None
-
     def finish(self) -> StreamResult:
         """End the stream (log, done, delete) and report what happened."""
         if self._finished:
@@ -478,20 +476,18 @@ class HttpStream:
                     )
                     self.stalled = f"{label} {where}"
                     break
-        if self.vm.failed is None:
+        if self.error is None:
             order = ["proxy_on_log", "proxy_on_done", "proxy_on_delete"]
             if self.vm.profile == "spec":
                 order = ["proxy_on_done", "proxy_on_log", "proxy_on_delete"]
             for name in order:
-                if not self._vm_ok():
-                    break
                 ctx.in_log = name == "proxy_on_log"
                 ctx.callback = name
                 try:
                     self.vm.invoke(name, (ctx.id,), ctx)
                 except FilterTrapError as exc:
-                    if self.error is None:
-                        self.error = exc
+                    self.error = exc
+                    break
                 finally:
                     ctx.in_log = False
         self.vm.contexts.pop(ctx.id, None)
