@@ -146,3 +146,51 @@ def test_assemblyscript_sdk_abort_is_reported_with_its_message(samples):
     assert "proc_exit(255)" in text
     assert "Missing root context factory for root id: not-registered" in text
     assert "proxy_on_context_create" in text
+
+
+@pytest.fixture(scope="session")
+def panic_filter(tmp_path_factory) -> Path:
+    if _have("rust"):
+        pytest.skip(_have("rust"))
+    out = tmp_path_factory.mktemp("panic") / "panic.wasm"
+    subprocess.run(
+        [
+            "bash",
+            str(ROOT / "scripts" / "build-rust.sh"),
+            str(ROOT / "tests" / "data" / "filters" / "panic" / "rust"),
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
+    return out
+
+
+@pytest.mark.toolchain("cargo")
+def test_rust_panic_is_a_trap_with_message_and_demangled_backtrace(panic_filter):
+    if _have("rust"):
+        pytest.skip(_have("rust"))
+    from wasmkit.host import Limits
+
+    plugin = load(panic_filter, limits=Limits(memory_bytes=64 * 1024 * 1024))
+    result = plugin.run_http(
+        request("GET", "http://h/", [("x-panic", "now")]), response()
+    )
+    err = result.error
+    assert err.kind == "trap" and err.trap_code == "UNREACHABLE"
+    assert err.callback == "proxy_on_request_headers"
+    assert "the filter said: panicked at 'asked to panic: now'" in str(err)
+    assert any(
+        "<panic_filter::Stream as proxy_wasm::traits::HttpContext>"
+        "::on_http_request_headers" in frame
+        for frame in err.wasm_backtrace
+    )
+    assert result.response_after.status == 503
+    # A Rust allocation failure is a memory error.
+    hog = plugin.run_http(request("GET", "http://h/", [("x-hog", "1")]), response())
+    assert hog.error.kind == "memory"
+    assert "memory allocation of 1048576 bytes failed" in str(hog.error)
+    # And the next stream runs on a fresh instance.
+    fine = plugin.run_http(request(), response(200))
+    assert fine.error is None and fine.response_after.status == 200

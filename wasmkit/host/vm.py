@@ -360,6 +360,36 @@ def _trap_message(text: str, code: str | None) -> str:
     return first or (code or "trap").lower().replace("_", " ")
 
 
+_RUST_ESCAPES = {
+    "$LT$": "<", "$GT$": ">", "$RF$": "&", "$BP$": "*", "$C$": ",",
+    "$SP$": "@", "$u20$": " ", "$u27$": "'", "$u5b$": "[", "$u5d$": "]",
+    "$u7b$": "{", "$u7d$": "}", "$u7e$": "~", "$u3b$": ";", "$u2b$": "+",
+    "$u22$": '"',
+}  # fmt: skip
+
+
+def demangle(name: str) -> str:
+    """Readable form of a legacy Rust (``_ZN...E``) symbol; others unchanged."""
+    if not (name.startswith("_ZN") and name.endswith("E")):
+        return name
+    body, parts, pos = name[3:-1], [], 0
+    while pos < len(body) and body[pos].isdigit():
+        end = pos
+        while body[end].isdigit():
+            end += 1
+        size = int(body[pos:end])
+        parts.append(body[end : end + size])
+        pos = end + size
+    if pos != len(body) or not parts:
+        return name
+    if len(parts[-1]) == 17 and parts[-1].startswith("h"):
+        parts.pop()  # the hash
+    text = "::".join(p.removeprefix("_") if p.startswith("_$") else p for p in parts)
+    for code, char in _RUST_ESCAPES.items():
+        text = text.replace(code, char)
+    return text.replace("..", "::")
+
+
 def _to_signed32(value: int) -> int:
     value &= 0xFFFFFFFF
     return value - (1 << 32) if value & 0x80000000 else value
@@ -651,7 +681,7 @@ class WasmtimeVm:
             code_name = code.name if code is not None else None
             message = _trap_message(exc.message, code_name)
             for i, frame in enumerate(exc.frames):
-                func = frame.func_name or f"<func {frame.func_index}>"
+                func = demangle(frame.func_name or f"<func {frame.func_index}>")
                 backtrace.append(
                     f"#{i} {func} ({frame.module_name or 'module'}) "
                     f"@ {frame.module_offset:#x}"
