@@ -235,3 +235,35 @@ def test_close_runs_done_and_delete_on_roots():
     vm.add_plugin(PluginConfig(root_id="a"))
     vm.close()
     assert [r.message for r in vm.logs][-2:] == ["done", "delete"]
+
+
+DEFERRED_DONE = filter_wat(
+    """
+    (func (export "proxy_on_done") (param i32) (result i32) (i32.const 0))
+    (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+      (drop (call $proxy_set_effective_context (i32.const 1)))
+      (drop (call $proxy_log (i32.const 2) (global.get $s_m) (global.get $s_m_len)))
+      (i32.store (i32.const 520) (call $proxy_done))
+      (i32.const 0))
+    (func (export "proxy_on_delete") (param i32))
+    """,
+    strings={"m": "finishing root"},
+)
+
+
+def test_root_done_later_with_proxy_done():
+    vm = FilterVm(DEFERRED_DONE)
+    plugin = vm.add_plugin(PluginConfig(root_id="r"))
+    # No pending done yet: proxy_done answers NOT_FOUND.
+    first = plugin.run_http(request(), response())
+    (done,) = [t for t in first.trace if t.name == "proxy_done"]
+    assert done.result == "NOT_FOUND"
+    plugin.shutdown()
+    assert plugin.root is not None and plugin.root.done_pending
+    assert not [t for t in vm.trace if t.name == "proxy_on_delete"]
+    # A later callback switches to the root and finishes it.
+    second = plugin.run_http(request(), response())
+    (done,) = [t for t in second.trace if t.name == "proxy_done"]
+    assert done.result == "OK" and done.context_id == 1
+    deletes = [t.args["context_id"] for t in second.trace if t.name == "proxy_on_delete"]
+    assert deletes == [1, second.context_id]

@@ -347,7 +347,8 @@ class FilterVm:
             return
         if self.failed is None:
             for plugin in self.plugins:
-                plugin._shutdown()
+                if plugin.root is not None and not plugin.root.done_pending:
+                    plugin.shutdown()
         self.vm.close()
         self.vm = None
 
@@ -422,6 +423,10 @@ class FilterVm:
             self.effective = saved
         if tracing:
             self._trace_callback(name, ctx, args, result, start, index, depth)
+        if depth == 0 and self.finished_roots:
+            # proxy_done() finished a root: on_delete follows the VM call.
+            root = self.finished_roots.pop(0)
+            self.invoke("proxy_on_delete", (root.id,), root)
         return result
 
     def _explain(self, exc: FilterTrapError, first_log: int) -> None:
@@ -694,7 +699,12 @@ class Plugin:
                 root_id=self.config.root_id,
             )
 
-    def _shutdown(self) -> None:
+    def shutdown(self) -> None:
+        """Stop the plugin as Envoy does: ``proxy_on_done`` on its root context.
+
+        If the filter answers true, ``proxy_on_delete`` follows; if false, it
+        follows when the filter calls ``proxy_done()``.
+        """
         root = self.root
         if root is None:
             return
