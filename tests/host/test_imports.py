@@ -212,18 +212,25 @@ def test_done_finishes_a_root_that_returned_false_from_on_done():
       (drop (call $proxy_done)) (i32.const 1))
     (func (export "proxy_on_done") (param i32) (result i32) (i32.const 0))
     (func (export "proxy_on_tick") (param i32) (drop (call $proxy_done)))
+    (func (export "proxy_on_delete") (param i32))
     """
     vm = FilterVm(filter_wat(body))
     plugin = vm.add_plugin()
     root = plugin.root
     assert root is not None
-    plugin._shutdown()  # what FilterVm.close() does first: on_done says "later"
+    plugin.shutdown()  # on_done answers false: the root waits for proxy_done()
     assert root.done_pending
     vm.invoke("proxy_on_tick", (root.id,), root)
     vm.invoke("proxy_on_tick", (root.id,), root)
     assert statuses(vm.trace, "proxy_done") == ["NOT_FOUND", "OK", "NOT_FOUND"]
-    assert vm.finished_roots == [root]
     assert not root.done_pending
+    callbacks = [(t.name, t.context_id) for t in vm.trace if t.kind == "callback"]
+    assert callbacks[-4:] == [
+        ("proxy_on_done", root.id),
+        ("proxy_on_tick", root.id),
+        ("proxy_on_delete", root.id),  # after the VM call that said done
+        ("proxy_on_tick", root.id),
+    ]
 
 
 def test_get_status_reads_the_roots_last_status():
@@ -874,9 +881,7 @@ def test_send_local_response(profile, grpc, details, grpc_status):
         "body": "denied",
         "headers": pairs.encode([(b"X-Reason", b"policy")]),
     }
-    _, result = http(
-        SEND_REPLY.format(status=403, grpc=grpc), strings, profile=profile
-    )
+    _, result = http(SEND_REPLY.format(status=403, grpc=grpc), strings, profile=profile)
     assert statuses(result.trace, "proxy_send_local_response") == ["OK"]
     reply = result.local_reply
     assert reply is not None
@@ -899,6 +904,21 @@ def test_send_local_response_with_undecodable_headers_adds_none():
     assert result.local_reply is not None
     assert result.local_reply.headers == []
     assert result.response_after is not None and result.response_after.status == 401
+
+
+def test_send_local_response_outside_a_stream_is_ok_and_sends_nothing():
+    body = """
+    (func (export "proxy_on_configure") (param i32 i32) (result i32)
+      (drop (call $proxy_send_local_response (i32.const 403)
+        (global.get $s_v) (global.get $s_v_len) (global.get $s_v) (global.get $s_v_len)
+        (i32.const 0) (i32.const 0) (i32.const -1)))
+      (i32.const 1))
+    """
+    plugin = load(filter_wat(body, strings={"v": "x"}))
+    assert statuses(plugin.vm.trace, "proxy_send_local_response") == ["OK"]
+    result = plugin.run_http(request())
+    assert result.local_reply is None
+    assert result.response_after is not None and result.response_after.status == 200
 
 
 # --- properties ------------------------------------------------------------------------
@@ -1012,10 +1032,10 @@ def call_ff(name: str, args: str, ret: str) -> str:
 
 def test_call_foreign_function_compress_round_trip():
     text_args = "(global.get $s_text) (global.get $s_text_len)"
+    compressed = "(i32.load (i32.const 512)) (i32.load (i32.const 516))"
     code = f"""
       {call_ff("compress", text_args, "(i32.const 512) (i32.const 516)")}
-      {call_ff("uncompress", "(i32.load (i32.const 512)) (i32.load (i32.const 516))",
-               "(i32.const 520) (i32.const 524)")}
+      {call_ff("uncompress", compressed, "(i32.const 520) (i32.const 524)")}
       (call $echo (i32.const 520))
       {call_ff("unknown", text_args, "(i32.const 528) (i32.const 532)")}
       {call_ff("uncompress", text_args, "(i32.const 528) (i32.const 532)")}
@@ -1254,7 +1274,9 @@ BAD_STRINGS = {
 def _status_of(call: str) -> tuple[FilterVm, object, str]:
     name = call.split()[1].removeprefix("$")
     body = on_request_headers(f"(i32.store (i32.const 1000) {call})")
-    vm, result = http(body, BAD_STRINGS, req=request("GET", "http://h/", [("key", "v")]))
+    vm, result = http(
+        body, BAD_STRINGS, req=request("GET", "http://h/", [("key", "v")])
+    )
     return vm, result, name
 
 

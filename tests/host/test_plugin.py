@@ -265,5 +265,7 @@ def test_root_done_later_with_proxy_done():
     second = plugin.run_http(request(), response())
     (done,) = [t for t in second.trace if t.name == "proxy_done"]
     assert done.result == "OK" and done.context_id == 1
-    deletes = [t.args["context_id"] for t in second.trace if t.name == "proxy_on_delete"]
+    deletes = [
+        t.args["context_id"] for t in second.trace if t.name == "proxy_on_delete"
+    ]
     assert deletes == [1, second.context_id]

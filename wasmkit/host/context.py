@@ -103,6 +103,7 @@ class RootContext(Context):
         self.plugin = plugin
         self.configuring = False
         self.tick_period_ms = 0
+        self.tick_generation = 0
         self.done_pending = False
         self.last_status: tuple[int, bytes] = (0, b"")
 

@@ -61,9 +61,10 @@ def get_current_time_nanoseconds(h: FilterVm, ret: int) -> int:
 
 def set_tick_period_milliseconds(h: FilterVm, period: int) -> int:
     root = h.ctx.root
-    if root is None:
-        return BAD_ARGUMENT
-    root.tick_period_ms = period
+    if isinstance(root, RootContext):
+        root.tick_period_ms = period
+    # Always OK in Envoy, also from the VM context (start-up), which has no root
+    # to tick: Rust's SDK panics on any other status.
     return OK
 
 
@@ -281,7 +282,10 @@ def get_header_map_value(
     items = _map(h, map_type)
     if items is None:
         ctx = h.ctx
-        return NOT_FOUND if isinstance(ctx, HttpContext) else BAD_ARGUMENT
+        if isinstance(ctx, HttpContext) and ctx.in_log:
+            # Envoy: maps may be absent while logging; answered like a missing key.
+            return _missing_value(h, ret_ptr, ret_size)
+        return BAD_ARGUMENT  # Envoy: the map does not exist in this phase
     key = key.lower()
     for name, value in items:
         if name == key:
@@ -291,6 +295,10 @@ def get_header_map_value(
                 if h.mem.copy_out(value, ret_ptr, ret_size)
                 else INVALID_MEMORY_ACCESS
             )
+    return _missing_value(h, ret_ptr, ret_size)
+
+
+def _missing_value(h: FilterVm, ret_ptr: int, ret_size: int) -> int:
     if h.abi_version is AbiVersion.V0_1_0:
         return OK if h.mem.copy_out(b"", ret_ptr, ret_size) else INVALID_MEMORY_ACCESS
     return NOT_FOUND
@@ -356,10 +364,11 @@ def _stream_action(h: FilterVm, stream_type: int, close: bool) -> int:
     ctx = h.ctx
     if stream_type == StreamType.UPSTREAM and not close:
         return UNIMPLEMENTED
-    if not isinstance(ctx, HttpContext) or stream_type > StreamType.HTTP_RESPONSE:
-        return BAD_ARGUMENT
-    pending = ctx.pending_close if close else ctx.pending_continue
-    pending.append(StreamType(stream_type))
+    if isinstance(ctx, HttpContext) and stream_type <= StreamType.HTTP_RESPONSE:
+        pending = ctx.pending_close if close else ctx.pending_continue
+        pending.append(StreamType(stream_type))
+    # Envoy answers OK and does nothing when the context has no such stream (a
+    # root context, TCP stream types on an HTTP stream).
     return OK
 
 
@@ -383,6 +392,9 @@ def clear_route_cache(h: FilterVm) -> int:
     return OK
 
 
+_DETAILS_SPACES = str.maketrans(dict.fromkeys(" \t\f\v\n\r", "_"))
+
+
 def send_local_response(
     h: FilterVm,
     status: int,
@@ -401,14 +413,15 @@ def send_local_response(
         return INVALID_MEMORY_ACCESS
     ctx = h.ctx
     if not isinstance(ctx, HttpContext):
-        return BAD_ARGUMENT
+        return OK  # Envoy: without a stream (a root context) nothing is sent
     try:
         headers = [(k.lower(), v) for k, v in pairs.decode(raw_headers)]
     except pairs.PairsError:
-        return BAD_ARGUMENT
+        headers = []  # cpp-host reads undecodable pairs as an empty map
     text = details.decode("utf-8", "replace")
     if h.profile == "envoy":
-        text = "_".join(text.split()) if text.strip() else text
+        # StringUtil::replaceAllEmptySpace: each whitespace character becomes "_".
+        text = text.translate(_DETAILS_SPACES)
     ctx.local_reply = LocalReply(
         status=status,
         headers=headers,
@@ -429,7 +442,7 @@ def get_property(
     raw = h.mem.read(path_ptr, path_size)
     if raw is None:
         return INVALID_MEMORY_ACCESS
-    value = h.property(properties.split_path(raw))
+    value = h.lookup_property(properties.split_path(raw))
     if value is None:
         return NOT_FOUND
     h.out = value

@@ -6,7 +6,7 @@ import functools
 import inspect
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Literal
@@ -31,6 +31,7 @@ from wasmkit.abi.signatures import (
 from wasmkit.errors import FilterLoadError, FilterStartError, FilterTrapError
 from wasmkit.host import imports as host_imports_mod
 from wasmkit.host import properties
+from wasmkit.host.callouts import Callout, Responder, table_responder
 from wasmkit.host.context import (
     Context,
     HttpContext,
@@ -38,8 +39,11 @@ from wasmkit.host.context import (
     RootContext,
     TraceEvent,
 )
+from wasmkit.host.events import VmEvents
 from wasmkit.host.memory import GuestMemory
 from wasmkit.host.message import HeaderPairs, HttpMessage
+from wasmkit.host.metrics import Metrics
+from wasmkit.host.shared import SharedState
 from wasmkit.host.vm import (
     CompiledModule,
     GuestExit,
@@ -54,6 +58,10 @@ Profile = Literal["envoy", "spec"]
 
 DEFAULT_EPOCH_NS = 1_700_000_000_000_000_000
 """Where the virtual wall clock starts: 2023-11-14T22:13:20Z (ns)."""
+
+
+MONOTONIC_START_NS = 1_000_000_000
+"""Where the virtual monotonic clock starts (ns)."""
 
 
 class VirtualClock:
@@ -72,14 +80,27 @@ class VirtualClock:
         return self._start + self._elapsed
 
     def monotonic_ns(self) -> int:
-        """Monotonic time since the clock started (ns)."""
-        return self._elapsed
+        """Monotonic time (ns): an "uptime" that starts at one second.
+
+        Never zero: the Go runtime treats a zero monotonic clock as fatal.
+        """
+        return MONOTONIC_START_NS + self._elapsed
 
     def advance(self, ms: float) -> None:
-        """Move time forward by ``ms`` milliseconds."""
+        """Move time forward by ``ms`` milliseconds.
+
+        Prefer ``FilterVm.advance``, which also fires the ticks and replies due
+        on the way.
+        """
         if ms < 0:
             raise ValueError("time cannot go backwards")
         self._elapsed += int(ms * 1_000_000)
+
+    def set_ns(self, now_ns: int) -> None:
+        """Move the wall clock to ``now_ns``; never backwards."""
+        if now_ns < self.now_ns():
+            raise ValueError("time cannot go backwards")
+        self._elapsed = now_ns - self._start
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +202,9 @@ class FilterVm:
         trace: bool = True,
         properties: Mapping[str, properties.PropertyValue] | None = None,
         environ: Mapping[str, str] | None = None,
+        responder: Responder | Mapping[str, Any] | None = None,
+        clusters: Iterable[str] | None = None,
+        shared: SharedState | None = None,
     ) -> None:
         self.limits = limits or Limits()
         if not isinstance(module, CompiledModule):
@@ -221,6 +245,10 @@ class FilterVm:
         self.call_data: bytes | None = None
         self.finished_roots: list[RootContext] = []
         self._quirks: list[str] = []
+        self.shared = shared if shared is not None else SharedState()
+        if responder is not None and not callable(responder):
+            responder = table_responder(responder)
+        self.events = VmEvents(self, responder, clusters)
         self._start()
 
     # -- loading ------------------------------------------------------------------
@@ -279,6 +307,7 @@ class FilterVm:
         return funcs
 
     def _start(self) -> None:
+        self.metrics = Metrics()
         self.contexts: dict[int, Context] = {}
         self.streams: dict[int, HttpStream] = {}
         self._next_id = 1
@@ -337,6 +366,7 @@ class FilterVm:
         if self.vm is not None:
             self.vm.close()
         self.failed = None
+        self.events.reset()
         self._start()
         for plugin in self.plugins:
             plugin._start_root()
@@ -438,8 +468,8 @@ class FilterVm:
             if r.level >= LogLevel.ERROR and r.source != "host"
         ]
         if said:
-            last = said[-1]
-            exc.args = (f"{exc.args[0]}\nthe filter said: {last}", *exc.args[1:])
+            # The first line is the cause (Rust's panic, Go's "fatal error").
+            exc.args = (f"{exc.args[0]}\nthe filter said: {said[0]}", *exc.args[1:])
         if exc.kind != "trap":
             return
         oom = ("out of memory", "allocation failed", "memory allocation of")
@@ -519,7 +549,7 @@ class FilterVm:
         """Note, in the trace, a known SDK bug the host worked around."""
         self._quirks.append(text)
 
-    def property(self, path: tuple[bytes, ...]) -> bytes | None:
+    def lookup_property(self, path: tuple[bytes, ...]) -> bytes | None:
         """Resolve a property for the current context."""
         ctx = self.ctx
         root = ctx.root
@@ -533,8 +563,20 @@ class FilterVm:
         return properties.resolve(path, ctx, values, self.overrides)
 
     def callout_map(self, map_type: int) -> HeaderPairs | None:
-        """Maps 4-7 (gRPC metadata, callout responses): none outside callouts."""
-        return None
+        """Maps 4-7 (gRPC metadata, callout replies) while one is delivered."""
+        return self.events.reply_map(map_type)
+
+    def advance(self, ms: float) -> None:
+        """Let ``ms`` milliseconds of virtual time pass.
+
+        Ticks, callout replies and timeouts that fall due on the way fire.
+        """
+        self.events.advance(ms)
+
+    @property
+    def callouts(self) -> list[Callout]:
+        """Every HTTP callout the filter made, in order."""
+        return self.events.callouts
 
 
 def _parse_overrides(

@@ -190,6 +190,10 @@ class HttpStream:
         """Whether the whole request went upstream."""
         return self.ctx is not None and self.ctx.request.complete
 
+    def response_complete(self) -> bool:
+        """Whether the whole response went to the client."""
+        return self.ctx is not None and self.ctx.response.complete
+
     # -- the pump ---------------------------------------------------------------
 
     def _pump(self, side: Side) -> None:
@@ -338,6 +342,8 @@ class HttpStream:
         for other in list(self.vm.streams.values()):
             if other is not self:
                 other._apply_pending()
+        # Replies and notifications due now arrive after the VM call.
+        self.vm.events.run_due()
 
     def _apply_pending(self) -> None:
         ctx = self.ctx
@@ -525,10 +531,14 @@ def run_exchange(
     upstream: HttpMessage | Callable[[HttpMessage], HttpMessage] | None,
     *,
     chunk_size: int | None = None,
+    wait_ms: float = 15_000,
 ) -> StreamResult:
     """Run a whole exchange through ``plugin`` (see :meth:`Plugin.run_http`)."""
     stream = HttpStream(plugin)
+    events = plugin.vm.events
     stream.send_message(StreamType.HTTP_REQUEST, request, chunk_size)
+    # A paused request may be waiting on a callout or a tick: let time pass.
+    events.wait(wait_ms, lambda: stream.ended or stream.request_complete())
     if not stream.ended and stream.request_complete():
         forwarded = stream._side(StreamType.HTTP_REQUEST).after()
         assert forwarded is not None
@@ -540,4 +550,5 @@ def run_exchange(
             answer = upstream
         stream.upstream_response = answer.copy()
         stream.send_message(StreamType.HTTP_RESPONSE, answer, chunk_size)
+        events.wait(wait_ms, lambda: stream.ended or stream.response_complete())
     return stream.finish()

@@ -1,0 +1,186 @@
+"""HTTP callouts: what the filter asked for and how the host answers.
+
+A *responder* stands in for the upstream clusters: a Python callable taking a
+:class:`Callout` and returning the response (an :class:`HttpMessage`, a
+:class:`CalloutReply` with a latency or a failure, or ``None`` for no answer,
+which times out), or a table built with :func:`table_responder`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wasmkit.host.message import HeaderPairs, HttpMessage, header_value, response
+
+
+@dataclass(slots=True)
+class Callout:
+    """One ``proxy_http_call`` the filter made."""
+
+    token: int
+    """The token the filter got back."""
+    context_id: int
+    """The context that made the call."""
+    root_id: int
+    """The root context the response is delivered to."""
+    cluster: str
+    """The upstream (Envoy cluster) name."""
+    headers: HeaderPairs
+    """Request headers, ``:method``, ``:path``, ``:authority`` included."""
+    body: bytes
+    """Request body."""
+    trailers: HeaderPairs
+    """Request trailers."""
+    timeout_ms: int
+    """Timeout the filter gave (0: none)."""
+    sent_ns: int
+    """Virtual time of the call (ns)."""
+    response: HttpMessage | None = None
+    """The response delivered, if any."""
+    outcome: str = "pending"
+    """``pending``, ``response``, ``failure`` or ``timeout``."""
+    delivered_ns: int | None = None
+    """Virtual time of the delivery (ns)."""
+
+    @property
+    def method(self) -> str:
+        """The request method."""
+        return (header_value(self.headers, b":method") or b"").decode()
+
+    @property
+    def path(self) -> str:
+        """The request path."""
+        return (header_value(self.headers, b":path") or b"").decode("utf-8", "replace")
+
+    @property
+    def authority(self) -> str:
+        """The request authority."""
+        return (header_value(self.headers, b":authority") or b"").decode(
+            "utf-8", "replace"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready summary."""
+        resp = self.response
+        return {
+            "token": self.token,
+            "context_id": self.context_id,
+            "cluster": self.cluster,
+            "method": self.method,
+            "authority": self.authority,
+            "path": self.path,
+            "timeout_ms": self.timeout_ms,
+            "outcome": self.outcome,
+            "status": resp.status if resp is not None else None,
+            "latency_ms": None
+            if self.delivered_ns is None
+            else (self.delivered_ns - self.sent_ns) / 1e6,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CalloutReply:
+    """A responder's answer with its timing."""
+
+    message: HttpMessage | None
+    """The response; ``None`` is a failure (connection reset)."""
+    latency_ms: float = 0.0
+    """Virtual time until the response arrives (ms)."""
+
+
+Responder = Callable[[Callout], "HttpMessage | CalloutReply | None"]
+
+
+@dataclass(slots=True)
+class TableResponder:
+    """Answers from a table.
+
+    Keys are ``cluster``, ``cluster path`` or ``cluster authority path``; the
+    most specific match wins.
+    """
+
+    entries: dict[str, CalloutReply] = field(default_factory=dict)
+
+    @property
+    def clusters(self) -> set[str]:
+        """The cluster names the table knows."""
+        return {key.split(" ", 1)[0] for key in self.entries}
+
+    def __call__(self, call: Callout) -> CalloutReply | None:
+        """The table's answer to ``call``, or ``None`` (no answer)."""
+        for key in (
+            f"{call.cluster} {call.authority} {call.path}",
+            f"{call.cluster} {call.path}",
+            call.cluster,
+        ):
+            if key in self.entries:
+                return self.entries[key]
+        return None
+
+
+def _reply(spec: Mapping[str, Any] | HttpMessage | CalloutReply | None) -> CalloutReply:
+    if isinstance(spec, CalloutReply):
+        return spec
+    if spec is None:
+        return CalloutReply(None)
+    if isinstance(spec, HttpMessage):
+        return CalloutReply(spec)
+    if spec.get("fail"):
+        return CalloutReply(None, float(spec.get("latency_ms", 0)))
+    headers = spec.get("headers", {})
+    pairs: Iterable[tuple[str, str]] = (
+        headers.items() if isinstance(headers, Mapping) else [tuple(h) for h in headers]
+    )
+    body = spec.get("body", "")
+    if not isinstance(body, str):
+        body = json.dumps(body)
+    trailers = spec.get("trailers")
+    return CalloutReply(
+        response(
+            int(spec.get("status", 200)),
+            pairs,
+            body,
+            None if trailers is None else list(dict(trailers).items()),
+        ),
+        float(spec.get("latency_ms", 0)),
+    )
+
+
+def table_responder(
+    table: Mapping[str, Mapping[str, Any] | HttpMessage | CalloutReply | None],
+) -> TableResponder:
+    """A responder from a table.
+
+    Values are messages, replies, or dicts ``{"status", "headers", "body",
+    "trailers", "latency_ms"}`` (``{"fail": true}`` for a failure).
+    """
+    return TableResponder({key: _reply(value) for key, value in table.items()})
+
+
+def load_responder(path: str | Path) -> Responder:
+    """A responder from a JSON table or a Python file defining ``responder``.
+
+    Raises:
+        ValueError: the file has no usable table or ``responder``.
+    """
+    path = Path(path)
+    text = path.read_text()
+    if path.suffix == ".py":
+        scope: dict[str, Any] = {"__file__": str(path)}
+        exec(compile(text, str(path), "exec"), scope)
+        fn = scope.get("responder")
+        if not callable(fn):
+            raise ValueError(f"{path} defines no callable named responder")
+        result: Responder = fn
+        return result
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object keyed by cluster")
+    return table_responder(data)
