@@ -27,10 +27,12 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Compilers for the sample filters: AssemblyScript (npm ci from a committed
-# lockfile) and Rust (Debian's wasm32 std, crates vendored once).
+# lockfile), Rust (Debian's wasm32 std, crates vendored once) and Go (>= 1.24,
+# modules downloaded once).
 toolchains:
 	bash scripts/setup-assemblyscript.sh
 	bash scripts/setup-rust.sh
+	bash scripts/setup-go.sh
 
 samples: toolchains
 	bash scripts/build-samples.sh build/samples

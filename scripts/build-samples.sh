@@ -17,6 +17,10 @@ for dir in "$root"/samples/filters/*/; do
     bash "$here/build-assemblyscript.sh" "$dir/assemblyscript" "$out/$name.assemblyscript.wasm" >/dev/null
     echo "built $out/$name.assemblyscript.wasm"
   fi
+  if [ -d "$dir/go" ]; then
+    bash "$here/build-go.sh" "$dir/go" "$out/$name.go.wasm" >/dev/null
+    echo "built $out/$name.go.wasm"
+  fi
   if [ -d "$dir/rust" ]; then
     bash "$here/build-rust.sh" "$dir/rust" "$out/$name.rust.wasm" >/dev/null
     echo "built $out/$name.rust.wasm"

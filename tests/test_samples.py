@@ -25,6 +25,8 @@ CONFIG = json.dumps(
 def _have(lang: str) -> str | None:
     if lang == "assemblyscript":
         return None if shutil.which("npm") else "npm (Node.js) is not installed"
+    if lang == "go":
+        return None if shutil.which("go") else "go is not installed (Go >= 1.24)"
     if not Path("/usr/bin/rustc").exists() or not Path("/usr/bin/cargo").exists():
         return (
             "Debian's rustc/cargo are not installed (apt-get install rustc cargo "
@@ -47,6 +49,7 @@ def samples() -> Path:
 LANGS = [
     pytest.param("assemblyscript", marks=pytest.mark.toolchain("asc")),
     pytest.param("rust", marks=pytest.mark.toolchain("cargo")),
+    pytest.param("go", marks=pytest.mark.toolchain("go")),
 ]
 
 
@@ -72,6 +75,32 @@ def test_add_headers_sample(lang, samples):
     # Every stream starts from a working VM; a second one behaves the same.
     again = plugin.run_http(request(), response())
     assert again.request_after.headers[-2:] == [(b"x-added", b"req"), (b"x-two", b"2")]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_add_headers_sample_without_config_adds_nothing(lang, samples):
+    reason = _have(lang)
+    if reason:
+        pytest.skip(reason)
+    path = samples / f"add_headers.{lang}.wasm"
+    if lang == "assemblyscript":
+        # proxy-runtime 0.1.8 traps on an empty configuration, as in Envoy.
+        from wasmkit.errors import FilterLoadError
+
+        with pytest.raises(FilterLoadError, match="cannot read an empty plugin"):
+            load(path, root_id="add_headers")
+        plugin = load(path, root_id="add_headers", config="{}")
+    else:
+        plugin = load(path, root_id="add_headers")
+    result = plugin.run_http(
+        request("GET", "http://example.com/a", [("Accept", "*/*")]), response()
+    )
+    assert result.error is None, result.error
+    assert result.request_after.headers == result.request_before.headers
+    assert result.response_after.headers == result.response_before.headers
+    messages = [r.message for r in result.logs]
+    assert "add_headers: added 0 request headers" in messages
+    assert "add_headers: added 0 response headers" in messages
 
 
 @pytest.mark.parametrize("lang", LANGS)

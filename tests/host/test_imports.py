@@ -1117,22 +1117,11 @@ def test_emscripten_and_pthread_helpers():
 
 
 UNIMPLEMENTED = [
-    "proxy_http_call",
     "proxy_grpc_call",
     "proxy_grpc_stream",
     "proxy_grpc_send",
     "proxy_grpc_cancel",
     "proxy_grpc_close",
-    "proxy_get_shared_data",
-    "proxy_set_shared_data",
-    "proxy_register_shared_queue",
-    "proxy_resolve_shared_queue",
-    "proxy_enqueue_shared_queue",
-    "proxy_dequeue_shared_queue",
-    "proxy_define_metric",
-    "proxy_increment_metric",
-    "proxy_record_metric",
-    "proxy_get_metric",
 ]
 
 

@@ -23,6 +23,7 @@ from wasmkit.abi.constants import (
     WasmResult,
 )
 from wasmkit.host import properties
+from wasmkit.host.events import decode_pairs
 from wasmkit.host.context import HttpContext, RootContext, Side
 from wasmkit.host.message import HeaderPairs, LocalReply
 from wasmkit.host.vm import GuestExit
@@ -62,7 +63,7 @@ def get_current_time_nanoseconds(h: FilterVm, ret: int) -> int:
 def set_tick_period_milliseconds(h: FilterVm, period: int) -> int:
     root = h.ctx.root
     if isinstance(root, RootContext):
-        root.tick_period_ms = period
+        h.events.set_tick_period(root, period)
     # Always OK in Envoy, also from the VM context (start-up), which has no root
     # to tick: Rust's SDK panics on any other status.
     return OK
@@ -120,6 +121,9 @@ def _buffer(h: FilterVm, buffer_type: int) -> bytes | bytearray | None:
         return None
     if buffer_type == BufferType.CALL_DATA:
         return h.call_data
+    if buffer_type == BufferType.HTTP_CALL_RESPONSE_BODY:
+        reply = h.events.reply
+        return None if reply is None else reply.body
     if isinstance(ctx, HttpContext) and buffer_type <= BufferType.HTTP_RESPONSE_BODY:
         side = (
             ctx.request if buffer_type == BufferType.HTTP_REQUEST_BODY else ctx.response
@@ -519,24 +523,168 @@ def _unimplemented(name: str) -> Callable[..., int]:
 
 
 for _name in (
-    "http_call",
     "grpc_call",
     "grpc_stream",
     "grpc_send",
     "grpc_cancel",
     "grpc_close",
-    "get_shared_data",
-    "set_shared_data",
-    "register_shared_queue",
-    "resolve_shared_queue",
-    "enqueue_shared_queue",
-    "dequeue_shared_queue",
-    "define_metric",
-    "increment_metric",
-    "record_metric",
-    "get_metric",
 ):
     globals()[_name] = _unimplemented("proxy_" + _name)
+
+
+# --- HTTP callouts ---
+
+
+def http_call(
+    h: FilterVm,
+    upstream_ptr: int,
+    upstream_size: int,
+    headers_ptr: int,
+    headers_size: int,
+    body_ptr: int,
+    body_size: int,
+    trailers_ptr: int,
+    trailers_size: int,
+    timeout_ms: int,
+    ret_token: int,
+) -> int:
+    upstream = h.mem.read(upstream_ptr, upstream_size)
+    raw_headers = h.mem.read(headers_ptr, headers_size)
+    body = h.mem.read(body_ptr, body_size)
+    raw_trailers = h.mem.read(trailers_ptr, trailers_size)
+    if upstream is None or raw_headers is None or body is None or raw_trailers is None:
+        return INVALID_MEMORY_ACCESS
+    if not h.mem.writable(ret_token, 4):
+        return INVALID_MEMORY_ACCESS
+    headers = decode_pairs(raw_headers)
+    trailers = decode_pairs(raw_trailers)
+    if headers is None or trailers is None:
+        return BAD_ARGUMENT
+    status, token = h.events.http_call(
+        h.ctx, upstream.decode("utf-8", "replace"), headers, body, trailers, timeout_ms
+    )
+    if status == WasmResult.OK:
+        h.mem.write_u32(ret_token, token)
+        h.out = token
+    return int(status)
+
+
+# --- shared data and queues ---
+
+
+def get_shared_data(
+    h: FilterVm, key_ptr: int, key_size: int, ret_ptr: int, ret_size: int, ret_cas: int
+) -> int:
+    key = h.mem.read(key_ptr, key_size)
+    if key is None:
+        return INVALID_MEMORY_ACCESS
+    found = h.shared.get(h.vm_id, key)
+    if found is None:
+        return NOT_FOUND
+    value, cas = found
+    if not h.mem.writable(ret_cas, 4) or not h.mem.copy_out(value, ret_ptr, ret_size):
+        return INVALID_MEMORY_ACCESS
+    h.mem.write_u32(ret_cas, cas)
+    h.out = value
+    return OK
+
+
+def set_shared_data(
+    h: FilterVm, key_ptr: int, key_size: int, value_ptr: int, value_size: int, cas: int
+) -> int:
+    key = h.mem.read(key_ptr, key_size)
+    value = h.mem.read(value_ptr, value_size)
+    if key is None or value is None:
+        return INVALID_MEMORY_ACCESS
+    return int(h.shared.set(h.vm_id, key, value, cas))
+
+
+def register_shared_queue(
+    h: FilterVm, name_ptr: int, name_size: int, ret_id: int
+) -> int:
+    name = h.mem.read(name_ptr, name_size)
+    if name is None or not h.mem.writable(ret_id, 4):
+        return INVALID_MEMORY_ACCESS
+    root = h.ctx.root
+    if not isinstance(root, RootContext):
+        return BAD_ARGUMENT
+    qid = h.shared.register_queue(h.vm_id, name, h.events.queue_notifier(root))
+    h.mem.write_u32(ret_id, qid)
+    h.out = qid
+    return OK
+
+
+def resolve_shared_queue(
+    h: FilterVm,
+    vm_id_ptr: int,
+    vm_id_size: int,
+    name_ptr: int,
+    name_size: int,
+    ret_id: int,
+) -> int:
+    vm_id = h.mem.read(vm_id_ptr, vm_id_size)
+    name = h.mem.read(name_ptr, name_size)
+    if vm_id is None or name is None or not h.mem.writable(ret_id, 4):
+        return INVALID_MEMORY_ACCESS
+    owner = vm_id.decode("utf-8", "replace") if vm_id else h.vm_id
+    qid = h.shared.resolve_queue(owner, name)
+    if qid is None:
+        return NOT_FOUND
+    h.mem.write_u32(ret_id, qid)
+    h.out = qid
+    return OK
+
+
+def enqueue_shared_queue(
+    h: FilterVm, queue_id: int, value_ptr: int, value_size: int
+) -> int:
+    value = h.mem.read(value_ptr, value_size)
+    if value is None:
+        return INVALID_MEMORY_ACCESS
+    return int(h.shared.enqueue(queue_id, value))
+
+
+def dequeue_shared_queue(
+    h: FilterVm, queue_id: int, ret_ptr: int, ret_size: int
+) -> int:
+    item = h.shared.dequeue(queue_id)
+    if isinstance(item, WasmResult):
+        return int(item)
+    h.out = item
+    return OK if h.mem.copy_out(item, ret_ptr, ret_size) else INVALID_MEMORY_ACCESS
+
+
+# --- metrics ---
+
+
+def define_metric(
+    h: FilterVm, metric_type: int, name_ptr: int, name_size: int, ret_id: int
+) -> int:
+    name = h.mem.read(name_ptr, name_size)
+    if name is None or not h.mem.writable(ret_id, 4):
+        return INVALID_MEMORY_ACCESS
+    mid = h.metrics.define(metric_type, name.decode("utf-8", "replace"))
+    if mid is None:
+        return BAD_ARGUMENT
+    h.mem.write_u32(ret_id, mid)
+    h.out = mid
+    return OK
+
+
+def increment_metric(h: FilterVm, metric_id: int, delta: int) -> int:
+    return int(h.metrics.increment(metric_id, delta))
+
+
+def record_metric(h: FilterVm, metric_id: int, value: int) -> int:
+    return int(h.metrics.record(metric_id, value & 0xFFFFFFFFFFFFFFFF))
+
+
+def get_metric(h: FilterVm, metric_id: int, ret_value: int) -> int:
+    value = h.metrics.get(metric_id)
+    if isinstance(value, WasmResult):
+        return int(value)
+    h.out = value
+    return OK if h.mem.write_u64(ret_value, value) else INVALID_MEMORY_ACCESS
 
 
 # --- non-spec imports ---

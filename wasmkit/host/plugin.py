@@ -17,6 +17,7 @@ from wasmkit.abi.constants import (
     BufferType,
     LogLevel,
     MapType,
+    MetricType,
     StreamType,
     WasmResult,
 )
@@ -154,6 +155,7 @@ _ENUMS: dict[str, Callable[[int], str]] = {
     "map_type": _enum_names(MapType),
     "buffer_type": _enum_names(BufferType),
     "stream_type": _enum_names(StreamType),
+    "metric_type": _enum_names(MetricType),
 }
 _STATUS_NAMES = {int(m): m.name for m in WasmResult}
 
@@ -442,7 +444,7 @@ class FilterVm:
             result = vm.call(name, args, context_id=ctx.id, startup=startup)
         except FilterTrapError as exc:
             self.wasi.flush()
-            self._explain(exc, first_log)
+            self._explain(exc, first_log, name, ctx)
             if self.tracing:
                 self._trace_callback(name, ctx, args, exc.kind, start, index, depth)
             self.failed = exc
@@ -453,13 +455,17 @@ class FilterVm:
             self.effective = saved
         if tracing:
             self._trace_callback(name, ctx, args, result, start, index, depth)
+        if depth == 0 and self.wasi.pending:
+            self.wasi.flush()  # a write without a final newline is a line too
         if depth == 0 and self.finished_roots:
             # proxy_done() finished a root: on_delete follows the VM call.
             root = self.finished_roots.pop(0)
             self.invoke("proxy_on_delete", (root.id,), root)
         return result
 
-    def _explain(self, exc: FilterTrapError, first_log: int) -> None:
+    def _explain(
+        self, exc: FilterTrapError, first_log: int, name: str, ctx: Context
+    ) -> None:
         # SDKs say why they abort (Rust panics, Go fatal errors, AS aborts) on
         # stderr or in an error log just before trapping: carry that along.
         said = [
@@ -470,6 +476,18 @@ class FilterVm:
         if said:
             # The first line is the cause (Rust's panic, Go's "fatal error").
             exc.args = (f"{exc.args[0]}\nthe filter said: {said[0]}", *exc.args[1:])
+        if (
+            name == "proxy_on_configure"
+            and isinstance(ctx, RootContext)
+            and not ctx.plugin.configuration
+            and "__retain" in self.module.exports
+        ):
+            exc.args = (
+                f"{exc.args[0]}\nhint: @solo-io/proxy-runtime 0.1.8 cannot read an "
+                "empty plugin configuration (Envoy fails the same way); give one, "
+                "e.g. {}",
+                *exc.args[1:],
+            )
         if exc.kind != "trap":
             return
         oom = ("out of memory", "allocation failed", "memory allocation of")
@@ -637,7 +655,7 @@ def _decoders(
                 raw = h.mem.read(a[i], a[i + 1])
                 if raw is None:
                     return f"<invalid {a[i]:#x}+{a[i + 1]}>"
-                if label in ("headers", "pairs"):
+                if label in ("headers", "pairs", "trailers"):
                     try:
                         return [[k, v] for k, v in pairs.decode(raw)]
                     except pairs.PairsError:

@@ -52,6 +52,7 @@ class Wasi:
         self.rng = random.Random(seed)
         self.environ = dict(environ or {})
         self._partial: dict[int, bytes] = {1: b"", 2: b""}
+        self.pending = False
 
     def functions(self) -> dict[str, HostFunction]:
         """Every WASI import name mapped to its implementation."""
@@ -79,6 +80,7 @@ class Wasi:
         text = self._partial[fd] + data
         *lines, rest = text.split(b"\n")
         self._partial[fd] = rest
+        self.pending = bool(rest) or self.pending
         level = LogLevel.INFO if fd == 1 else LogLevel.ERROR
         source = "stdout" if fd == 1 else "stderr"
         for line in lines:
@@ -86,6 +88,7 @@ class Wasi:
 
     def flush(self) -> None:
         """Emit what stdout/stderr hold without a final newline."""
+        self.pending = False
         for fd in (1, 2):
             if self._partial[fd]:
                 data, self._partial[fd] = self._partial[fd], b""
