@@ -23,8 +23,8 @@ from wasmkit.abi.constants import (
     WasmResult,
 )
 from wasmkit.host import properties
-from wasmkit.host.events import decode_pairs
 from wasmkit.host.context import HttpContext, RootContext, Side
+from wasmkit.host.events import decode_pairs
 from wasmkit.host.message import HeaderPairs, LocalReply
 from wasmkit.host.vm import GuestExit
 
