@@ -184,3 +184,69 @@ def test_bad_command_line_is_refused(tmp_path):
     proc = wasmkit("run", write(tmp_path, "add.wat", ADD), "-H", "no-colon")
     assert proc.returncode == 2
     assert "name: value" in proc.stderr
+
+
+def test_run_with_callouts_table_and_python_responder(tmp_path):
+    from .host.test_events import AUTH, METRICS
+
+    table = tmp_path / "callouts.json"
+    table.write_text(
+        json.dumps({"auth": {"status": 200, "body": "ok", "latency_ms": 5}})
+    )
+    proc = wasmkit(
+        "run", write(tmp_path, "auth.wat", AUTH), "--callouts", str(table), "--json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    (call,) = record["callouts"]
+    assert call["cluster"] == "auth" and call["path"] == "/check"
+    assert call["status"] == 200 and call["outcome"] == "response"
+    assert call["latency_ms"] == 5.0
+    assert record["request"]["forwarded"] is True
+    script = tmp_path / "responder.py"
+    script.write_text(
+        "from wasmkit.host import response\n"
+        "def responder(call):\n"
+        "    return response(403 if call.cluster == 'auth' else 200)\n"
+    )
+    proc = wasmkit(
+        "run", write(tmp_path, "auth.wat", AUTH), "--callouts", str(script), "--json"
+    )
+    record = json.loads(proc.stdout)
+    assert record["response"]["status"]["after"] == 403
+    assert record["local_reply"]["callback"] == "proxy_on_http_call_response"
+    metrics = json.loads(
+        wasmkit("run", write(tmp_path, "m.wat", METRICS), "--json").stdout
+    )["metrics"]
+    assert metrics == {
+        "wasmcustom.requests": 1,
+        "wasmcustom.inflight": -5,
+        "wasmcustom.sizes": [42],
+    }
+    bad = wasmkit(
+        "run", write(tmp_path, "auth.wat", AUTH), "--callouts", str(tmp_path / "x.json")
+    )
+    assert bad.returncode != 0 and "--callouts" in bad.stderr
+
+
+def test_run_with_properties(tmp_path):
+    wat = filter_wat(
+        """(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+             (drop (call $proxy_get_property (global.get $s_p) (global.get $s_p_len)
+               (i32.const 600) (i32.const 604)))
+             (drop (call $proxy_log (i32.const 2) (i32.load (i32.const 600))
+               (i32.load (i32.const 604))))
+             (i32.const 0))""",
+        strings={"p": b"xds\0route_name"},
+    )
+    proc = wasmkit(
+        "run",
+        write(tmp_path, "p.wat", wat),
+        "--property",
+        "xds.route_name=api-v2",
+        "--json",
+    )
+    record = json.loads(proc.stdout)
+    assert [log["message"] for log in record["logs"]] == ["api-v2"]
+    bad = wasmkit("run", write(tmp_path, "p.wat", wat), "--property", "novalue")
+    assert bad.returncode != 0 and "PATH=VALUE" in bad.stderr

@@ -11,6 +11,7 @@ from typing import Any
 
 from wasmkit.errors import FilterError, FilterTrapError, WasmkitError
 from wasmkit.host import message
+from wasmkit.host.callouts import load_responder
 from wasmkit.host.plugin import load
 from wasmkit.host.record import error_json, render_text, to_record
 from wasmkit.host.vm import Limits
@@ -29,6 +30,17 @@ def _text_or_file(value: str | None) -> bytes:
         except OSError as exc:
             raise SystemExit(f"wasmkit: cannot read {path}: {exc.strerror}") from exc
     return value.encode("utf-8")
+
+
+def _property(text: str) -> tuple[str, str | int | bool]:
+    path, sep, value = text.partition("=")
+    if not sep or not path:
+        raise SystemExit(f"wasmkit: --property must look like PATH=VALUE, not {text!r}")
+    if value in ("true", "false"):
+        return path, value == "true"
+    if value.lstrip("-").isdigit():
+        return path, int(value)
+    return path, value
 
 
 def _header(text: str) -> tuple[str, str]:
@@ -74,6 +86,20 @@ def _add_run(sub: Any) -> None:
     )
     run.add_argument("--response-body", help="upstream response body: TEXT or @FILE")
     run.add_argument(
+        "--callouts",
+        help="answers to HTTP callouts: a JSON table keyed by cluster (or "
+        "'cluster path', 'cluster authority path'), or a Python file defining "
+        "responder(callout)",
+    )
+    run.add_argument(
+        "--property",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="set a property the filter reads, e.g. xds.route_name=api "
+        "(repeatable; integers and true/false are typed)",
+    )
+    run.add_argument(
         "--chunk-size", type=int, help="deliver bodies in chunks of N bytes"
     )
     run.add_argument(
@@ -107,9 +133,18 @@ def _run(args: argparse.Namespace) -> int:
     upstream = message.response(
         args.status, args.response_header, _text_or_file(args.response_body)
     )
+    responder = None
+    if args.callouts:
+        try:
+            responder = load_responder(args.callouts)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"wasmkit: --callouts: {exc}") from exc
+    props = dict(_property(p) for p in args.property)
     try:
         plugin = load(
             args.filter,
+            responder=responder,
+            properties=props,
             config=_text_or_file(args.config),
             root_id=args.root_id,
             fail_open=args.fail_open,

@@ -432,7 +432,7 @@ def send_local_response(
         body=body,
         details=text,
         grpc_status=grpc_status if 0 <= grpc_status <= 16 else None,
-        callback=ctx.callback,
+        callback=h.current_callback,
     )
     return OK
 

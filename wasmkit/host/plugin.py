@@ -247,6 +247,7 @@ class FilterVm:
         self.call_data: bytes | None = None
         self.finished_roots: list[RootContext] = []
         self._quirks: list[str] = []
+        self.current_callback = ""
         self.shared = shared if shared is not None else SharedState()
         if responder is not None and not callable(responder):
             responder = table_responder(responder)
@@ -436,6 +437,8 @@ class FilterVm:
         index = len(self.trace)
         first_log = len(self.logs)
         depth = self._depth
+        if depth == 0:
+            self.current_callback = name
         self._depth += 1
         stack = self._stack
         stack.append(ctx)

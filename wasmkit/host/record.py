@@ -105,6 +105,11 @@ def to_record(result: StreamResult) -> dict[str, Any]:
         "stalled": result.stalled,
         "reset": result.reset,
         "notes": list(result.notes),
+        "callouts": [c.to_json() for c in result.callouts],
+        "metrics": {
+            m["name"]: m["value"] if m["type"] != "histogram" else m["samples"]
+            for m in result.metrics
+        },
         "error": error_json(result.error),
     }
 

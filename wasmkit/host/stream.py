@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from wasmkit.abi.constants import AbiVersion, StreamType
 from wasmkit.errors import FilterTrapError
+from wasmkit.host.callouts import Callout
 from wasmkit.host.context import HttpContext, LogRecord, Side, TraceEvent
 from wasmkit.host.message import HeaderPairs, HttpMessage, LocalReply, response
 
@@ -78,6 +79,10 @@ class StreamResult:
     """The stream's context id."""
     notes: list[str] = field(default_factory=list)
     """Host remarks (e.g. a local reply that came too late)."""
+    callouts: list[Callout] = field(default_factory=list)
+    """HTTP callouts this stream made."""
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    """The VM's metrics when the stream ended (see ``Metrics.table``)."""
 
     @property
     def ok(self) -> bool:
@@ -522,6 +527,8 @@ class HttpStream:
             reset=self.reset,
             context_id=ctx.id,
             notes=self.notes,
+            callouts=[c for c in self.vm.callouts if c.context_id == ctx.id],
+            metrics=self.vm.metrics.table(),
         )
 
 
