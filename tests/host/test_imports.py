@@ -1285,3 +1285,109 @@ def test_out_of_range_enums_are_bad_argument(case):
     assert u32(vm, 1000) == 2
     assert result.request_after is not None
     assert result.request_after.headers == result.request_before.headers
+
+
+# --- Envoy-shaped properties ---------------------------------------------------
+
+
+def _read_property_wat(path: bytes) -> str:
+    return filter_wat(
+        """(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+             (drop (call $proxy_get_property (global.get $s_p) (global.get $s_p_len)
+               (i32.const 600) (i32.const 604)))
+             (i32.const 0))""",
+        strings={"p": path},
+    )
+
+
+def _property(path: bytes, **kwargs):
+    from wasmkit.host import load as _load
+    from wasmkit.host import request as _request
+    from wasmkit.host import response as _response
+
+    connection = kwargs.pop("connection", None)
+    plugin = _load(_read_property_wat(path), root_id="rid", **kwargs)
+    result = plugin.run_http(
+        _request("GET", "http://api.test/v1/x?y=2", [("user-agent", "ua")]),
+        _response(),
+        connection=connection,
+    )
+    (call,) = [t for t in result.trace if t.name == "proxy_get_property"]
+    return call.result, call.args.get("returned")
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (b"source\0address", b"127.0.0.1:50000"),
+        (b"source\0port", (50000).to_bytes(8, "little")),
+        (b"destination\0port", (10000).to_bytes(8, "little")),
+        (b"connection\0id", (2).to_bytes(8, "little")),
+        (b"connection\0mtls", b"\x00"),
+        (b"upstream\0address", b"127.0.0.1:8080"),
+        (b"xds\0node\0id", b"wasmkit"),
+        (b"node\0cluster", b"wasmkit"),
+        (b"xds\0listener_direction", (1).to_bytes(8, "little")),
+        (b"request\0url_path", b"/v1/x"),
+        (b"request\0query", b"y=2"),
+        (b"request\0host", b"api.test"),
+        (b"plugin_root_id", b"rid"),
+        (b"request.path", b"/v1/x?y=2"),
+    ],
+)
+def test_envoy_shaped_properties(path, expected):
+    assert _property(path) == ("OK", expected)
+
+
+def test_properties_from_the_connection_and_overrides():
+    from wasmkit.host.message import Connection
+
+    tls = Connection(source_address="10.1.2.3", source_port=4444, tls_version="TLSv1.3",
+                     sni="api.test", mtls=True, id=77)
+    assert _property(b"source\0address", connection=tls) == ("OK", b"10.1.2.3:4444")
+    assert _property(b"connection\0tls_version", connection=tls) == ("OK", b"TLSv1.3")
+    assert _property(b"connection\0requested_server_name", connection=tls) == (
+        "OK", b"api.test")
+    assert _property(b"connection\0id", connection=tls) == ("OK", (77).to_bytes(8, "little"))
+    assert _property(b"connection\0tls_version")[0] == "NOT_FOUND"
+    # Overrides: a flat path, and a mapping descended into.
+    node = {"node": {"metadata": {"NAMESPACE": "prod", "LABELS": {"app": "web"}}}}
+    assert _property(b"node\0metadata\0NAMESPACE", properties=node) == ("OK", b"prod")
+    status, raw = _property(b"node\0metadata\0LABELS", properties=node)
+    assert status == "OK" and pairs.decode(raw) == [(b"app", b"web")]
+    assert _property(b"xds\0route_name", properties={"xds.route_name": "r1"}) == ("OK", b"r1")
+    assert _property(b"xds\0node\0id", node={"id": "sidecar~10.0.0.1"}) == (
+        "OK", b"sidecar~10.0.0.1")
+    assert _property(b"no\0such\0thing")[0] == "NOT_FOUND"
+
+
+def test_foreign_functions_both_ways():
+    from wasmkit.host import load as _load
+    from wasmkit.host import request as _request
+    from wasmkit.host import response as _response
+
+    wat = filter_wat(
+        """
+        (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+          (drop (call $proxy_call_foreign_function (global.get $s_n) (global.get $s_n_len)
+            (global.get $s_a) (global.get $s_a_len) (i32.const 600) (i32.const 604)))
+          (drop (call $proxy_log (i32.const 2) (i32.load (i32.const 600))
+            (i32.load (i32.const 604))))
+          (i32.const 0))
+        (func (export "proxy_on_foreign_function") (param $root i32) (param $id i32)
+              (param $size i32)
+          (drop (call $proxy_get_buffer_bytes (i32.const 8) (i32.const 0) (local.get $size)
+            (i32.const 608) (i32.const 612)))
+          (drop (call $proxy_log (i32.const 2) (i32.load (i32.const 608))
+            (i32.load (i32.const 612)))))
+        """,
+        strings={"n": "shout", "a": "hello"},
+    )
+    plugin = _load(wat)
+    plugin.vm.register_foreign_function("shout", lambda data: data.upper() + b"!")
+    result = plugin.run_http(_request(), _response())
+    assert [r.message for r in result.logs] == ["HELLO!"]
+    plugin.call_foreign(7, b"from the host")
+    assert plugin.vm.logs[-1].message == "from the host"
+    (event,) = [t for t in plugin.vm.trace if t.name == "proxy_on_foreign_function"]
+    assert event.args == {"context_id": 1, "function_id": 7, "data_size": 13}

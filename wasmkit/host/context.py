@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from wasmkit.abi.constants import LogLevel, StreamType
-from wasmkit.host.message import HeaderPairs, HttpMessage, LocalReply
+from wasmkit.host.message import Connection, HeaderPairs, HttpMessage, LocalReply
 
 if TYPE_CHECKING:
     from wasmkit.host.plugin import Plugin
@@ -90,6 +90,7 @@ class Context:
         self.id = context_id
         self.root = root
         self.properties: dict[tuple[bytes, ...], bytes] = {}
+        self.connection: Connection | None = None
 
 
 class RootContext(Context):

@@ -117,6 +117,36 @@ def response(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """The downstream connection an exchange came on, and its upstream.
+
+    Read by the filter as ``source.*``, ``destination.*``, ``connection.*`` and
+    ``upstream.*`` properties.
+    """
+
+    source_address: str = "127.0.0.1"
+    """Client IP."""
+    source_port: int = 50000
+    """Client port."""
+    destination_address: str = "127.0.0.1"
+    """The proxy's listener IP."""
+    destination_port: int = 10000
+    """The proxy's listener port."""
+    upstream_address: str = "127.0.0.1"
+    """The upstream host the request went to."""
+    upstream_port: int = 8080
+    """The upstream port."""
+    tls_version: str | None = None
+    """``TLSv1.3`` etc. for TLS connections, ``None`` for plain text."""
+    sni: str | None = None
+    """The server name the client asked for (TLS)."""
+    mtls: bool = False
+    """Whether the client presented a certificate."""
+    id: int | None = None
+    """Connection id; defaults to the stream's context id."""
+
+
 @dataclass(slots=True)
 class LocalReply:
     """A response the filter generated with ``proxy_send_local_response``."""

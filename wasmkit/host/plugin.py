@@ -35,14 +35,13 @@ from wasmkit.host import properties
 from wasmkit.host.callouts import Callout, Responder, table_responder
 from wasmkit.host.context import (
     Context,
-    HttpContext,
     LogRecord,
     RootContext,
     TraceEvent,
 )
 from wasmkit.host.events import VmEvents
 from wasmkit.host.memory import GuestMemory
-from wasmkit.host.message import HeaderPairs, HttpMessage
+from wasmkit.host.message import Connection, HeaderPairs, HttpMessage
 from wasmkit.host.metrics import Metrics
 from wasmkit.host.shared import SharedState
 from wasmkit.host.vm import (
@@ -138,6 +137,15 @@ def _callback_arg_names(name: str, count: int) -> tuple[str, ...]:
         "proxy_on_response_body": ("context_id", "body_size", "end_of_stream"),
         "proxy_on_request_trailers": ("context_id", "num_trailers"),
         "proxy_on_response_trailers": ("context_id", "num_trailers"),
+        "proxy_on_http_call_response": (
+            "context_id",
+            "token",
+            "num_headers",
+            "body_size",
+            "num_trailers",
+        ),
+        "proxy_on_queue_ready": ("context_id", "queue_id"),
+        "proxy_on_foreign_function": ("context_id", "function_id", "data_size"),
         "malloc": ("size",),
         "proxy_on_memory_allocate": ("size",),
     }
@@ -183,6 +191,12 @@ class FilterVm:
         trace: record every callback and host call.
         properties: property overrides, ``{"a.b": value}``.
         environ: environment variables for the guest.
+        responder: answers HTTP callouts: a function of a ``Callout`` or a
+            table keyed by cluster (see :mod:`wasmkit.host.callouts`).
+        clusters: the cluster names callouts may use (default: the table's).
+        shared: shared data and queues, to share between VMs.
+        node: the Envoy node (``id``, ``cluster``, ``metadata``...), read as
+            ``node.*`` / ``xds.node.*``.
 
     Raises:
         FilterLoadError: the module is invalid, declares no ABI version, has no
@@ -207,6 +221,7 @@ class FilterVm:
         responder: Responder | Mapping[str, Any] | None = None,
         clusters: Iterable[str] | None = None,
         shared: SharedState | None = None,
+        node: Mapping[str, Any] | None = None,
     ) -> None:
         self.limits = limits or Limits()
         if not isinstance(module, CompiledModule):
@@ -231,6 +246,28 @@ class FilterVm:
         self.clock = clock or VirtualClock()
         self.tracing = trace
         self.overrides = _parse_overrides(properties)
+        node_info = {
+            "id": "wasmkit",
+            "cluster": "wasmkit",
+            "metadata": {},
+            **(node or {}),
+        }
+        xds = {
+            "node": node_info,
+            "cluster_name": "upstream",
+            "route_name": "default",
+            "virtual_host_name": "default",
+            "listener_direction": 1,  # INBOUND
+        }
+        self._static_properties: dict[str, Any] = {
+            "plugin_vm_id": vm_id,
+            "xds": xds,
+            # The names Envoy used before the xds.* group, still read by filters.
+            "node": node_info,
+            "cluster_name": xds["cluster_name"],
+            "route_name": xds["route_name"],
+            "listener_direction": xds["listener_direction"],
+        }
         self.environ = dict(environ or {})
         self.foreign_functions: dict[str, Callable[[bytes], bytes]] = dict(
             host_imports_mod.BUILTIN_FOREIGN
@@ -575,17 +612,26 @@ class FilterVm:
         ctx = self.ctx
         root = ctx.root
         plugin = root.plugin.config if isinstance(root, RootContext) else None
-        values: dict[str, properties.PropertyValue] = {"plugin_vm_id": self.vm_id}
+        values: dict[str, Any] = {**self._static_properties}
         if plugin is not None:
             values["plugin_root_id"] = plugin.root_id
             values["plugin_name"] = plugin.display_name
-        if isinstance(ctx, HttpContext):
-            values["connection_id"] = ctx.id
         return properties.resolve(path, ctx, values, self.overrides)
 
     def callout_map(self, map_type: int) -> HeaderPairs | None:
         """Maps 4-7 (gRPC metadata, callout replies) while one is delivered."""
         return self.events.reply_map(map_type)
+
+    def register_foreign_function(
+        self, name: str, fn: Callable[[bytes], bytes]
+    ) -> None:
+        """Make ``fn`` callable by the filter with ``proxy_call_foreign_function``.
+
+        ``fn`` takes the argument bytes and returns the result bytes; raising
+        ``ValueError`` answers ``SERIALIZATION_FAILURE``. Envoy's ``compress``
+        and ``uncompress`` (zlib) are registered already.
+        """
+        self.foreign_functions[name] = fn
 
     def advance(self, ms: float) -> None:
         """Let ``ms`` milliseconds of virtual time pass.
@@ -777,6 +823,24 @@ class Plugin:
             return
         self.vm.invoke("proxy_on_delete", (root.id,), root)
 
+    def call_foreign(self, function_id: int, data: bytes = b"") -> None:
+        """Call the filter's ``proxy_on_foreign_function`` on this root.
+
+        ``data`` is readable as buffer 8 (``FOREIGN_FUNCTION_ARGUMENTS``) during
+        the call. A failure is kept in ``vm.events.errors``.
+        """
+        root = self.root
+        if root is None:
+            raise RuntimeError("plugin is not started")
+        vm = self.vm
+        vm.call_data = data
+        try:
+            vm.events.call_root(
+                "proxy_on_foreign_function", (root.id, function_id, len(data)), root
+            )
+        finally:
+            vm.call_data = None
+
     def http_stream(self) -> HttpStream:
         """A new HTTP stream through this plugin (its context is made lazily)."""
         from wasmkit.host.stream import HttpStream
@@ -789,6 +853,7 @@ class Plugin:
         response: HttpMessage | Callable[[HttpMessage], HttpMessage] | None = None,
         *,
         chunk_size: int | None = None,
+        connection: Connection | None = None,
     ) -> StreamResult:
         """Run one exchange through the filter, as Envoy would.
 
@@ -802,6 +867,8 @@ class Plugin:
             response: the upstream's answer; ``None`` means an empty 200.
             chunk_size: deliver bodies in chunks of this many bytes (default:
                 one chunk).
+            connection: the client connection (addresses, TLS) the filter sees
+                as ``source.*``, ``connection.*`` ... properties.
 
         Returns:
             What happened: before/after of both messages, local reply, logs,
@@ -809,7 +876,9 @@ class Plugin:
         """
         from wasmkit.host.stream import run_exchange
 
-        return run_exchange(self, request, response, chunk_size=chunk_size)
+        return run_exchange(
+            self, request, response, chunk_size=chunk_size, connection=connection
+        )
 
 
 # Imported late: stream builds on the classes above.

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from wasmkit.abi import pairs
-from wasmkit.host.message import HeaderPairs
+from wasmkit.host.message import Connection, HeaderPairs
 
 if TYPE_CHECKING:
     from wasmkit.host.context import Context, HttpContext
@@ -32,10 +32,17 @@ def split_path(raw: bytes) -> tuple[bytes, ...]:
     return tuple(parts)
 
 
-def encode(value: PropertyValue) -> bytes | None:
-    """Encode a Python value as Envoy would hand it to the filter."""
+def encode(value: Any) -> bytes | None:
+    """Encode a Python value as Envoy would hand it to the filter.
+
+    Strings and bytes raw; ints as 8-byte little-endian; booleans one byte;
+    floats IEEE-754 doubles; mappings as serialized pairs of encoded values;
+    lists as pairs with empty values.
+    """
     if value is None:
         return None
+    if isinstance(value, (list, tuple)):
+        return pairs.encode((encode(v) or b"", b"") for v in value)
     if isinstance(value, bytes):
         return value
     if isinstance(value, str):
@@ -133,52 +140,97 @@ def _response(ctx: HttpContext) -> dict[str, Callable[[], PropertyValue]]:
     }
 
 
+def _connection(conn: Connection) -> dict[str, PropertyValue]:
+    tls = conn.tls_version is not None
+    return {
+        "source": {
+            "address": f"{conn.source_address}:{conn.source_port}",
+            "port": conn.source_port,
+        },
+        "destination": {
+            "address": f"{conn.destination_address}:{conn.destination_port}",
+            "port": conn.destination_port,
+        },
+        "connection": {
+            "id": conn.id,
+            "mtls": conn.mtls,
+            "requested_server_name": conn.sni if tls else None,
+            "tls_version": conn.tls_version,
+            "termination_details": None,
+        },
+        "upstream": {
+            "address": f"{conn.upstream_address}:{conn.upstream_port}",
+            "port": conn.upstream_port,
+            "request_attempt_count": 1,
+        },
+        "connection_id": conn.id,
+    }
+
+
+def _descend(value: Any, rest: tuple[bytes, ...]) -> Any:
+    for segment in rest:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(segment.decode("utf-8", "replace"))
+    return value
+
+
+def _from_tree(tree: Mapping[str, Any], path: tuple[bytes, ...]) -> Any:
+    head = path[0].decode("utf-8", "replace")
+    if head not in tree:
+        return None
+    value = tree[head]
+    if callable(value):
+        value = value()
+    return _descend(value, path[1:])
+
+
 def resolve(
     path: tuple[bytes, ...],
     ctx: Context | None,
-    plugin: Mapping[str, PropertyValue],
+    plugin: Mapping[str, Any],
     overrides: Mapping[tuple[bytes, ...], PropertyValue],
 ) -> bytes | None:
     """The encoded value of property ``path`` in context ``ctx``, or ``None``.
 
-    Order: values the filter set on this stream, the user's overrides, the
-    plugin's own (``plugin_name`` ...), then ``request.*`` / ``response.*`` of
-    the stream.
+    Looked up, in order: values the filter set on this stream with
+    ``proxy_set_property``; the user's overrides (a value given for a prefix
+    of the path is descended into when it is a mapping); the plugin's and the
+    node's attributes (``plugin_name``, ``xds.*``, ``node.*``); the connection's
+    (``source.*``, ``destination.*``, ``connection.*``, ``upstream.*``); and
+    ``request.*`` / ``response.*`` of an HTTP stream.
     """
+    if not path:
+        return None
     if ctx is not None and path in ctx.properties:
         return ctx.properties[path]
-    if path in overrides:
-        return encode(overrides[path])
-    if len(path) == 1:
-        key = path[0].decode("utf-8", "replace")
-        if key in plugin:
-            return encode(plugin[key])
-        # Dotted single-string form used by some SDKs: request.path etc.
-        if b"." in path[0]:
-            return resolve(tuple(path[0].split(b".")), ctx, plugin, overrides)
-        return None
-    from wasmkit.host.context import HttpContext
+    for cut in range(len(path), 0, -1):
+        if path[:cut] in overrides:
+            return encode(_descend(overrides[path[:cut]], path[cut:]))
+    if (
+        len(path) == 1
+        and b"." in path[0]
+        and path[0].decode("utf-8", "replace") not in plugin
+    ):
+        # Dotted single-string form some SDKs use: request.path and the like.
+        return resolve(tuple(path[0].split(b".")), ctx, plugin, overrides)
+    value = _from_tree(plugin, path)
+    if value is None and ctx is not None and ctx.connection is not None:
+        value = _from_tree(_connection(ctx.connection), path)
+    if value is None and len(path) >= 2:
+        from wasmkit.host.context import HttpContext
 
-    if not isinstance(ctx, HttpContext):
-        return None
-    group = path[0]
-    table = (
-        _request(ctx)
-        if group == b"request"
-        else _response(ctx)
-        if group == b"response"
-        else None
-    )
-    if table is None:
-        return None
-    getter = table.get(path[1].decode("utf-8", "replace"))
-    if getter is None:
-        return None
-    value = getter()
-    if len(path) == 3 and isinstance(value, Mapping):
-        return encode(value.get(path[2].decode("utf-8", "replace")))
-    if len(path) > 2:
-        return None
+        if isinstance(ctx, HttpContext):
+            group = path[0]
+            table = (
+                _request(ctx)
+                if group == b"request"
+                else _response(ctx)
+                if group == b"response"
+                else None
+            )
+            if table is not None:
+                value = _from_tree(table, path[1:])
     return encode(value)
 
 

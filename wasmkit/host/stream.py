@@ -21,14 +21,20 @@ what the filter passed on. Envoy's rules, applied here:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from wasmkit.abi.constants import AbiVersion, StreamType
 from wasmkit.errors import FilterTrapError
 from wasmkit.host.callouts import Callout
 from wasmkit.host.context import HttpContext, LogRecord, Side, TraceEvent
-from wasmkit.host.message import HeaderPairs, HttpMessage, LocalReply, response
+from wasmkit.host.message import (
+    Connection,
+    HeaderPairs,
+    HttpMessage,
+    LocalReply,
+    response,
+)
 
 if TYPE_CHECKING:
     from wasmkit.host.plugin import Plugin
@@ -93,8 +99,9 @@ class StreamResult:
 class HttpStream:
     """One HTTP stream through a plugin, driven frame by frame."""
 
-    def __init__(self, plugin: Plugin) -> None:
+    def __init__(self, plugin: Plugin, connection: Connection | None = None) -> None:
         self.plugin = plugin
+        self.connection = connection
         self.vm = plugin.vm
         self.ctx: HttpContext | None = None
         self.ended = False
@@ -125,6 +132,8 @@ class HttpStream:
             assert root is not None
             ctx = HttpContext(vm.new_context_id(), root)
             ctx.start_ns = vm.clock.now_ns()
+            conn = self.connection or Connection()
+            ctx.connection = conn if conn.id is not None else replace(conn, id=ctx.id)
             vm.contexts[ctx.id] = ctx
             vm.streams[ctx.id] = self
             self.ctx = ctx
@@ -539,9 +548,10 @@ def run_exchange(
     *,
     chunk_size: int | None = None,
     wait_ms: float = 15_000,
+    connection: Connection | None = None,
 ) -> StreamResult:
     """Run a whole exchange through ``plugin`` (see :meth:`Plugin.run_http`)."""
-    stream = HttpStream(plugin)
+    stream = HttpStream(plugin, connection)
     events = plugin.vm.events
     stream.send_message(StreamType.HTTP_REQUEST, request, chunk_size)
     # A paused request may be waiting on a callout or a tick: let time pass.
