@@ -269,3 +269,12 @@ def test_root_done_later_with_proxy_done():
         t.args["context_id"] for t in second.trace if t.name == "proxy_on_delete"
     ]
     assert deletes == [1, second.context_id]
+
+
+def test_allocator_preference_follows_the_profile():
+    wat = filter_wat(
+        """(func (export "proxy_on_memory_allocate") (param i32) (result i32)
+             (call $malloc (local.get 0)))"""
+    )
+    assert load(wat).vm.allocator == "malloc"
+    assert load(wat, profile="spec").vm.allocator == "proxy_on_memory_allocate"

@@ -273,7 +273,7 @@ class FilterVm:
             host_imports_mod.BUILTIN_FOREIGN
         )
         self.abi_version = _detect_abi(module)
-        self.allocator = _allocator(module)
+        self.allocator = _allocator(module, profile)
         _check_callbacks(module, self.abi_version)
         self._bindings = self._resolve_imports()
         self.logs: list[LogRecord] = []
@@ -754,8 +754,12 @@ def _check_callbacks(module: CompiledModule, version: AbiVersion) -> None:
         )
 
 
-def _allocator(module: CompiledModule) -> str:
-    for name in ("malloc", "proxy_on_memory_allocate"):
+def _allocator(module: CompiledModule, profile: Profile = "envoy") -> str:
+    # cpp-host (Envoy) looks for malloc first; the spec prefers the SDK's.
+    order = ("malloc", "proxy_on_memory_allocate")
+    if profile == "spec":
+        order = order[::-1]
+    for name in order:
         export = module.exports.get(name)
         if export is not None and export.kind == "func":
             return name
