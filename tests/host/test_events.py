@@ -329,3 +329,23 @@ def test_metrics_defined_updated_and_read():
             "samples": [42, 42],
         },
     ]
+
+
+def test_a_proxy_runs_several_vms_on_one_clock():
+    from wasmkit.host import Proxy
+
+    proxy = Proxy()
+    receiver = proxy.add_vm(RECEIVER, vm_id="receiver")
+    receiver.add_plugin(PluginConfig(root_id="r"))
+    sender_vm = proxy.add_vm(SENDER, vm_id="sender")
+    sender = sender_vm.add_plugin(PluginConfig(root_id="s"))
+    ticker = proxy.add_vm(TICKER, vm_id="ticker")
+    ticker.add_plugin(PluginConfig())
+    # The receiver hears about the items right after the sender's callback.
+    sender.run_http(request(), response())
+    assert [r.message for r in receiver.logs] == ["job-1", "job-2"]
+    proxy.advance(250)
+    assert [r.message for r in ticker.logs] == ["tick", "tick"]
+    assert receiver.clock is sender_vm.clock is ticker.clock
+    assert receiver.clock.monotonic_ns() == 1_000_000_000 + 250_000_000
+    proxy.close()

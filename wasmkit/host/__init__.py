@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from wasmkit.host.callouts import Callout, CalloutReply, table_responder
 from wasmkit.host.context import LogRecord, TraceEvent
-from wasmkit.host.message import HttpMessage, LocalReply, request, response
+from wasmkit.host.message import Connection, HttpMessage, LocalReply, request, response
 from wasmkit.host.plugin import FilterVm, Plugin, PluginConfig, VirtualClock, load
+from wasmkit.host.proxy import Proxy
 from wasmkit.host.record import render_text, to_record
+from wasmkit.host.shared import SharedState
 from wasmkit.host.stream import HttpStream, StreamResult
 from wasmkit.host.vm import CompiledModule, Limits, compile_module
 
 __all__ = [
+    "Callout",
+    "CalloutReply",
     "CompiledModule",
+    "Connection",
     "FilterVm",
     "HttpMessage",
     "HttpStream",
@@ -19,6 +25,8 @@ __all__ = [
     "LogRecord",
     "Plugin",
     "PluginConfig",
+    "Proxy",
+    "SharedState",
     "StreamResult",
     "TraceEvent",
     "VirtualClock",
@@ -27,5 +35,6 @@ __all__ = [
     "render_text",
     "request",
     "response",
+    "table_responder",
     "to_record",
 ]

@@ -40,9 +40,11 @@ class VmEvents:
         vm: FilterVm,
         responder: Responder | None = None,
         clusters: Iterable[str] | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.vm = vm
-        self.scheduler = Scheduler(vm.clock)
+        # A Proxy shares one scheduler (and clock) between its VMs.
+        self.scheduler = scheduler if scheduler is not None else Scheduler(vm.clock)
         self.responder = responder
         if clusters is not None:
             self.clusters: set[str] | None = set(clusters)
@@ -100,9 +102,12 @@ class VmEvents:
         return True
 
     def reset(self) -> None:
-        """Forget pending events (the VM was restarted)."""
+        """Forget pending events (the VM was restarted).
+
+        Events already scheduled see the new generation and do nothing; the
+        scheduler may be shared with other VMs, so it is not cleared.
+        """
         self._generation += 1
-        self.scheduler.clear()
 
     # -- ticks ----------------------------------------------------------------------
 

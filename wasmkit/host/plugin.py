@@ -43,6 +43,7 @@ from wasmkit.host.events import VmEvents
 from wasmkit.host.memory import GuestMemory
 from wasmkit.host.message import Connection, HeaderPairs, HttpMessage
 from wasmkit.host.metrics import Metrics
+from wasmkit.host.scheduler import Scheduler
 from wasmkit.host.shared import SharedState
 from wasmkit.host.vm import (
     CompiledModule,
@@ -197,6 +198,7 @@ class FilterVm:
         shared: shared data and queues, to share between VMs.
         node: the Envoy node (``id``, ``cluster``, ``metadata``...), read as
             ``node.*`` / ``xds.node.*``.
+        scheduler: timed events, shared between the VMs of a :class:`Proxy`.
 
     Raises:
         FilterLoadError: the module is invalid, declares no ABI version, has no
@@ -222,6 +224,7 @@ class FilterVm:
         clusters: Iterable[str] | None = None,
         shared: SharedState | None = None,
         node: Mapping[str, Any] | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.limits = limits or Limits()
         if not isinstance(module, CompiledModule):
@@ -288,7 +291,7 @@ class FilterVm:
         self.shared = shared if shared is not None else SharedState()
         if responder is not None and not callable(responder):
             responder = table_responder(responder)
-        self.events = VmEvents(self, responder, clusters)
+        self.events = VmEvents(self, responder, clusters, scheduler)
         self._start()
 
     # -- loading ------------------------------------------------------------------
