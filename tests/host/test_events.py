@@ -349,3 +349,13 @@ def test_a_proxy_runs_several_vms_on_one_clock():
     assert receiver.clock is sender_vm.clock is ticker.clock
     assert receiver.clock.monotonic_ns() == 1_000_000_000 + 250_000_000
     proxy.close()
+
+
+def test_first_write_with_a_cas_succeeds_as_in_cpp_host():
+    state = SharedState()
+    assert state.set("v", b"k", b"one", cas=12345).name == "OK"
+    value, cas = state.get("v", b"k")
+    assert value == b"one"
+    assert state.set("v", b"k", b"two", cas=cas + 1).name == "CAS_MISMATCH"
+    assert state.set("v", b"k", b"two", cas=cas).name == "OK"
+    assert state.get("v", b"k")[0] == b"two"

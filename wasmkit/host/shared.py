@@ -38,9 +38,13 @@ class SharedState:
         return self._data.get((vm_id, key))
 
     def set(self, vm_id: str, key: bytes, value: bytes, cas: int) -> WasmResult:
-        """Store ``value``; a non-zero ``cas`` must match the stored one."""
+        """Store ``value``; a non-zero ``cas`` must match a stored entry's.
+
+        As in cpp-host, the CAS is checked only against an existing entry: a
+        first write with any CAS succeeds.
+        """
         current = self._data.get((vm_id, key))
-        if cas and (current is None or current[1] != cas):
+        if cas and current is not None and current[1] != cas:
             return WasmResult.CAS_MISMATCH
         self._cas += 1
         self._data[(vm_id, key)] = (value, self._cas)
