@@ -300,7 +300,7 @@ def test_metrics_defined_updated_and_read():
     plugin = load(METRICS)
     vm = plugin.vm
     ids = [vm.mem.read_u32(a) for a in (600, 604, 608)]
-    assert ids == [4, 9, 14]  # low two bits: the type
+    assert ids == [4, 5, 6]  # per-type sequences; low two bits: the type
     assert vm.mem.read_u32(700) == 2  # BAD_ARGUMENT for an unknown type
     for _ in range(2):
         result = plugin.run_http(request(), response())

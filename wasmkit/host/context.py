@@ -1,11 +1,11 @@
-"""Context state: root (plugin) contexts and HTTP stream contexts, plus records."""
+"""Context state: root (plugin), HTTP stream and TCP contexts, plus records."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from wasmkit.abi.constants import LogLevel, StreamType
+from wasmkit.abi.constants import LogLevel, PeerType, StreamType
 from wasmkit.host.message import Connection, HeaderPairs, HttpMessage, LocalReply
 
 if TYPE_CHECKING:
@@ -190,3 +190,59 @@ class HttpContext(Context):
     def side(self, stream_type: StreamType) -> Side:
         """The request or response side."""
         return self.request if stream_type is StreamType.HTTP_REQUEST else self.response
+
+
+TcpAction = Literal["continue", "close"]
+
+
+@dataclass(slots=True)
+class TcpSide:
+    """One direction of a TCP connection.
+
+    ``DOWNSTREAM``: client → proxy → upstream (buffer 2); ``UPSTREAM``: upstream
+    → proxy → client (buffer 3).
+    """
+
+    stream_type: StreamType
+    """``DOWNSTREAM`` or ``UPSTREAM``."""
+    received: bytearray = field(default_factory=bytearray)
+    """Every byte that arrived at the filter from this side's sender."""
+    buffer: bytearray = field(default_factory=bytearray)
+    """Bytes held at the filter: the data buffer the filter reads and edits."""
+    forwarded: bytearray = field(default_factory=bytearray)
+    """Bytes passed on (to the upstream, or to the client)."""
+    attached: bool = False
+    """The buffer is readable: set for a data callback and kept while paused
+    (Envoy keeps its buffer pointer unless the callback returned Continue)."""
+    stopped: bool = False
+    """The last data callback paused (StopIteration) and nothing resumed it."""
+    end_received: bool = False
+    """The sender ended its data (``end_of_stream`` / half-close)."""
+    closed: bool = False
+    """This side's connection closed."""
+    close_peer: PeerType | None = None
+    """Who closed it, as told to the filter."""
+
+
+class TcpContext(Context):
+    """A TCP (network filter) connection's context."""
+
+    kind = "tcp"
+
+    def __init__(self, context_id: int, root: RootContext) -> None:
+        super().__init__(context_id, root)
+        self.downstream = TcpSide(StreamType.DOWNSTREAM)
+        self.upstream = TcpSide(StreamType.UPSTREAM)
+        self.callback = ""
+        # continue/close requests, applied in order after the VM call (Envoy
+        # defers them the same way).
+        self.pending: list[tuple[TcpAction, StreamType]] = []
+        self.start_ns = 0
+
+    def side(self, stream_type: StreamType) -> TcpSide:
+        """The downstream or upstream side."""
+        if stream_type is StreamType.DOWNSTREAM:
+            return self.downstream
+        if stream_type is StreamType.UPSTREAM:
+            return self.upstream
+        raise ValueError(f"{stream_type!r} is not a TCP stream type")

@@ -23,7 +23,7 @@ from wasmkit.abi.constants import (
     WasmResult,
 )
 from wasmkit.host import properties
-from wasmkit.host.context import HttpContext, RootContext, Side
+from wasmkit.host.context import HttpContext, RootContext, Side, TcpContext
 from wasmkit.host.events import decode_pairs
 from wasmkit.host.message import HeaderPairs, LocalReply
 from wasmkit.host.vm import GuestExit
@@ -129,6 +129,14 @@ def _buffer(h: FilterVm, buffer_type: int) -> bytes | bytearray | None:
             ctx.request if buffer_type == BufferType.HTTP_REQUEST_BODY else ctx.response
         )
         return side.buffer if side.body_available else None
+    if isinstance(ctx, TcpContext) and buffer_type in (
+        BufferType.DOWNSTREAM_DATA,
+        BufferType.UPSTREAM_DATA,
+    ):
+        tcp = ctx.downstream if buffer_type == BufferType.DOWNSTREAM_DATA else ctx.upstream
+        # Envoy sets its buffer pointer for a data callback and keeps it while
+        # the data is paused.
+        return tcp.buffer if tcp.attached else None
     return None
 
 
@@ -371,8 +379,11 @@ def _stream_action(h: FilterVm, stream_type: int, close: bool) -> int:
     if isinstance(ctx, HttpContext) and stream_type <= StreamType.HTTP_RESPONSE:
         pending = ctx.pending_close if close else ctx.pending_continue
         pending.append(StreamType(stream_type))
+    if isinstance(ctx, TcpContext) and stream_type >= StreamType.DOWNSTREAM:
+        # Both close the downstream connection (Envoy: FlushWrite close).
+        ctx.pending.append(("close" if close else "continue", StreamType(stream_type)))
     # Envoy answers OK and does nothing when the context has no such stream (a
-    # root context, TCP stream types on an HTTP stream).
+    # root context, TCP stream types on an HTTP stream, HTTP ones on TCP).
     return OK
 
 
@@ -461,8 +472,8 @@ def set_property(
     if path is None or value is None:
         return INVALID_MEMORY_ACCESS
     ctx = h.ctx
-    if not isinstance(ctx, HttpContext):
-        return NOT_FOUND
+    if not isinstance(ctx, (HttpContext, TcpContext)):
+        return NOT_FOUND  # Envoy: no stream info (filter state) to write to
     ctx.properties[properties.split_path(path)] = value
     return OK
 

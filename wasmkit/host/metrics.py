@@ -32,7 +32,9 @@ class Metrics:
     def __init__(self) -> None:
         self._by_id: dict[int, Metric] = {}
         self._by_name: dict[tuple[MetricType, str], int] = {}
-        self._next = 1
+        # cpp-host numbers each type on its own: counters 4, 8, ...; gauges
+        # 5, 9, ...; histograms 6, 10, ... (the low two bits are the type).
+        self._next = {kind: 1 for kind in MetricType}
 
     def define(self, metric_type: int, name: str) -> int | None:
         """Define (or find) a metric; ``None`` for an unknown type."""
@@ -42,8 +44,8 @@ class Metrics:
         key = (kind, name)
         if key in self._by_name:
             return self._by_name[key]
-        mid = (self._next << 2) | int(kind)
-        self._next += 1
+        mid = (self._next[kind] << 2) | int(kind)
+        self._next[kind] += 1
         self._by_id[mid] = Metric(mid, kind, name)
         self._by_name[key] = mid
         return mid
