@@ -37,12 +37,15 @@ def _have(lang: str) -> str | None:
 
 @pytest.fixture(scope="session")
 def samples() -> Path:
-    subprocess.run(
+    proc = subprocess.run(
         ["bash", str(ROOT / "scripts" / "build-samples.sh"), str(OUT)],
-        check=True,
         capture_output=True,
+        text=True,
         timeout=900,
+        check=False,
     )
+    if proc.returncode != 0:
+        pytest.fail(f"building the samples failed:\n{proc.stdout}\n{proc.stderr[-4000:]}")
     return OUT
 
 

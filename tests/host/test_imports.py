@@ -14,7 +14,6 @@ import pytest
 
 from wasmkit.abi import pairs
 from wasmkit.abi.constants import AbiVersion, LogLevel
-from wasmkit.abi.signatures import host_imports
 from wasmkit.errors import FilterLoadError
 from wasmkit.host import FilterVm, VirtualClock, load, request, response
 from wasmkit.testing import filter_wat
@@ -1116,29 +1115,6 @@ def test_emscripten_and_pthread_helpers():
     assert (u32(plugin.vm, 600), u32(plugin.vm, 604)) == (1, 0)
 
 
-UNIMPLEMENTED = [
-    "proxy_grpc_call",
-    "proxy_grpc_stream",
-    "proxy_grpc_send",
-    "proxy_grpc_cancel",
-    "proxy_grpc_close",
-]
-
-
-@pytest.mark.parametrize("name", UNIMPLEMENTED)
-def test_not_yet_implemented_functions_say_so(name):
-    sig = host_imports(AbiVersion.V0_2_1)[name]
-    args = " ".join(f"({t}.const 0)" for t in sig.params)
-    body = on_request_headers(f"(i32.store (i32.const 600) (call ${name} {args}))")
-    vm, result = http(body)
-    assert result.error is None
-    assert u32(vm, 600) == 12
-    assert statuses(result.trace, name) == ["UNIMPLEMENTED"]
-    assert [(r.level, r.message) for r in result.logs if r.source == "host"] == [
-        (LogLevel.WARN, f"wasmkit: {name} is not implemented yet")
-    ]
-
-
 # --- bad pointers and enums: a status, never an exception ------------------------------
 
 K = "(global.get $s_k) (global.get $s_k_len)"
@@ -1342,22 +1318,38 @@ def test_envoy_shaped_properties(path, expected):
 def test_properties_from_the_connection_and_overrides():
     from wasmkit.host.message import Connection
 
-    tls = Connection(source_address="10.1.2.3", source_port=4444, tls_version="TLSv1.3",
-                     sni="api.test", mtls=True, id=77)
+    tls = Connection(
+        source_address="10.1.2.3",
+        source_port=4444,
+        tls_version="TLSv1.3",
+        sni="api.test",
+        mtls=True,
+        id=77,
+    )
     assert _property(b"source\0address", connection=tls) == ("OK", b"10.1.2.3:4444")
     assert _property(b"connection\0tls_version", connection=tls) == ("OK", b"TLSv1.3")
     assert _property(b"connection\0requested_server_name", connection=tls) == (
-        "OK", b"api.test")
-    assert _property(b"connection\0id", connection=tls) == ("OK", (77).to_bytes(8, "little"))
+        "OK",
+        b"api.test",
+    )
+    assert _property(b"connection\0id", connection=tls) == (
+        "OK",
+        (77).to_bytes(8, "little"),
+    )
     assert _property(b"connection\0tls_version")[0] == "NOT_FOUND"
     # Overrides: a flat path, and a mapping descended into.
     node = {"node": {"metadata": {"NAMESPACE": "prod", "LABELS": {"app": "web"}}}}
     assert _property(b"node\0metadata\0NAMESPACE", properties=node) == ("OK", b"prod")
     status, raw = _property(b"node\0metadata\0LABELS", properties=node)
     assert status == "OK" and pairs.decode(raw) == [(b"app", b"web")]
-    assert _property(b"xds\0route_name", properties={"xds.route_name": "r1"}) == ("OK", b"r1")
+    assert _property(b"xds\0route_name", properties={"xds.route_name": "r1"}) == (
+        "OK",
+        b"r1",
+    )
     assert _property(b"xds\0node\0id", node={"id": "sidecar~10.0.0.1"}) == (
-        "OK", b"sidecar~10.0.0.1")
+        "OK",
+        b"sidecar~10.0.0.1",
+    )
     assert _property(b"no\0such\0thing")[0] == "NOT_FOUND"
 
 

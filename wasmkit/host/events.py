@@ -7,14 +7,16 @@ when time is advanced.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from wasmkit.abi import pairs
 from wasmkit.abi.constants import WasmResult
 from wasmkit.errors import FilterTrapError
 from wasmkit.host.callouts import Callout, CalloutReply, Responder, TableResponder
 from wasmkit.host.context import Context, RootContext
+from wasmkit.host.grpc import GrpcCall, GrpcResponder, grpc_table_responder
+from wasmkit.host.grpc_events import GrpcCallouts
 from wasmkit.host.message import HeaderPairs, HttpMessage, LocalReply, header_value
 from wasmkit.host.scheduler import Scheduler
 
@@ -57,6 +59,7 @@ class VmEvents:
         self.errors: list[FilterTrapError] = []
         self._next_token = 0
         self._generation = 0
+        self.grpc = GrpcCallouts(self)
 
     # -- calls into root contexts ------------------------------------------------
 
@@ -215,7 +218,9 @@ class VmEvents:
             self.reply = None
 
     def reply_map(self, map_type: int) -> HeaderPairs | None:
-        """Maps 6 and 7 while a callout reply is delivered."""
+        """Maps 6 and 7 while a callout reply is delivered (4 and 5: gRPC)."""
+        if map_type in (4, 5):
+            return self.grpc.metadata(map_type)
         reply = self.reply
         if reply is None:
             return None
@@ -224,6 +229,42 @@ class VmEvents:
         if map_type == 7:
             return reply.trailers or []
         return None
+
+    # -- gRPC callouts (see wasmkit.host.grpc) -------------------------------------
+
+    @property
+    def generation(self) -> int:
+        """Counts VM restarts; events scheduled before one do nothing."""
+        return self._generation
+
+    @property
+    def grpc_calls(self) -> list[GrpcCall]:
+        """Every gRPC call and stream the filter opened, in order."""
+        return self.grpc.calls
+
+    @property
+    def grpc_responder(self) -> GrpcResponder | None:
+        """What answers gRPC callouts (see :meth:`set_grpc_responder`)."""
+        return self.grpc.responder
+
+    def set_grpc_responder(
+        self, responder: GrpcResponder | Mapping[str, Any] | None
+    ) -> None:
+        """Answer gRPC callouts with a function or a table.
+
+        A table is keyed by ``cluster`` or ``cluster service/method`` (see
+        :func:`wasmkit.host.grpc.grpc_table_responder`); its clusters exist for
+        gRPC callouts besides those of HTTP callouts. A function accepts any
+        cluster.
+        """
+        if responder is not None and not callable(responder):
+            responder = grpc_table_responder(responder)
+        self.grpc.responder = responder
+
+    @property
+    def grpc_message(self) -> bytes | None:
+        """Buffer 5 (one gRPC message) while ``proxy_on_grpc_receive`` runs."""
+        return self.grpc.message
 
     # -- queues ---------------------------------------------------------------------
 

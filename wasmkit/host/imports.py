@@ -124,6 +124,8 @@ def _buffer(h: FilterVm, buffer_type: int) -> bytes | bytearray | None:
     if buffer_type == BufferType.HTTP_CALL_RESPONSE_BODY:
         reply = h.events.reply
         return None if reply is None else reply.body
+    if buffer_type == BufferType.GRPC_RECEIVE_BUFFER:
+        return h.events.grpc_message
     if isinstance(ctx, HttpContext) and buffer_type <= BufferType.HTTP_RESPONSE_BODY:
         side = (
             ctx.request if buffer_type == BufferType.HTTP_REQUEST_BODY else ctx.response
@@ -133,7 +135,8 @@ def _buffer(h: FilterVm, buffer_type: int) -> bytes | bytearray | None:
         BufferType.DOWNSTREAM_DATA,
         BufferType.UPSTREAM_DATA,
     ):
-        tcp = ctx.downstream if buffer_type == BufferType.DOWNSTREAM_DATA else ctx.upstream
+        downstream = buffer_type == BufferType.DOWNSTREAM_DATA
+        tcp = ctx.downstream if downstream else ctx.upstream
         # Envoy sets its buffer pointer for a data callback and keeps it while
         # the data is paused.
         return tcp.buffer if tcp.attached else None
@@ -521,26 +524,99 @@ def call_foreign_function(
     return OK if h.mem.copy_out(result, ret_ptr, ret_size) else INVALID_MEMORY_ACCESS
 
 
-# --- not yet provided: callouts, shared state, metrics ---
+# --- gRPC callouts (wasmkit.host.grpc); cpp-host acts on the root context ---
 
 
-def _unimplemented(name: str) -> Callable[..., int]:
-    def stub(h: FilterVm, *args: int) -> int:
-        h.log_host(LogLevel.WARN, f"wasmkit: {name} is not implemented yet")
-        return UNIMPLEMENTED
+def _grpc_names(
+    h: FilterVm, service_ptr: int, service_size: int, method_ptr: int, method_size: int
+) -> tuple[str, str] | None:
+    service = h.mem.read(service_ptr, service_size)
+    method = h.mem.read(method_ptr, method_size)
+    if service is None or method is None:
+        return None
+    return service.decode("utf-8", "replace"), method.decode("utf-8", "replace")
 
-    stub.__name__ = name
-    return stub
+
+def grpc_call(
+    h: FilterVm,
+    upstream_ptr: int,
+    upstream_size: int,
+    service_ptr: int,
+    service_size: int,
+    method_ptr: int,
+    method_size: int,
+    metadata_ptr: int,
+    metadata_size: int,
+    message_ptr: int,
+    message_size: int,
+    timeout_ms: int,
+    ret_token: int,
+) -> int:
+    upstream = h.mem.read(upstream_ptr, upstream_size)
+    names = _grpc_names(h, service_ptr, service_size, method_ptr, method_size)
+    raw_metadata = h.mem.read(metadata_ptr, metadata_size)
+    message = h.mem.read(message_ptr, message_size)
+    if upstream is None or names is None or raw_metadata is None or message is None:
+        return INVALID_MEMORY_ACCESS
+    if not h.mem.writable(ret_token, 4):
+        return INVALID_MEMORY_ACCESS
+    status, token = h.events.grpc.call(
+        h.ctx,
+        upstream,
+        *names,
+        decode_pairs(raw_metadata) or [],  # cpp-host: undecodable pairs are none
+        message,
+        timeout_ms & _U32,
+    )
+    if status == WasmResult.OK:
+        h.mem.write_u32(ret_token, token)
+        h.out = token
+    return int(status)
 
 
-for _name in (
-    "grpc_call",
-    "grpc_stream",
-    "grpc_send",
-    "grpc_cancel",
-    "grpc_close",
-):
-    globals()[_name] = _unimplemented("proxy_" + _name)
+def grpc_stream(
+    h: FilterVm,
+    upstream_ptr: int,
+    upstream_size: int,
+    service_ptr: int,
+    service_size: int,
+    method_ptr: int,
+    method_size: int,
+    metadata_ptr: int,
+    metadata_size: int,
+    ret_token: int,
+) -> int:
+    upstream = h.mem.read(upstream_ptr, upstream_size)
+    names = _grpc_names(h, service_ptr, service_size, method_ptr, method_size)
+    raw_metadata = h.mem.read(metadata_ptr, metadata_size)
+    if upstream is None or names is None or raw_metadata is None:
+        return INVALID_MEMORY_ACCESS
+    if not h.mem.writable(ret_token, 4):
+        return INVALID_MEMORY_ACCESS
+    status, token = h.events.grpc.stream(
+        h.ctx, upstream, *names, decode_pairs(raw_metadata) or []
+    )
+    if status == WasmResult.OK:
+        h.mem.write_u32(ret_token, token)
+        h.out = token
+    return int(status)
+
+
+def grpc_send(
+    h: FilterVm, token: int, message_ptr: int, message_size: int, end_stream: int
+) -> int:
+    message = h.mem.read(message_ptr, message_size)
+    if message is None:
+        return INVALID_MEMORY_ACCESS
+    return int(h.events.grpc.send(h.ctx, token & _U32, message, end_stream != 0))
+
+
+def grpc_cancel(h: FilterVm, token: int) -> int:
+    return int(h.events.grpc.cancel(h.ctx, token & _U32))
+
+
+def grpc_close(h: FilterVm, token: int) -> int:
+    return int(h.events.grpc.close(h.ctx, token & _U32))
 
 
 # --- HTTP callouts ---

@@ -18,6 +18,7 @@ from wasmkit.abi.constants import (
     LogLevel,
     MapType,
     MetricType,
+    PeerType,
     StreamType,
     WasmResult,
 )
@@ -40,6 +41,7 @@ from wasmkit.host.context import (
     TraceEvent,
 )
 from wasmkit.host.events import VmEvents
+from wasmkit.host.grpc import GrpcResponder
 from wasmkit.host.memory import GuestMemory
 from wasmkit.host.message import Connection, HeaderPairs, HttpMessage
 from wasmkit.host.metrics import Metrics
@@ -146,7 +148,23 @@ def _callback_arg_names(name: str, count: int) -> tuple[str, ...]:
             "num_trailers",
         ),
         "proxy_on_queue_ready": ("context_id", "queue_id"),
+        "proxy_on_downstream_data": ("context_id", "data_size", "end_of_stream"),
+        "proxy_on_upstream_data": ("context_id", "data_size", "end_of_stream"),
+        "proxy_on_downstream_connection_close": ("context_id", "peer_type"),
+        "proxy_on_upstream_connection_close": ("context_id", "peer_type"),
         "proxy_on_foreign_function": ("context_id", "function_id", "data_size"),
+        "proxy_on_grpc_receive_initial_metadata": (
+            "context_id",
+            "token",
+            "num_elements",
+        ),
+        "proxy_on_grpc_receive": ("context_id", "token", "message_size"),
+        "proxy_on_grpc_receive_trailing_metadata": (
+            "context_id",
+            "token",
+            "num_elements",
+        ),
+        "proxy_on_grpc_close": ("context_id", "token", "status"),
         "malloc": ("size",),
         "proxy_on_memory_allocate": ("size",),
     }
@@ -195,6 +213,8 @@ class FilterVm:
         responder: answers HTTP callouts: a function of a ``Callout`` or a
             table keyed by cluster (see :mod:`wasmkit.host.callouts`).
         clusters: the cluster names callouts may use (default: the table's).
+        grpc_responder: answers gRPC callouts: a function of a ``GrpcRequest``
+            or a table keyed by cluster (see :mod:`wasmkit.host.grpc`).
         shared: shared data and queues, to share between VMs.
         node: the Envoy node (``id``, ``cluster``, ``metadata``...), read as
             ``node.*`` / ``xds.node.*``.
@@ -222,6 +242,7 @@ class FilterVm:
         environ: Mapping[str, str] | None = None,
         responder: Responder | Mapping[str, Any] | None = None,
         clusters: Iterable[str] | None = None,
+        grpc_responder: GrpcResponder | Mapping[str, Any] | None = None,
         shared: SharedState | None = None,
         node: Mapping[str, Any] | None = None,
         scheduler: Scheduler | None = None,
@@ -292,6 +313,7 @@ class FilterVm:
         if responder is not None and not callable(responder):
             responder = table_responder(responder)
         self.events = VmEvents(self, responder, clusters, scheduler)
+        self.events.set_grpc_responder(grpc_responder)
         self._start()
 
     # -- loading ------------------------------------------------------------------
@@ -352,7 +374,7 @@ class FilterVm:
     def _start(self) -> None:
         self.metrics = Metrics()
         self.contexts: dict[int, Context] = {}
-        self.streams: dict[int, HttpStream] = {}
+        self.streams: dict[int, HttpStream | TcpStream] = {}
         self._next_id = 1
         self._vm_ctx = Context(0, None)
         self._stack: list[Context] = [self._vm_ctx]
@@ -887,9 +909,75 @@ class Plugin:
             self, request, response, chunk_size=chunk_size, connection=connection
         )
 
+    def tcp_stream(self, connection: Connection | None = None) -> TcpStream:
+        """A new TCP connection through this plugin (a network filter).
+
+        The client connects at once: the filter's ``on_context_create`` and
+        ``on_new_connection`` run. Drive it with ``downstream_data``,
+        ``upstream_data``, ``downstream_close``; end it with ``finish()``.
+        """
+        from wasmkit.host.tcp import TcpStream
+
+        stream = TcpStream(self, connection)
+        stream.connect()
+        return stream
+
+    def run_tcp(
+        self,
+        downstream: Chunks = (),
+        upstream: Chunks | Callable[[bytes], Chunks] = (),
+        *,
+        downstream_end: bool = False,
+        upstream_end: bool = True,
+        close: PeerType = PeerType.REMOTE,
+        wait_ms: float = 15_000,
+        connection: Connection | None = None,
+    ) -> TcpResult:
+        """Run one TCP connection through the filter, as Envoy would.
+
+        The client connects and sends ``downstream`` chunk by chunk; once its
+        data flows (a pause may wait on virtual time for a callout or a tick),
+        the upstream answers with ``upstream`` chunk by chunk; then the
+        downstream connection closes and ``on_done``, ``on_log``,
+        ``on_delete`` run.
+
+        Args:
+            downstream: the client's bytes: one chunk or a list of chunks.
+            upstream: the upstream's bytes, or a function of the bytes the
+                filter passed upstream that returns them. Not asked when the
+                client data stays paused or the connection closed.
+            downstream_end: the client half-closes with its last chunk
+                (``end_of_stream``).
+            upstream_end: the upstream ends with its last chunk; Envoy then
+                tells the filter of an upstream close (peer UNKNOWN).
+            close: who closes the downstream connection at the end: REMOTE
+                (the client) or LOCAL (the proxy).
+            wait_ms: how much virtual time paused client data may wait (ms).
+            connection: the client connection the filter sees as
+                ``source.*``, ``connection.*`` ... properties.
+
+        Returns:
+            What happened: bytes before/after in both directions, who closed,
+            logs, trace and error. A filter failure is reported there, not
+            raised.
+        """
+        from wasmkit.host.tcp import run_connection
+
+        return run_connection(
+            self,
+            downstream,
+            upstream,
+            downstream_end=downstream_end,
+            upstream_end=upstream_end,
+            close=close,
+            wait_ms=wait_ms,
+            connection=connection,
+        )
+
 
 # Imported late: stream builds on the classes above.
 from wasmkit.host.stream import HttpStream, StreamResult  # noqa: E402
+from wasmkit.host.tcp import Chunks, TcpResult, TcpStream  # noqa: E402
 
 
 def load(

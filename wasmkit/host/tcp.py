@@ -41,7 +41,7 @@ from wasmkit.host.context import LogRecord, TcpContext, TcpSide, TraceEvent
 from wasmkit.host.message import Connection
 
 if TYPE_CHECKING:
-    from wasmkit.host.plugin import FilterVm, Plugin
+    from wasmkit.host.plugin import Plugin
 
 _DATA_CALLBACKS = {
     StreamType.DOWNSTREAM: "proxy_on_downstream_data",
@@ -108,13 +108,6 @@ class TcpResult:
         return self.error is None
 
 
-def _registry(vm: FilterVm) -> dict[int, Any]:
-    # vm.streams holds every live stream, HTTP and TCP alike: after each VM call
-    # the host applies the deferred actions of all of them (``_apply_pending``).
-    streams: dict[int, Any] = vm.streams
-    return streams
-
-
 class TcpStream:
     """One downstream connection through a plugin, driven chunk by chunk.
 
@@ -159,7 +152,7 @@ class TcpStream:
             conn = self.connection or Connection()
             ctx.connection = conn if conn.id is not None else replace(conn, id=ctx.id)
             vm.contexts[ctx.id] = ctx
-            _registry(vm)[ctx.id] = self
+            vm.streams[ctx.id] = self
             self.ctx = ctx
             self._call("proxy_on_context_create", (ctx.id, root.id))
             if not self.ended and not self._bypass:
@@ -176,8 +169,10 @@ class TcpStream:
         self._data(StreamType.DOWNSTREAM, chunk, end_of_stream)
 
     def upstream_data(self, chunk: bytes | str, end_of_stream: bool = False) -> None:
-        """Upstream bytes arrive; with ``end_of_stream`` the filter then hears
-        an upstream close with peer UNKNOWN, as Envoy synthesises it.
+        """Upstream bytes arrive (``end_of_stream``: the upstream finished).
+
+        After upstream data with ``end_of_stream`` the filter hears an upstream
+        close with peer UNKNOWN, as Envoy synthesises it.
 
         Raises:
             ValueError: the upstream already ended its data.
@@ -187,9 +182,11 @@ class TcpStream:
             self.upstream_close(PeerType.UNKNOWN)
 
     def downstream_close(self, peer_type: PeerType = PeerType.REMOTE) -> None:
-        """The downstream connection closes (REMOTE: by the client, LOCAL: by
-        the proxy); the filter is told, then the context ends (done, log,
-        delete)."""
+        """The downstream connection closes: the filter is told, its context ends.
+
+        ``peer_type``: REMOTE when the client closes, LOCAL when the proxy does.
+        Then ``on_done``, ``on_log`` and ``on_delete`` run.
+        """
         self._context()
         self._close_downstream(PeerType(peer_type), _CLOSED_BY[PeerType(peer_type)])
 
@@ -235,16 +232,20 @@ class TcpStream:
         status = self._call(
             _DATA_CALLBACKS[stream_type], (ctx.id, len(side.buffer), int(eos))
         )
-        if self.ended or self._bypass:
-            return
+        if not self._filtering():
+            return  # the filter failed
         # cpp-host: 0 is Continue, anything else StopIteration.
         paused = bool(status)
         side.stopped = paused
         self._after_callback()
-        if self.ended or paused:
+        if paused or not self._filtering():
             return
         side.attached = False
         self._forward(side)
+
+    def _filtering(self) -> bool:
+        # The connection is open and its data still goes through the filter.
+        return not self.ended and not self._bypass
 
     # -- forwarding and deferred actions ---------------------------------------------
 
@@ -255,7 +256,7 @@ class TcpStream:
     def _after_callback(self) -> None:
         self._apply_pending()
         # The filter may have acted on other streams (set_effective_context).
-        for other in list(_registry(self.vm).values()):
+        for other in list(self.vm.streams.values()):
             if other is not self:
                 other._apply_pending()
         # Replies and notifications due now arrive after the VM call.
@@ -312,7 +313,7 @@ class TcpStream:
                     self.error = exc
                     break
         self.vm.contexts.pop(ctx.id, None)
-        _registry(self.vm).pop(ctx.id, None)
+        self.vm.streams.pop(ctx.id, None)
 
     # -- calls ------------------------------------------------------------------
 
