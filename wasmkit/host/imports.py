@@ -319,9 +319,10 @@ def _missing_value(h: FilterVm, ret_ptr: int, ret_size: int) -> int:
     return NOT_FOUND
 
 
-def add_header_map_value(
+def _edit_args(
     h: FilterVm, map_type: int, key_ptr: int, key_size: int, val_ptr: int, val_size: int
-) -> int:
+) -> tuple[HeaderPairs, bytes, bytes] | int:
+    # Shared steps of add/replace: read key and value, find the writable map.
     key = h.mem.read(key_ptr, key_size)
     value = h.mem.read(val_ptr, val_size)
     if key is None or value is None:
@@ -329,21 +330,27 @@ def add_header_map_value(
     items = _writable(h, map_type, create=True)
     if isinstance(items, int):
         return items
-    items.append((key.lower(), value))
+    return items, key.lower(), value
+
+
+def add_header_map_value(
+    h: FilterVm, map_type: int, key_ptr: int, key_size: int, val_ptr: int, val_size: int
+) -> int:
+    found = _edit_args(h, map_type, key_ptr, key_size, val_ptr, val_size)
+    if isinstance(found, int):
+        return found
+    items, key, value = found
+    items.append((key, value))
     return OK
 
 
 def replace_header_map_value(
     h: FilterVm, map_type: int, key_ptr: int, key_size: int, val_ptr: int, val_size: int
 ) -> int:
-    key = h.mem.read(key_ptr, key_size)
-    value = h.mem.read(val_ptr, val_size)
-    if key is None or value is None:
-        return INVALID_MEMORY_ACCESS
-    items = _writable(h, map_type, create=True)
-    if isinstance(items, int):
-        return items
-    key = key.lower()
+    found = _edit_args(h, map_type, key_ptr, key_size, val_ptr, val_size)
+    if isinstance(found, int):
+        return found
+    items, key, value = found
     first = next((i for i, (name, _) in enumerate(items) if name == key), None)
     if first is None:
         items.append((key, value))
