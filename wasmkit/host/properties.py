@@ -140,8 +140,12 @@ def _response(ctx: HttpContext) -> dict[str, Callable[[], PropertyValue]]:
     }
 
 
-def _connection(conn: Connection) -> dict[str, PropertyValue]:
+_DEFAULT_CONNECTION = Connection()
+
+
+def _connection(conn: Connection, context_id: int) -> dict[str, PropertyValue]:
     tls = conn.tls_version is not None
+    conn_id = conn.id if conn.id is not None else context_id
     return {
         "source": {
             "address": f"{conn.source_address}:{conn.source_port}",
@@ -152,7 +156,7 @@ def _connection(conn: Connection) -> dict[str, PropertyValue]:
             "port": conn.destination_port,
         },
         "connection": {
-            "id": conn.id,
+            "id": conn_id,
             "mtls": conn.mtls,
             "requested_server_name": conn.sni if tls else None,
             "tls_version": conn.tls_version,
@@ -163,7 +167,7 @@ def _connection(conn: Connection) -> dict[str, PropertyValue]:
             "port": conn.upstream_port,
             "request_attempt_count": 1,
         },
-        "connection_id": conn.id,
+        "connection_id": conn_id,
     }
 
 
@@ -215,8 +219,9 @@ def resolve(
         # Dotted single-string form some SDKs use: request.path and the like.
         return resolve(tuple(path[0].split(b".")), ctx, plugin, overrides)
     value = _from_tree(plugin, path)
-    if value is None and ctx is not None and ctx.connection is not None:
-        value = _from_tree(_connection(ctx.connection), path)
+    if value is None and ctx is not None and ctx.kind in ("http", "tcp"):
+        conn = ctx.connection if ctx.connection is not None else _DEFAULT_CONNECTION
+        value = _from_tree(_connection(conn, ctx.id), path)
     if value is None and len(path) >= 2:
         from wasmkit.host.context import HttpContext
 

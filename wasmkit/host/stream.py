@@ -21,7 +21,7 @@ what the filter passed on. Envoy's rules, applied here:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from wasmkit.abi.constants import AbiVersion, StreamType
@@ -132,8 +132,7 @@ class HttpStream:
             assert root is not None
             ctx = HttpContext(vm.new_context_id(), root)
             ctx.start_ns = vm.clock.now_ns()
-            conn = self.connection or Connection()
-            ctx.connection = conn if conn.id is not None else replace(conn, id=ctx.id)
+            ctx.connection = self.connection  # None: the default, made on demand
             vm.contexts[ctx.id] = ctx
             vm.streams[ctx.id] = self
             self.ctx = ctx
