@@ -39,6 +39,7 @@ samples: toolchains
 
 bench: venv
 	$(PY) benchmarks/bench_host.py
+	$(PY) benchmarks/bench_build.py
 
 clean:
 	rm -rf build $(VENV)

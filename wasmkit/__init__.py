@@ -6,6 +6,7 @@ filters built by the real SDKs the way Envoy runs them.
 
 from __future__ import annotations
 
+from wasmkit.build import Artifact, build, doctor
 from wasmkit.errors import (
     FilterError,
     FilterLoadError,
@@ -28,6 +29,7 @@ from wasmkit.host import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Artifact",
     "FilterError",
     "FilterLoadError",
     "FilterStartError",
@@ -40,6 +42,8 @@ __all__ = [
     "StreamResult",
     "WasmkitError",
     "__version__",
+    "build",
+    "doctor",
     "load",
     "request",
     "response",

@@ -1,4 +1,4 @@
-"""The ``wasmkit`` command line: ``run`` and ``demo``."""
+"""The ``wasmkit`` command line: run, build, inspect, doctor and demo."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from wasmkit.errors import FilterError, FilterTrapError, WasmkitError
+from wasmkit import compat
+from wasmkit.build import LANGUAGES, build, doctor
+from wasmkit.errors import (
+    BuildError,
+    CompileError,
+    FilterError,
+    FilterTrapError,
+    WasmkitError,
+)
 from wasmkit.host import message
 from wasmkit.host.callouts import load_responder
 from wasmkit.host.plugin import load
@@ -59,7 +67,11 @@ def _add_run(sub: Any) -> None:
         description="Run one HTTP exchange through a proxy-wasm filter and show what "
         "it changed.",
     )
-    run.add_argument("filter", help="the filter: a .wasm or .wat file")
+    run.add_argument(
+        "filter",
+        help="the filter: a .wasm or .wat file, or a source folder or .rs/.go/.ts "
+        "file (built first)",
+    )
     run.add_argument("--config", help="plugin configuration: TEXT or @FILE")
     run.add_argument("--vm-config", help="VM configuration: TEXT or @FILE")
     run.add_argument("--root-id", default="", help="the plugin's root id")
@@ -124,6 +136,9 @@ def _add_run(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    filter_path = _built_filter(args.filter)
+    if filter_path is None:
+        return 1
     try:
         req = message.request(
             args.method, args.url, args.header, _text_or_file(args.body)
@@ -142,7 +157,7 @@ def _run(args: argparse.Namespace) -> int:
     props = dict(_property(p) for p in args.property)
     try:
         plugin = load(
-            args.filter,
+            filter_path,
             responder=responder,
             properties=props,
             config=_text_or_file(args.config),
@@ -234,6 +249,148 @@ def _demo(args: argparse.Namespace) -> int:
     return status
 
 
+_SOURCE_SUFFIXES = (".rs", ".go", ".ts")
+
+
+def _built_filter(arg: str) -> str | None:
+    """``arg`` itself for a .wasm/.wat file; a source folder or file is built first.
+
+    Returns ``None`` (after saying why on stderr) when the build fails.
+    """
+    path = Path(arg)
+    if not (path.is_dir() or path.suffix in _SOURCE_SUFFIXES):
+        return arg
+    try:
+        artifact = build(path)
+    except (BuildError, ValueError, OSError) as exc:
+        print(f"wasmkit: cannot build {arg}: {exc}", file=sys.stderr)
+        return None
+    print(f"wasmkit: {arg} -> {artifact.summary()}", file=sys.stderr)
+    return str(artifact.path)
+
+
+def _add_build(sub: Any) -> None:
+    cmd = sub.add_parser(
+        "build",
+        help="build a filter from source",
+        description="Build a proxy-wasm filter with the kit's pinned compilers "
+        "(offline once set up). An unchanged rebuild comes from the build cache. "
+        "Prints the module's path.",
+    )
+    cmd.add_argument(
+        "source",
+        help="a project folder (Cargo.toml, go.mod, assembly/index.ts) or a "
+        ".rs/.go/.ts file",
+    )
+    cmd.add_argument(
+        "--lang",
+        help=f"the language ({', '.join(LANGUAGES)}); detected when not given",
+    )
+    cmd.add_argument("-o", "--output", metavar="OUT.wasm", help="also write it here")
+    cmd.add_argument("--force", action="store_true", help="rebuild even if cached")
+    cmd.add_argument("--debug", action="store_true", help="build without optimizations")
+    cmd.add_argument("--root-id", help="root id (names a generated project)")
+    cmd.add_argument("--json", action="store_true", help="print one JSON record")
+
+
+def _build(args: argparse.Namespace) -> int:
+    try:
+        artifact = build(
+            args.source,
+            args.lang,
+            root_id=args.root_id,
+            optimize=not args.debug,
+            force=args.force,
+        )
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"wasmkit build: {exc}") from exc
+    except BuildError as exc:
+        if args.json:
+            print(json.dumps({"error": _build_error_json(exc)}, indent=2))
+        else:
+            if isinstance(exc, CompileError):
+                print(exc.stderr.rstrip(), file=sys.stderr)
+            print(f"wasmkit build: {exc}", file=sys.stderr)
+        return 1
+    path = artifact.save(args.output) if args.output else artifact.path
+    if args.json:
+        print(json.dumps({**artifact.to_json(), "output": str(path)}, indent=2))
+    else:
+        for warning in artifact.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        print(artifact.summary(), file=sys.stderr)
+        print(path)
+    return 0
+
+
+def _build_error_json(exc: BuildError) -> dict[str, Any]:
+    record: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
+    if isinstance(exc, CompileError):
+        record.update(
+            command=exc.command,
+            returncode=exc.returncode,
+            diagnostics=[list(d) for d in exc.diagnostics],
+            stderr=exc.stderr,
+        )
+    return record
+
+
+def _add_doctor(sub: Any) -> None:
+    cmd = sub.add_parser(
+        "doctor",
+        help="check the compilers",
+        description="Show each toolchain, its version and whether it works (by "
+        "building a tiny filter), and how to install what is missing. The exit "
+        "status is non-zero when a required toolchain is missing or broken.",
+    )
+    cmd.add_argument(
+        "--lang", action="append", help="check only this language (repeatable)"
+    )
+    cmd.add_argument("--no-build", action="store_true", help="only look for the tools")
+    cmd.add_argument("--json", action="store_true", help="print one JSON record")
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    try:
+        report = doctor(args.lang, build_filters=not args.no_build)
+    except ValueError as exc:
+        raise SystemExit(f"wasmkit doctor: {exc}") from exc
+    print(json.dumps(report.to_json(), indent=2) if args.json else str(report))
+    return 0 if report.ok else 1
+
+
+# cpp-host also registers these two non-spec env functions (src/wasm.cc), but
+# not AssemblyScript's env.abort.
+def _add_inspect(sub: Any) -> None:
+    cmd = sub.add_parser(
+        "inspect",
+        help="show a filter's ABI, exports and imports",
+        description="Show a filter's ABI version, allocator, start function, "
+        "exports and imports, and for each import whether the wasmkit host and "
+        "Envoy provide it.",
+    )
+    cmd.add_argument(
+        "filter",
+        help="a .wasm or .wat file, or a source folder or .rs/.go/.ts file (built "
+        "first)",
+    )
+    cmd.add_argument("--json", action="store_true", help="print one JSON record")
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    path = _built_filter(args.filter)
+    if path is None:
+        return 1
+    try:
+        record = compat.inspect_filter(path)
+    except FilterError as exc:
+        print(f"wasmkit inspect: {exc}", file=sys.stderr)
+        return 1
+    record["filter"] = args.filter
+    print(json.dumps(record, indent=2) if args.json else compat.render(record))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wasmkit`` command."""
     parser = argparse.ArgumentParser(
@@ -241,11 +398,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
+    _add_build(sub)
+    _add_inspect(sub)
+    _add_doctor(sub)
     demo = sub.add_parser("demo", help="run the sample filters on a request")
     demo.add_argument("--samples", default=str(SAMPLES), help="folder of built samples")
     args = parser.parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command == "build":
+        return _build(args)
+    if args.command == "inspect":
+        return _inspect(args)
+    if args.command == "doctor":
+        return _doctor(args)
     return _demo(args)
 
 

@@ -5,7 +5,7 @@
     WasmkitError
     ├── BuildError
     │   ├── ToolchainNotFoundError   what to install
-    │   └── CompileError             .command .returncode .stderr
+    │   └── CompileError             .command .returncode .stderr .diagnostics
     ├── CaptureError
     │   ├── CaptureFormatError       unknown file format
     │   └── CaptureReadError         .path .index .format_version
@@ -47,15 +47,25 @@ class CompileError(BuildError):
         command: the command line that ran.
         returncode: its exit status.
         stderr: the compiler's diagnostics.
+        diagnostics: the errors located in the user's source, as
+            ``(file, line, column, message)`` tuples; for source text the file is
+            ``"<source>"`` and the line is the text's own line (1-based).
     """
 
     def __init__(
-        self, message: str, *, command: Sequence[str], returncode: int, stderr: str
+        self,
+        message: str,
+        *,
+        command: Sequence[str],
+        returncode: int,
+        stderr: str,
+        diagnostics: Sequence[tuple[str, int, int, str]] = (),
     ) -> None:
         super().__init__(message)
         self.command = list(command)
         self.returncode = returncode
         self.stderr = stderr
+        self.diagnostics = list(diagnostics)
 
 
 class CaptureError(WasmkitError):
