@@ -1383,3 +1383,12 @@ def test_foreign_functions_both_ways():
     assert plugin.vm.logs[-1].message == "from the host"
     (event,) = [t for t in plugin.vm.trace if t.name == "proxy_on_foreign_function"]
     assert event.args == {"context_id": 1, "function_id": 7, "data_size": 13}
+
+
+def test_route_and_cluster_metadata_from_overrides():
+    meta = {"xds.route_metadata": {"filter_metadata": {"envoy.lb": {"canary": True}}}}
+    status, raw = _property(b"xds\0route_metadata\0filter_metadata\0envoy.lb\0canary",
+                            properties=meta)
+    assert (status, raw) == ("OK", b"\x01")
+    status, raw = _property(b"xds\0cluster_metadata")
+    assert status == "OK" and pairs.decode(raw) == [(b"filter_metadata", b"\0\0\0\0")]

@@ -282,6 +282,8 @@ class FilterVm:
             "route_name": "default",
             "virtual_host_name": "default",
             "listener_direction": 1,  # INBOUND
+            "route_metadata": {"filter_metadata": {}},
+            "cluster_metadata": {"filter_metadata": {}},
         }
         self._static_properties: dict[str, Any] = {
             "plugin_vm_id": vm_id,
@@ -291,6 +293,9 @@ class FilterVm:
             "cluster_name": xds["cluster_name"],
             "route_name": xds["route_name"],
             "listener_direction": xds["listener_direction"],
+            "route_metadata": xds["route_metadata"],
+            "cluster_metadata": xds["cluster_metadata"],
+            "metadata": {"filter_metadata": {}},  # dynamic metadata
         }
         self.environ = dict(environ or {})
         self.foreign_functions: dict[str, Callable[[bytes], bytes]] = dict(
