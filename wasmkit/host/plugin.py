@@ -888,6 +888,7 @@ class Plugin:
         *,
         chunk_size: int | None = None,
         connection: Connection | None = None,
+        wait_ms: float = 15_000,
     ) -> StreamResult:
         """Run one exchange through the filter, as Envoy would.
 
@@ -903,6 +904,8 @@ class Plugin:
                 one chunk).
             connection: the client connection (addresses, TLS) the filter sees
                 as ``source.*``, ``connection.*`` ... properties.
+            wait_ms: virtual time a paused stream may wait for callout replies
+                and ticks before it counts as stalled (ms).
 
         Returns:
             What happened: before/after of both messages, local reply, logs,
@@ -911,7 +914,12 @@ class Plugin:
         from wasmkit.host.stream import run_exchange
 
         return run_exchange(
-            self, request, response, chunk_size=chunk_size, connection=connection
+            self,
+            request,
+            response,
+            chunk_size=chunk_size,
+            connection=connection,
+            wait_ms=wait_ms,
         )
 
     def tcp_stream(self, connection: Connection | None = None) -> TcpStream:
