@@ -269,7 +269,9 @@ def test_local_reply_from_response_headers_replaces_the_response():
     assert result.response_before.status == 200
     assert result.response_after.status == 502
     assert result.response_after.body == b"bad gateway"
-    assert (b"grpc-status", b"14") in result.response_after.headers
+    # A plain HTTP request: the gRPC status is not sent (Envoy sends it only
+    # to gRPC callers).
+    assert all(k != b"grpc-status" for k, _ in result.response_after.headers)
     assert result.local_reply.grpc_status == 14
     # The replaced response does not go through the filter again.
     assert len(calls(result, "proxy_on_response_headers")) == 1
@@ -343,3 +345,18 @@ def test_upstream_function_sees_the_forwarded_request():
     result = load(wat).run_http(request("GET", "http://h/original"), upstream)
     assert seen == [b"/rewritten"]
     assert result.response_after.body == b"ok"
+
+
+def test_local_reply_to_a_grpc_request_is_trailers_only():
+    grpc_req = request(
+        "POST", "http://h/pkg.Svc/Call", [("content-type", "application/grpc")], body="x"
+    )
+    result = load(DENY).run_http(grpc_req, response(200))
+    after = result.response_after
+    assert after.status == 200
+    assert (b"content-type", b"application/grpc") in after.headers
+    assert (b"grpc-status", b"7") in after.headers  # 403 maps to PERMISSION_DENIED
+    assert (b"grpc-message", b"forbidden\n") in after.headers
+    assert after.body == b""
+    replaced = load(REPLACE_RESPONSE).run_http(grpc_req, response(200, [], "upstream"))
+    assert (b"grpc-status", b"14") in replaced.response_after.headers

@@ -147,6 +147,25 @@ class Connection:
     """Connection id; defaults to the stream's context id."""
 
 
+# Envoy's mapping of HTTP statuses to gRPC statuses (Grpc::Utility).
+_GRPC_FROM_HTTP = {
+    400: 13,
+    401: 16,
+    403: 7,
+    404: 12,
+    429: 14,
+    502: 14,
+    503: 14,
+    504: 14,
+}
+
+
+def is_grpc(headers: Sequence[tuple[bytes, bytes]] | None) -> bool:
+    """Whether request headers announce a gRPC call."""
+    value = header_value(headers or [], b"content-type")
+    return value is not None and value.startswith(b"application/grpc")
+
+
 @dataclass(slots=True)
 class LocalReply:
     """A response the filter generated with ``proxy_send_local_response``."""
@@ -164,16 +183,35 @@ class LocalReply:
     callback: str = ""
     """The callback that sent it."""
 
-    def to_message(self) -> HttpMessage:
-        """The response Envoy generates for this reply."""
-        headers: HeaderPairs = [(b":status", str(self.status).encode())]
+    def to_message(self, *, grpc: bool = False) -> HttpMessage:
+        """The response Envoy generates for this reply.
+
+        Args:
+            grpc: the request was a gRPC call (``content-type:
+                application/grpc...``). Envoy then answers trailers-only:
+                ``:status 200``, the gRPC status (given, or mapped from the
+                HTTP status) and the body as ``grpc-message``. Otherwise the
+                gRPC status is not sent.
+        """
+        if grpc:
+            code = self.grpc_status
+            if code is None:
+                code = _GRPC_FROM_HTTP.get(self.status, 2)  # UNKNOWN
+            headers: HeaderPairs = [
+                (b":status", b"200"),
+                (b"content-type", b"application/grpc"),
+                (b"grpc-status", str(code).encode()),
+            ]
+            if self.body:
+                headers.append((b"grpc-message", self.body))
+            headers.extend(self.headers)
+            return HttpMessage(headers, b"")
+        headers = [(b":status", str(self.status).encode())]
         if self.body:
             headers.append((b"content-length", str(len(self.body)).encode()))
             if header_value(self.headers, b"content-type") is None:
                 headers.append((b"content-type", b"text/plain"))
         elif header_value(self.headers, b"content-length") is None:
             headers.append((b"content-length", b"0"))
-        if self.grpc_status is not None:
-            headers.append((b"grpc-status", str(self.grpc_status).encode()))
         headers.extend(self.headers)
         return HttpMessage(headers, self.body)

@@ -6,7 +6,7 @@ import base64
 from typing import Any
 
 from wasmkit.errors import FilterError
-from wasmkit.host.message import HeaderPairs, HttpMessage
+from wasmkit.host.message import HeaderPairs, HttpMessage, is_grpc
 from wasmkit.host.stream import StreamResult
 
 
@@ -180,7 +180,7 @@ def render_text(result: StreamResult, *, title: str = "") -> str:
         lines.append(f"response  {status_b} -> {status_a}")
         base = before.headers if before else (after.headers if after else [])
         if before is None and result.local_reply is not None:
-            base = result.local_reply.to_message().headers
+            base = result.local_reply.to_message(grpc=is_grpc(req.headers)).headers
         lines.extend(
             f"  {m} {t}"
             for m, t in _header_changes(base, after.headers if after else None)

@@ -33,6 +33,7 @@ from wasmkit.host.message import (
     HeaderPairs,
     HttpMessage,
     LocalReply,
+    is_grpc,
     response,
 )
 
@@ -195,6 +196,9 @@ class HttpStream:
                 )
         if message.trailers is not None:
             self.send(stream_type, ("trailers", list(message.trailers), True))
+
+    def _grpc(self) -> bool:
+        return self.ctx is not None and is_grpc(self.ctx.request.headers)
 
     def _side(self, stream_type: StreamType) -> Side:
         return self._context().side(stream_type)
@@ -415,10 +419,12 @@ class HttpStream:
         if not response_side.headers_seen:
             # Envoy sends the reply through the filter's response callbacks.
             ctx.request.stopped = None
-            self.send_message(StreamType.HTTP_RESPONSE, reply.to_message())
+            self.send_message(
+                StreamType.HTTP_RESPONSE, reply.to_message(grpc=self._grpc())
+            )
             self.ended = True
         elif response_side.forwarded_headers is None:
-            message = reply.to_message()
+            message = reply.to_message(grpc=self._grpc())
             response_side.headers = list(message.headers)
             response_side.forwarded_headers = list(message.headers)
             response_side.buffer.clear()
@@ -469,7 +475,7 @@ class HttpStream:
         response_side = ctx.response
         if response_side.forwarded_headers is None:
             reply = LocalReply(503, details="wasm_fail_stream", grpc_status=14)
-            message = reply.to_message()
+            message = reply.to_message(grpc=self._grpc())
             response_side.headers = list(message.headers)
             response_side.forwarded_headers = list(message.headers)
             response_side.forwarded_body = bytearray()

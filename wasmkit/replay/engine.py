@@ -23,7 +23,10 @@ from wasmkit.replay.results import FlowResult, ReplayResult
 class ExchangeLike(Protocol):
     """What the engine needs of a captured exchange."""
 
-    index: int
+    @property
+    def index(self) -> int:
+        """Position of the flow in its capture."""
+        ...
 
     def to_request_message(self) -> HttpMessage:
         """The request as the client sent it, with Envoy's pseudo-headers."""

@@ -49,7 +49,9 @@ class FlowResult:
             "method": (req.get(b":method") or b"").decode(),
             "host": host,
             "path": path,
-            "status_before": r.response_before.status if r.response_before else None,
+            "status_before": None
+            if self.no_response or r.response_before is None
+            else r.response_before.status,
             "status_after": r.response_after.status if r.response_after else None,
             "action": _action(self),
         }
