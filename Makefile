@@ -40,6 +40,7 @@ samples: toolchains
 bench: venv
 	$(PY) benchmarks/bench_host.py
 	$(PY) benchmarks/bench_build.py
+	$(PY) benchmarks/bench_capture.py
 
 clean:
 	rm -rf build $(VENV)

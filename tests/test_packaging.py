@@ -50,7 +50,9 @@ def test_wasmtime_is_pinned_exactly():
     assert version("wasmtime") == WASMTIME_VERSION
 
 
-@pytest.mark.parametrize("name", ["wasmkit", "wasmkit.host", "wasmkit.abi"])
+@pytest.mark.parametrize(
+    "name", ["wasmkit", "wasmkit.host", "wasmkit.abi", "wasmkit.traffic"]
+)
 def test_all_is_sorted_and_complete(name):
     module = importlib.import_module(name)
     exported = module.__all__

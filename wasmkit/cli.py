@@ -246,6 +246,34 @@ def _demo(args: argparse.Namespace) -> int:
         print()
         plugin.vm.close()
         status |= 1 if result.error is not None else 0
+    return status | _demo_replay(Path(args.samples))
+
+
+CAPTURES = Path(__file__).resolve().parent.parent / "samples" / "captures"
+JSON_REWRITE_CONFIG = b'{"set": {"filtered_by": "wasmkit"}, "remove": ["updated_at"]}'
+
+
+def _demo_replay(samples: Path) -> int:
+    from wasmkit.replay.report import render_summary
+    from wasmkit.replay.run import replay
+
+    capture = CAPTURES / "api.flow"
+    status = 0
+    for name, config in (("json_rewrite", JSON_REWRITE_CONFIG),):
+        for path in sorted(samples.glob(f"{name}.*.wasm")):
+            print(f"== replaying {capture.name} through {path.name}")
+            try:
+                result = replay(path, capture, config=config, root_id=name)
+            except WasmkitError as exc:
+                print(f"{path.name}: {exc}", file=sys.stderr)
+                status = 1
+                continue
+            print(render_summary(result))
+            for row in result.body_rows()[:3]:
+                print(f"  flow {row['flow']} {row['side']} body ({row['kind']}):")
+                print("    " + row["diff"].replace("\n", "\n    "))
+            print()
+            status |= 1 if result.failed else 0
     return status
 
 
@@ -391,6 +419,76 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_replay(sub: Any) -> None:
+    cmd = sub.add_parser(
+        "replay",
+        help="replay captured traffic through a filter",
+        description="Replay mitmproxy .flow or HAR captures through a filter and "
+        "show what it changed, flow by flow.",
+    )
+    cmd.add_argument("filter", help="a .wasm or .wat file, or a source folder/file")
+    cmd.add_argument("captures", nargs="+", help=".flow or .har files")
+    cmd.add_argument("--config", help="plugin configuration: TEXT or @FILE")
+    cmd.add_argument("--root-id", default="", help="the plugin's root id")
+    cmd.add_argument("--callouts", help="answers to HTTP callouts (as for run)")
+    cmd.add_argument(
+        "--json", metavar="OUT", help="write the records as JSON (- for stdout)"
+    )
+    cmd.add_argument("--limit", type=int, help="replay at most N exchanges")
+    cmd.add_argument("--filter", dest="filter_expr", help="mitmproxy filter expression")
+    cmd.add_argument(
+        "--chunk-size", type=int, help="deliver bodies in chunks of N bytes"
+    )
+    cmd.add_argument("--decoded", action="store_true", help="decode bodies first")
+    cmd.add_argument("--fail-open", action="store_true", help="pass traffic on failure")
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from wasmkit.replay.report import render_summary
+    from wasmkit.replay.run import replay
+
+    path = _built_filter(args.filter)
+    if path is None:
+        return 1
+    responder = None
+    if args.callouts:
+        try:
+            responder = load_responder(args.callouts)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"wasmkit: --callouts: {exc}") from exc
+    done = [0]
+
+    def progress(flow: Any) -> None:
+        done[0] += 1
+        if done[0] % 1000 == 0:
+            print(f"... {done[0]} flows", file=sys.stderr, flush=True)
+
+    try:
+        result = replay(
+            path,
+            args.captures,
+            config=_text_or_file(args.config),
+            root_id=args.root_id,
+            fail_open=args.fail_open,
+            decoded=args.decoded,
+            limit=args.limit,
+            filter_expr=args.filter_expr,
+            chunk_size=args.chunk_size,
+            responder=responder,
+            on_flow=progress,
+        )
+    except (WasmkitError, ValueError) as exc:
+        print(f"wasmkit replay: {exc}", file=sys.stderr)
+        return 1
+    if args.json == "-":
+        print(json.dumps(result.records(), indent=1))
+    else:
+        if args.json:
+            result.to_json(args.json)
+        print(render_summary(result))
+    return 1 if result.failed or result.capture_error else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wasmkit`` command."""
     parser = argparse.ArgumentParser(
@@ -401,6 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_build(sub)
     _add_inspect(sub)
     _add_doctor(sub)
+    _add_replay(sub)
     demo = sub.add_parser("demo", help="run the sample filters on a request")
     demo.add_argument("--samples", default=str(SAMPLES), help="folder of built samples")
     args = parser.parse_args(argv)
@@ -412,6 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _inspect(args)
     if args.command == "doctor":
         return _doctor(args)
+    if args.command == "replay":
+        return _replay(args)
     return _demo(args)
 
 

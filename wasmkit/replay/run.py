@@ -1,0 +1,87 @@
+"""Replay capture files through a filter: the one-call entry point."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from wasmkit.errors import CaptureReadError
+from wasmkit.host.plugin import load
+from wasmkit.replay.engine import ReplayOptions, Upstream, replay_exchanges
+from wasmkit.replay.results import FlowResult, ReplayResult
+from wasmkit.traffic import load_capture
+
+PathArg = str | os.PathLike[str]
+
+
+def replay(
+    filter: Any,
+    captures: PathArg | Sequence[PathArg],
+    *,
+    config: bytes | str = b"",
+    root_id: str = "",
+    fail_open: bool = False,
+    decoded: bool = False,
+    limit: int | None = None,
+    filter_expr: str | None = None,
+    chunk_size: int | None = None,
+    follow_time: bool = True,
+    upstream: Upstream | None = None,
+    on_flow: Callable[[FlowResult], None] | None = None,
+    **vm_options: Any,
+) -> ReplayResult:
+    """Replay captured traffic through a filter and report what it changed.
+
+    One VM serves the whole replay, so state carries from flow to flow as in
+    a proxy. A flow on which the filter fails is marked and replay goes on; a
+    capture that breaks part way keeps the flows before the damage and says
+    where it broke in :attr:`ReplayResult.capture_error`.
+
+    Args:
+        filter: a ``.wasm`` / ``.wat`` path, wasm bytes, WAT text or a compiled
+            module.
+        captures: mitmproxy ``.flow`` or HAR files.
+        config: the plugin configuration.
+        root_id: the plugin's root id.
+        fail_open: let traffic through when the filter fails (Envoy's choice).
+        decoded: hand the filter decoded bodies, as if a decompressor ran first.
+        limit: replay at most this many exchanges.
+        filter_expr: only flows matching this mitmproxy filter expression.
+        chunk_size: deliver bodies in chunks of this many bytes.
+        follow_time: let virtual time follow the capture's timestamps.
+        upstream: answer requests instead of the recorded responses.
+        on_flow: called with each flow's result (progress).
+        **vm_options: for :class:`wasmkit.host.FilterVm` (``responder``,
+            ``limits``, ``properties``, ``vm_configuration`` ...).
+
+    Raises:
+        FilterLoadError: the filter cannot be loaded or started.
+        CaptureFormatError: a file is not a capture wasmkit reads.
+    """
+    plugin = load(
+        filter, config=config, root_id=root_id, fail_open=fail_open, **vm_options
+    )
+    capture = load_capture(
+        captures, decoded=decoded, limit=limit, filter_expr=filter_expr
+    )
+    flows: list[FlowResult] = []
+    capture_error: str | None = None
+    options = ReplayOptions(chunk_size=chunk_size, follow_time=follow_time)
+    try:
+        for flow in replay_exchanges(
+            plugin, capture, options=options, upstream=upstream, on_flow=on_flow
+        ):
+            flows.append(flow)
+    except CaptureReadError as exc:
+        capture_error = str(exc)
+    stats = capture.stats
+    name = filter if isinstance(filter, str | os.PathLike) else plugin.vm.module.name
+    return ReplayResult(
+        filter=str(name),
+        flows=flows,
+        metrics=plugin.vm.metrics.table(),
+        callouts=list(plugin.vm.callouts),
+        skipped=dict(stats.skipped),
+        capture_error=capture_error,
+    )
