@@ -25,6 +25,7 @@ from wasmkit.host import (
     request,
     response,
 )
+from wasmkit.replay.compare import compare
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,7 @@ __all__ = [
     "WasmkitError",
     "__version__",
     "build",
+    "compare",
     "doctor",
     "load",
     "request",

@@ -441,6 +441,20 @@ def _add_replay(sub: Any) -> None:
     )
     cmd.add_argument("--decoded", action="store_true", help="decode bodies first")
     cmd.add_argument("--fail-open", action="store_true", help="pass traffic on failure")
+    cmd.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="replay in N processes (VM state does not carry across them)",
+    )
+    cmd.add_argument(
+        "--out", metavar="FLOW", help="write the traffic after the filter as .flow"
+    )
+    cmd.add_argument(
+        "--har", metavar="HAR", help="write the traffic after the filter as HAR"
+    )
+    cmd.add_argument("--html", metavar="HTML", help="write a static HTML report")
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -476,6 +490,7 @@ def _replay(args: argparse.Namespace) -> int:
             chunk_size=args.chunk_size,
             responder=responder,
             on_flow=progress,
+            workers=args.workers,
         )
     except (WasmkitError, ValueError) as exc:
         print(f"wasmkit replay: {exc}", file=sys.stderr)
@@ -486,6 +501,19 @@ def _replay(args: argparse.Namespace) -> int:
         if args.json:
             result.to_json(args.json)
         print(render_summary(result))
+    try:
+        if args.out:
+            result.to_flow(args.out)
+        if args.har:
+            result.to_har(args.har)
+        if args.html:
+            result.to_html(args.html)
+    except OSError as exc:
+        print(
+            f"wasmkit replay: cannot write {exc.filename}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 1
     return 1 if result.failed or result.capture_error else 0
 
 

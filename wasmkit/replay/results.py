@@ -236,3 +236,54 @@ class ReplayResult:
         from wasmkit.diff import frames
 
         return frames.body_diff(self)
+
+    def _after_filter(self) -> list[tuple[Any, Any, Any, str | None]]:
+        """Each flow as it left the filter: ``(exchange, request, response, error)``.
+
+        The request as forwarded upstream (or as the filter left it when it held
+        it), the response the client received (local replies included; the 503
+        that stands in for a missing upstream response is left out, the
+        capture's error kept instead), and the error text: the filter's failure,
+        a reset or stall, or the capture's own error.
+        """
+        out = []
+        for flow in self.flows:
+            r = flow.result
+            response = r.response_after
+            if flow.no_response and r.local_reply is None:
+                response = None
+            error: str | None = None
+            if r.error is not None:
+                error = f"filter failed ({r.error.kind}): {r.error}"
+            elif r.reset:
+                error = "the filter reset the stream"
+            elif r.stalled:
+                error = f"the stream stalled at {r.stalled}"
+            elif flow.no_response and response is None:
+                error = getattr(flow.exchange, "error", None) or "no upstream response"
+            out.append((flow.exchange, r.request_after, response, error))
+        return out
+
+    def to_flow(self, path: str | Path) -> int:
+        """Write the traffic as it left the filter as a mitmproxy ``.flow`` file.
+
+        Opens in mitmweb (``mitmweb -r PATH``); returns the number of flows.
+        """
+        from wasmkit.traffic import mitm
+
+        return mitm.write_flows(path, self._after_filter())
+
+    def to_har(self, path: str | Path) -> int:
+        """Write the traffic as it left the filter as HAR (mitmproxy's exporter).
+
+        Returns the number of entries.
+        """
+        from wasmkit.traffic import mitm
+
+        return mitm.write_har(path, self._after_filter())
+
+    def to_html(self, path: str | Path) -> None:
+        """Write a static, self-contained HTML report of the replay."""
+        from wasmkit.diff import report
+
+        report.to_html(self, path)

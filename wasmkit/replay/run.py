@@ -29,6 +29,7 @@ def replay(
     follow_time: bool = True,
     upstream: Upstream | None = None,
     on_flow: Callable[[FlowResult], None] | None = None,
+    workers: int = 1,
     **vm_options: Any,
 ) -> ReplayResult:
     """Replay captured traffic through a filter and report what it changed.
@@ -52,6 +53,9 @@ def replay(
         follow_time: let virtual time follow the capture's timestamps.
         upstream: answer requests instead of the recorded responses.
         on_flow: called with each flow's result (progress).
+        workers: replay in this many processes, each with its own VM and a
+            contiguous chunk of the capture (see :mod:`wasmkit.replay.parallel`:
+            VM state does not carry across workers).
         **vm_options: for :class:`wasmkit.host.FilterVm` (``responder``,
             ``limits``, ``properties``, ``vm_configuration`` ...).
 
@@ -59,6 +63,22 @@ def replay(
         FilterLoadError: the filter cannot be loaded or started.
         CaptureFormatError: a file is not a capture wasmkit reads.
     """
+    if workers != 1:
+        return _replay_parallel(
+            filter,
+            captures,
+            workers=workers,
+            config=config,
+            root_id=root_id,
+            fail_open=fail_open,
+            decoded=decoded,
+            limit=limit,
+            filter_expr=filter_expr,
+            options=ReplayOptions(chunk_size=chunk_size, follow_time=follow_time),
+            upstream=upstream,
+            on_flow=on_flow,
+            **vm_options,
+        )
     plugin = load(
         filter, config=config, root_id=root_id, fail_open=fail_open, **vm_options
     )
@@ -85,3 +105,33 @@ def replay(
         skipped=dict(stats.skipped),
         capture_error=capture_error,
     )
+
+
+def _replay_parallel(
+    filter: Any,
+    captures: PathArg | Sequence[PathArg],
+    *,
+    workers: int,
+    decoded: bool,
+    limit: int | None,
+    filter_expr: str | None,
+    **kwargs: Any,
+) -> ReplayResult:
+    from wasmkit.replay.parallel import replay_parallel
+
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, not {workers}")
+    capture = load_capture(
+        captures, decoded=decoded, limit=limit, filter_expr=filter_expr
+    )
+    exchanges: list[Any] = []
+    capture_error: str | None = None
+    try:
+        for exchange in capture:
+            exchanges.append(exchange)
+    except CaptureReadError as exc:
+        capture_error = str(exc)
+    result = replay_parallel(filter, exchanges, workers=workers, **kwargs)
+    result.skipped = dict(capture.stats.skipped)
+    result.capture_error = capture_error
+    return result

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import codecs
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, cast
 
 from mitmproxy import dns, flow, flowfilter, http, tcp, udp
+from mitmproxy import io as mitmio
 from mitmproxy import version as mitmproxy_version
 from mitmproxy.io import compat, har, tnetstring
 
 from wasmkit.abi.constants import MAX_PAIRS_BYTES, MAX_PAIRS_COUNT
 from wasmkit.errors import CaptureError, CaptureFormatError, CaptureReadError
+from wasmkit.host.message import HeaderPairs, HttpMessage
 from wasmkit.traffic import _jsonstream as jsonstream
 from wasmkit.traffic.model import (
     CaptureStats,
@@ -534,3 +536,201 @@ def to_exchange(
         decoded=decoded,
         websocket_messages=len(item.websocket.messages) if item.websocket else 0,
     )
+
+
+# --- exports: the traffic after a filter, written by mitmproxy.io ------------
+
+AfterFilter = tuple[Exchange, HttpMessage | None, HttpMessage | None, str | None]
+"""One exchange after a filter: ``(exchange, request, response, error)``.
+
+``request`` is the request as the filter forwarded it upstream (or left it when
+it held it), ``response`` the response the client received (a local reply
+included), ``error`` the filter's failure; ``None`` when there is none.
+"""
+
+
+def _pseudo(message: HttpMessage) -> tuple[dict[bytes, bytes], HeaderPairs]:
+    head: dict[bytes, bytes] = {}
+    rest: HeaderPairs = []
+    for key, value in message.headers:
+        if key.startswith(b":"):
+            head.setdefault(key, value)
+        else:
+            rest.append((key, value))
+    return head, rest
+
+
+def _host_port(authority: str, scheme: str) -> tuple[str, int]:
+    default = _PORTS.get(scheme.lower(), 80)
+    if authority.startswith("["):  # [v6]:port
+        host, _, rest = authority[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+        return host, int(port) if port.isdigit() else default
+    host, sep, port = authority.rpartition(":")
+    if sep and port.isdigit() and ":" not in host:
+        return host, int(port)
+    return authority, default
+
+
+_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def _after_request(exchange: Exchange, message: HttpMessage | None) -> http.Request:
+    orig = exchange.request
+    if message is None:  # the filter never saw it (cannot happen in replay)
+        message = orig.to_message()
+    head, fields = _pseudo(message)
+    method = head.get(b":method", orig.method.encode())
+    scheme = head.get(b":scheme", (orig.scheme or "http").encode())
+    path = head.get(b":path", orig.path.encode("utf-8", "surrogateescape"))
+    authority_raw = head.get(b":authority")
+    authority = _s(authority_raw) if authority_raw is not None else ""
+    host, port = orig.host, orig.port
+    if authority and authority != orig.pretty_authority:
+        host, port = _host_port(authority, _s(scheme))
+    h2 = bool(orig.authority) or not orig.http_version.startswith("HTTP/1")
+    if authority and not h2:
+        # Envoy's HTTP/1 codec sends :authority upstream as Host.
+        fields = [(b"host", authority.encode("utf-8", "surrogateescape")), *fields]
+    start = orig.timestamp_start or exchange.timestamp_start or 0.0
+    return http.Request(
+        host=host,
+        port=port,
+        method=method,
+        scheme=scheme,
+        authority=authority.encode("utf-8", "surrogateescape") if h2 else b"",
+        path=path,
+        http_version=(orig.http_version or "HTTP/1.1").encode(),
+        headers=http.Headers(tuple(fields)),
+        content=message.body,
+        trailers=None if message.trailers is None else tuple(message.trailers),
+        timestamp_start=start,
+        timestamp_end=orig.timestamp_end or start,
+    )
+
+
+def _after_response(
+    exchange: Exchange, message: HttpMessage, request: http.Request
+) -> http.Response:
+    from http import HTTPStatus
+
+    head, fields = _pseudo(message)
+    try:
+        status = int(head.get(b":status", b"0"))
+    except ValueError:
+        status = 0
+    orig = exchange.response
+    if orig is not None and orig.status == status:
+        reason = orig.reason
+    else:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = ""
+    version = orig.http_version if orig is not None else request.http_version
+    start = (
+        orig.timestamp_start
+        if orig is not None and orig.timestamp_start is not None
+        else request.timestamp_end or request.timestamp_start
+    )
+    end = orig.timestamp_end if orig is not None else None
+    return http.Response(
+        http_version=(version or "HTTP/1.1").encode(),
+        status_code=status,
+        reason=reason.encode("utf-8", "surrogateescape"),
+        headers=http.Headers(tuple(fields)),
+        content=message.body,
+        trailers=None if message.trailers is None else tuple(message.trailers),
+        timestamp_start=start,
+        timestamp_end=end if end is not None else start,
+    )
+
+
+def to_flow(
+    exchange: Exchange,
+    request: HttpMessage | None,
+    response: HttpMessage | None,
+    error: str | None = None,
+    *,
+    comment: str = "",
+) -> http.HTTPFlow:
+    """A mitmproxy HTTP flow of ``exchange`` as it left a filter.
+
+    Args:
+        exchange: the captured exchange: connections and timestamps come from it.
+        request: the request as forwarded upstream (or as the filter left it).
+        response: the response the client received, ``None`` if none.
+        error: the flow's error text (the filter's failure), if any.
+        comment: the flow's comment, shown by mitmweb.
+    """
+    from mitmproxy import connection
+
+    req = _after_request(exchange, request)
+    client_addr = (exchange.client_address or "127.0.0.1", exchange.client_port or 0)
+    listen = (exchange.listen_address or "0.0.0.0", exchange.listen_port or 0)
+    client = connection.Client(
+        peername=client_addr,
+        sockname=listen,
+        timestamp_start=exchange.timestamp_start or req.timestamp_start,
+    )
+    if exchange.tls:
+        client.timestamp_tls_setup = client.timestamp_start
+        client.sni = exchange.sni
+        if exchange.tls_version is not None:
+            client.tls_version = cast(Any, exchange.tls_version)
+    if exchange.alpn:
+        client.alpn = exchange.alpn.encode()
+    target = (req.host, req.port)
+    server = connection.Server(address=target)
+    if exchange.server_address and exchange.server_port:
+        server.peername = (exchange.server_address, exchange.server_port)
+    item = http.HTTPFlow(client, server)
+    item.request = req
+    if response is not None:
+        item.response = _after_response(exchange, response, req)
+    if error is not None:
+        stamp = exchange.timestamp_end or req.timestamp_end or req.timestamp_start
+        item.error = flow.Error(error, stamp)
+    item.comment = comment
+    return item
+
+
+def write_flows(path: str | os.PathLike[str], items: Iterable[AfterFilter]) -> int:
+    """Write exchanges after a filter as a mitmproxy ``.flow`` file.
+
+    Flows are written one at a time with ``mitmproxy.io.FlowWriter``; the file
+    opens in mitmweb (``mitmweb -r``) and reads back with ``load_capture``.
+
+    Returns:
+        The number of flows written.
+    """
+    count = 0
+    with open(path, "wb") as fo:
+        writer = mitmio.FlowWriter(fo)  # type: ignore[no-untyped-call]
+        for exchange, request, response, error in items:
+            writer.add(to_flow(exchange, request, response, error))
+            count += 1
+    return count
+
+
+def write_har(path: str | os.PathLike[str], items: Iterable[AfterFilter]) -> int:
+    """Write exchanges after a filter as HAR, with mitmproxy's own HAR export.
+
+    Entries are made by ``mitmproxy.addons.savehar.SaveHar``. A flow with both
+    a response and an error (a filter that failed after answering) keeps its
+    error text as the response's ``_error``, as SaveHar does for error flows.
+
+    Returns:
+        The number of entries written.
+    """
+    import json
+
+    from mitmproxy.addons.savehar import SaveHar
+
+    flows = [to_flow(*item) for item in items]
+    har_doc = SaveHar().make_har(flows)
+    for entry, item in zip(har_doc["log"]["entries"], flows, strict=True):
+        if item.error is not None and item.response is not None:
+            entry["response"]["_error"] = item.error.msg
+    Path(path).write_text(json.dumps(har_doc, indent=1))
+    return len(flows)

@@ -1,0 +1,136 @@
+"""Replay in several processes gives the results of one."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.host.test_safety import TRAP_ON_BOOM
+from tests.replay.test_run import ADD, FLOW
+from wasmkit.errors import FilterTrapError
+from wasmkit.host.vm import compile_module
+from wasmkit.replay.parallel import merge_metrics, replay_parallel, split
+from wasmkit.replay.run import replay
+from wasmkit.traffic import load_capture
+
+# Per-VM numbering and timing: not the same from one VM to several.
+_VOLATILE = {"duration_us", "context_id"}
+
+
+def _stable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _stable(v) for k, v in value.items() if k not in _VOLATILE}
+    if isinstance(value, list):
+        return [_stable(v) for v in value]
+    return value
+
+
+def test_two_workers_give_the_records_of_one():
+    one = replay(ADD, FLOW)
+    two = replay(ADD, FLOW, workers=2)
+    assert [f.index for f in two] == list(range(17))
+    assert _stable(two.records()) == _stable(one.records())
+    strip = [{k: v for k, v in r.items() if k != "us"} for r in one.summary_rows]
+    assert [{k: v for k, v in r.items() if k != "us"} for r in two.summary_rows] == strip
+    assert two.metrics == one.metrics
+    assert two.capture_error is None and two.skipped == one.skipped
+    assert two.filter == one.filter
+    # The exchanges are the parent's, put back in place.
+    assert [f.exchange.index for f in two] == list(range(17))
+
+
+def test_failures_come_back_from_workers():
+    one = replay(TRAP_ON_BOOM, FLOW)
+    three = replay(TRAP_ON_BOOM, FLOW, workers=3)
+    assert [f.index for f in three.failed] == [f.index for f in one.failed]
+    for a, b in zip(one.failed, three.failed, strict=True):
+        assert isinstance(b.result.error, FilterTrapError)
+        assert b.result.error.kind == a.result.error.kind
+        assert b.result.error.callback == a.result.error.callback
+        assert b.result.error.trap_code == a.result.error.trap_code
+        assert b.result.error.wasm_backtrace == a.result.error.wasm_backtrace
+        # Context ids are numbered per VM: the message names another one.
+        unnumbered = re.compile(r"\(context \d+\)")
+        assert unnumbered.sub("", str(b.result.error)) == unnumbered.sub("", str(a.result.error))
+        assert b.record()["error"]["kind"] == a.record()["error"]["kind"]
+
+
+def test_on_flow_runs_in_capture_order():
+    seen: list[int] = []
+    result = replay(ADD, FLOW, workers=2, on_flow=lambda f: seen.append(f.index))
+    assert seen == [f.index for f in result] == list(range(17))
+
+
+def test_in_memory_exchanges_and_more_workers_than_flows():
+    exchanges = list(load_capture(FLOW, limit=3))
+    result = replay_parallel(ADD, exchanges, workers=8)
+    assert [f.index for f in result] == [0, 1, 2]
+    single = replay_parallel(ADD, exchanges, workers=1)
+    assert _stable(single.records()) == _stable(result.records())
+    assert len(replay_parallel(ADD, [], workers=4)) == 0
+
+
+def test_a_truncated_capture_keeps_what_came_before(tmp_path):
+    data = FLOW.read_bytes()
+    cut = tmp_path / "cut.flow"
+    cut.write_bytes(data[: len(data) // 3])
+    one = replay(ADD, cut)
+    two = replay(ADD, cut, workers=2)
+    assert len(two) == len(one) > 0
+    assert two.capture_error == one.capture_error is not None
+
+
+def test_split_is_contiguous_and_even():
+    assert split(17, 2) == [range(9), range(9, 17)]
+    assert split(2, 5) == [range(1), range(1, 2)]
+    assert split(0, 3) == []
+    parts = split(100, 7)
+    assert [i for r in parts for i in r] == list(range(100))
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+def test_merge_metrics():
+    a = [
+        {"name": "c", "type": "counter", "value": 2, "count": None, "samples": None},
+        {"name": "g", "type": "gauge", "value": 5, "count": None, "samples": None},
+        {"name": "h", "type": "histogram", "value": None, "count": 1, "samples": [1]},
+    ]
+    b = [
+        {"name": "c", "type": "counter", "value": 3, "count": None, "samples": None},
+        {"name": "g", "type": "gauge", "value": 7, "count": None, "samples": None},
+        {"name": "h", "type": "histogram", "value": None, "count": 2, "samples": [2, 3]},
+    ]
+    merged = {m["name"]: m for m in merge_metrics([a, b])}
+    assert merged["c"]["value"] == 5
+    assert merged["g"]["value"] == 7
+    assert merged["h"]["samples"] == [1, 2, 3] and merged["h"]["count"] == 3
+    assert a[2]["samples"] == [1]  # inputs untouched
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        replay(ADD, FLOW, workers=0)
+    with pytest.raises(ValueError, match="not CompiledModule"):
+        replay(compile_module(ADD), FLOW, workers=2)
+    with pytest.raises(ValueError, match="cannot be pickled"):
+        replay(ADD, FLOW, workers=2, responder=lambda *a: None)
+
+
+def test_cli_replay_workers(tmp_path):
+    wat = tmp_path / "add.wat"
+    wat.write_text(ADD)
+    out = tmp_path / "records.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "wasmkit.cli", "replay", str(wat), str(FLOW), "--workers", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "17 flows replayed" in proc.stdout
+    records = json.loads(out.read_text())
+    assert [r["index"] for r in records] == list(range(17))
+    assert ["x-replayed", "yes"] in records[9]["request"]["headers"]["after"]

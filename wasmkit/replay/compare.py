@@ -1,0 +1,326 @@
+"""Two builds or two configurations over the same capture, flow by flow.
+
+:func:`compare` pairs the flows of two replays by their capture index and
+says, for each, where the two after-filter outputs differ: the request the
+filter passed upstream (headers, body), the response the client got (status,
+headers, body), the local reply and the failure.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from wasmkit.diff.compare import BodyChange, HeaderChange, body_change, header_changes
+from wasmkit.host.message import HeaderPairs, HttpMessage, LocalReply
+from wasmkit.replay.results import FlowResult, ReplayResult, _action
+
+PathArg = str | os.PathLike[str]
+
+COLUMNS = [
+    "index", "method", "path", "status_a", "status_b", "action_a", "action_b",
+    "request_headers", "response_headers", "request_body", "response_body",
+    "local_reply", "error", "differs",
+]  # fmt: skip
+"""The keys of :attr:`Comparison.rows`, in order."""
+
+
+def _headers(message: HttpMessage | None) -> HeaderPairs | None:
+    return message.headers if message is not None else None
+
+
+def _body(message: HttpMessage | None) -> bytes | None:
+    return message.body if message is not None else None
+
+
+def _reply(reply: LocalReply | None) -> str:
+    if reply is None:
+        return "none"
+    text = str(reply.status)
+    if reply.details:
+        text += f" ({reply.details})"
+    return text
+
+
+def _error(flow: FlowResult | None) -> str:
+    if flow is None or flow.result.error is None:
+        return "none"
+    error = flow.result.error
+    return f"{error.kind}: {error.callback}"
+
+
+def _header_text(changes: Sequence[HeaderChange]) -> str:
+    marks = {"added": "+", "removed": "-", "changed": "~"}
+    parts = []
+    for c in changes:
+        if c.change == "changed":
+            parts.append(f"~ {c.name}: {c.before} -> {c.after}")
+        elif c.change != "unchanged":
+            value = c.after if c.change == "added" else c.before
+            parts.append(f"{marks[c.change]} {c.name}: {value}")
+    return "; ".join(parts)
+
+
+def _body_text(change: BodyChange | None) -> str:
+    if change is None or not change.changed:
+        return ""
+    return f"{change.size_before} -> {change.size_after} bytes ({change.kind})"
+
+
+@dataclass(frozen=True, slots=True)
+class FlowComparison:
+    """One flow of the capture under both replays (``a`` and ``b``)."""
+
+    index: int
+    """Position of the flow in the capture."""
+    a: FlowResult | None
+    """The flow under replay a, ``None`` when a did not replay it."""
+    b: FlowResult | None
+    """The flow under replay b, ``None`` when b did not replay it."""
+    request_headers: list[HeaderChange]
+    """Upstream request headers, a → b (changed fields only)."""
+    response_headers: list[HeaderChange]
+    """Client response headers, a → b (changed fields only)."""
+    request_body: BodyChange | None
+    """Upstream request body, a → b (``None`` when neither passed one on)."""
+    response_body: BodyChange | None
+    """Client response body, a → b (``None`` when neither had one)."""
+
+    @property
+    def method(self) -> str:
+        """The request method."""
+        flow = self.a or self.b
+        assert flow is not None
+        return (flow.result.request_before.get(b":method") or b"").decode()
+
+    @property
+    def path(self) -> str:
+        """The request path."""
+        flow = self.a or self.b
+        assert flow is not None
+        raw = flow.result.request_before.get(b":path") or b""
+        return raw.decode("utf-8", "replace")
+
+    @property
+    def status_a(self) -> int | None:
+        """The status the client got under a."""
+        return _status(self.a)
+
+    @property
+    def status_b(self) -> int | None:
+        """The status the client got under b."""
+        return _status(self.b)
+
+    @property
+    def action_a(self) -> str:
+        """What a did: forwarded, local reply, failed, ... (``missing``)."""
+        return _action(self.a) if self.a is not None else "missing"
+
+    @property
+    def action_b(self) -> str:
+        """What b did."""
+        return _action(self.b) if self.b is not None else "missing"
+
+    @property
+    def local_reply(self) -> str:
+        """``"403 (denied) -> none"`` when the local replies differ, else ``""``."""
+        ra = self.a.result.local_reply if self.a else None
+        rb = self.b.result.local_reply if self.b else None
+        same = (ra is None and rb is None) or (
+            ra is not None
+            and rb is not None
+            and (ra.status, ra.headers, ra.body, ra.details, ra.grpc_status)
+            == (rb.status, rb.headers, rb.body, rb.details, rb.grpc_status)
+        )
+        return "" if same else f"{_reply(ra)} -> {_reply(rb)}"
+
+    @property
+    def error(self) -> str:
+        """``"trap: proxy_on_request_headers -> none"`` when failures differ."""
+        ea, eb = _error(self.a), _error(self.b)
+        return "" if ea == eb else f"{ea} -> {eb}"
+
+    @property
+    def differs(self) -> bool:
+        """The two outputs differ somewhere."""
+        return bool(
+            self.a is None
+            or self.b is None
+            or self.status_a != self.status_b
+            or self.action_a != self.action_b
+            or self.request_headers
+            or self.response_headers
+            or (self.request_body is not None and self.request_body.changed)
+            or (self.response_body is not None and self.response_body.changed)
+            or self.local_reply
+            or self.error
+        )
+
+    def row(self) -> dict[str, Any]:
+        """One summary dict (keys: :data:`COLUMNS`)."""
+        return {
+            "index": self.index,
+            "method": self.method,
+            "path": self.path,
+            "status_a": self.status_a,
+            "status_b": self.status_b,
+            "action_a": self.action_a,
+            "action_b": self.action_b,
+            "request_headers": _header_text(self.request_headers),
+            "response_headers": _header_text(self.response_headers),
+            "request_body": _body_text(self.request_body),
+            "response_body": _body_text(self.response_body),
+            "local_reply": self.local_reply,
+            "error": self.error,
+            "differs": self.differs,
+        }
+
+
+def _status(flow: FlowResult | None) -> int | None:
+    if flow is None or flow.result.response_after is None:
+        return None
+    return flow.result.response_after.status
+
+
+def _pair(index: int, a: FlowResult | None, b: FlowResult | None) -> FlowComparison:
+    ra = a.result if a else None
+    rb = b.result if b else None
+    req_a = ra.request_after if ra else None
+    req_b = rb.request_after if rb else None
+    resp_a = ra.response_after if ra else None
+    resp_b = rb.response_after if rb else None
+
+    def headers(x: HttpMessage | None, y: HttpMessage | None) -> list[HeaderChange]:
+        if x is None and y is None:
+            return []
+        return [
+            c
+            for c in header_changes(_headers(x), _headers(y))
+            if c.change != "unchanged"
+        ]
+
+    def body(x: HttpMessage | None, y: HttpMessage | None) -> BodyChange | None:
+        if x is None and y is None:
+            return None
+        return body_change(_body(x), _body(y))
+
+    return FlowComparison(
+        index=index,
+        a=a,
+        b=b,
+        request_headers=headers(req_a, req_b),
+        response_headers=headers(resp_a, resp_b),
+        request_body=body(req_a, req_b),
+        response_body=body(resp_a, resp_b),
+    )
+
+
+@dataclass(slots=True)
+class Comparison:
+    """Two replays of one capture, flow by flow."""
+
+    a: ReplayResult
+    """Replay a."""
+    b: ReplayResult
+    """Replay b."""
+    flows: list[FlowComparison]
+    """One entry per flow index either replay has, in index order."""
+
+    def __iter__(self) -> Iterator[FlowComparison]:
+        return iter(self.flows)
+
+    def __len__(self) -> int:
+        return len(self.flows)
+
+    @property
+    def differing(self) -> list[FlowComparison]:
+        """The flows whose outputs differ."""
+        return [f for f in self.flows if f.differs]
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per flow (keys: :data:`COLUMNS`)."""
+        return [f.row() for f in self.flows]
+
+    def frame(self, *, differing: bool = False) -> Any:
+        """The rows as a pandas DataFrame (only differing flows if asked)."""
+        from wasmkit.diff import compare_frames  # pandas loads only when asked for
+
+        return compare_frames.comparison(self, differing=differing)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Comparison {self.a.filter!r} vs {self.b.filter!r}: "
+            f"{len(self.flows)} flows, {len(self.differing)} differ>"
+        )
+
+
+def compare_results(a: ReplayResult, b: ReplayResult) -> Comparison:
+    """Pair two replays of the same capture by flow index."""
+    by_a = {f.index: f for f in a.flows}
+    by_b = {f.index: f for f in b.flows}
+    indices = sorted(set(by_a) | set(by_b))
+    return Comparison(a, b, [_pair(i, by_a.get(i), by_b.get(i)) for i in indices])
+
+
+_UNSET: Any = object()
+
+
+def compare(
+    a: Any,
+    b: Any,
+    captures: PathArg | Sequence[PathArg] | None = None,
+    *,
+    config_a: bytes | str = _UNSET,
+    config_b: bytes | str = _UNSET,
+    **options: Any,
+) -> Comparison:
+    """Compare two builds, or two configurations, over the same capture.
+
+    Either pass two :class:`~wasmkit.replay.results.ReplayResult` of the same
+    capture, or two filters and the capture to replay through each::
+
+        compare(old, new, "api.flow")                       # two builds
+        compare(f, f, "api.flow", config_a="{}", config_b='{"strict": true}')
+
+    Args:
+        a: a replay result, or a filter (as for :func:`wasmkit.replay.run.replay`).
+        b: the same for the other side.
+        captures: the capture(s) to replay, when ``a`` and ``b`` are filters.
+        config_a: a's plugin configuration (default: ``config``, else empty).
+        config_b: b's plugin configuration (default: ``config``, else empty).
+        **options: for :func:`~wasmkit.replay.run.replay` on both sides
+            (``config``, ``limit``, ``workers``, ``responder``...).
+
+    Returns:
+        A :class:`Comparison`: ``.differing``, ``.rows``, ``.frame()``.
+
+    Raises:
+        ValueError: results given with a capture or options, or filters without.
+    """
+    results = isinstance(a, ReplayResult), isinstance(b, ReplayResult)
+    if all(results):
+        if (
+            captures is not None
+            or options
+            or config_a is not _UNSET
+            or (config_b is not _UNSET)
+        ):
+            raise ValueError("compare: replay results take no capture or options")
+        return compare_results(a, b)
+    if any(results):
+        raise ValueError("compare: pass two replay results or two filters")
+    if captures is None:
+        raise ValueError("compare: filters need a capture to replay")
+    from wasmkit.replay.run import replay
+
+    config = options.pop("config", b"")
+    result_a = replay(
+        a, captures, config=config if config_a is _UNSET else config_a, **options
+    )
+    result_b = replay(
+        b, captures, config=config if config_b is _UNSET else config_b, **options
+    )
+    return compare_results(result_a, result_b)
