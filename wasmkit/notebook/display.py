@@ -1,0 +1,162 @@
+"""The filter object a notebook works with: a built module and a loaded plugin."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from wasmkit.build import Artifact
+from wasmkit.errors import FilterError
+from wasmkit.host import HttpMessage, Plugin, StreamResult, load
+from wasmkit.host import request as make_request
+from wasmkit.replay.results import ReplayResult
+from wasmkit.replay.run import replay
+
+PathArg = str | os.PathLike[str]
+
+
+class Filter:
+    """A built filter, loaded and ready to run: what ``%%wasm NAME`` binds.
+
+    It keeps the :class:`~wasmkit.build.Artifact` and one loaded
+    :class:`~wasmkit.host.Plugin`; :meth:`reload` starts a fresh VM (new
+    state, same module). Shown in a notebook, it reports the language, size,
+    ABI version, callbacks, build time and whether the build cache answered.
+
+    Args:
+        artifact: the built module.
+        config: the plugin configuration.
+        root_id: the plugin's root id.
+        **vm_options: for :class:`wasmkit.host.FilterVm` (``limits``,
+            ``properties``, ``responder`` ...), used by every load and replay.
+
+    Raises:
+        FilterLoadError: the module cannot be loaded or started.
+        FilterStartError: the filter rejected its configuration.
+    """
+
+    def __init__(
+        self,
+        artifact: Artifact,
+        *,
+        config: bytes | str = b"",
+        root_id: str = "",
+        **vm_options: Any,
+    ) -> None:
+        self.artifact = artifact
+        self.config = config.encode() if isinstance(config, str) else config
+        self.root_id = root_id
+        self.vm_options = vm_options
+        self._plugin: Plugin | None = None
+        self.reload()
+
+    @property
+    def plugin(self) -> Plugin:
+        """The loaded plugin (reloaded if it was closed)."""
+        if self._plugin is None:
+            self.reload()
+        assert self._plugin is not None
+        return self._plugin
+
+    def reload(self) -> Plugin:
+        """Close the VM and load the module again: fresh state, same module."""
+        self.close()
+        self._plugin = load(
+            self.artifact, config=self.config, root_id=self.root_id, **self.vm_options
+        )
+        return self._plugin
+
+    def run(
+        self,
+        request: HttpMessage | None = None,
+        response: HttpMessage | Callable[[HttpMessage], HttpMessage] | None = None,
+        **options: Any,
+    ) -> StreamResult:
+        """Run one HTTP exchange through the plugin (see ``Plugin.run_http``).
+
+        ``request`` defaults to ``wasmkit.request()`` (``GET /``), ``response``
+        to an empty 200. A filter failure is reported in the result.
+        """
+        return self.plugin.run_http(
+            make_request() if request is None else request, response, **options
+        )
+
+    def replay(
+        self, capture: PathArg | Sequence[PathArg], **options: Any
+    ) -> ReplayResult:
+        """Replay capture files through a fresh VM of this filter.
+
+        Uses this filter's configuration, root id and VM options; ``options``
+        go to :func:`wasmkit.replay.run.replay` (``filter_expr``, ``limit``
+        ...). The plugin of :meth:`run` is not touched.
+        """
+        kwargs: dict[str, Any] = {
+            "config": self.config,
+            "root_id": self.root_id,
+            **self.vm_options,
+        }
+        kwargs.update(options)
+        return replay(self.artifact.path, capture, **kwargs)
+
+    def close(self) -> None:
+        """Release the VM (a later :attr:`plugin` loads it again)."""
+        plugin, self._plugin = self._plugin, None
+        if plugin is not None:
+            # A filter that traps in on_done must not make closing fail.
+            with contextlib.suppress(FilterError):
+                plugin.vm.close()
+
+    def __enter__(self) -> Filter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def abi_version(self) -> str:
+        """The proxy-wasm ABI version the module declares, e.g. ``0.2.1``."""
+        return str(self.plugin.vm.abi_version.value)
+
+    @property
+    def callbacks(self) -> list[str]:
+        """The ``proxy_on_*`` callbacks the module exports, in export order."""
+        exports = self.plugin.vm.module.exports
+        return [name for name in exports if name.startswith("proxy_on_")]
+
+    def __repr__(self) -> str:
+        return f"<wasmkit Filter {self.artifact.summary()}>"
+
+    def _repr_html_(self) -> str:
+        a = self.artifact
+        timing = (
+            f"{a.build_ms:.0f} ms (cache hit)"
+            if a.cache_hit
+            else f"{a.build_ms / 1000:.1f} s (compiled)"
+        )
+        tools = ", ".join(f"{k} {v}" for k, v in a.toolchain.items())
+        rows = [
+            ("language", f"{a.lang} ({tools})" if tools else a.lang),
+            ("size", f"{a.size:,} bytes"),
+            ("ABI version", self.abi_version),
+            ("root id", self.root_id or '""'),
+            ("build time", timing),
+            ("cache hit", "yes" if a.cache_hit else "no"),
+            ("callbacks", ", ".join(self.callbacks) or "none"),
+            ("module", str(a.path)),
+        ]
+        body = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+            f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
+            for k, v in rows
+        )
+        warnings = "".join(
+            f"<li><code>{html.escape(str(w))}</code></li>" for w in a.warnings
+        )
+        extra = f"<p>warnings:</p><ul>{warnings}</ul>" if warnings else ""
+        return (
+            f"<div><p><b>wasmkit filter</b> <code>{html.escape(a.path.name)}"
+            f"</code></p><table>{body}</table>{extra}</div>"
+        )
