@@ -203,3 +203,12 @@ def test_cli_replay_writes_all_three(tmp_path):
     assert len(list(load_capture(flow))) == 17
     assert len(json.loads(har.read_text())["log"]["entries"]) == 17
     assert "x-replayed" in page.read_text(encoding="utf-8")
+
+
+def test_replay_result_shows_its_summary_as_html():
+    from wasmkit.replay.run import replay
+
+    result = replay(EDIT, FLOW)
+    html_text = result._repr_html_()
+    assert html_text.count("<tr") == len(result) + 1
+    assert "17 flows" in html_text and "<html" not in html_text

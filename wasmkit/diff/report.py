@@ -236,18 +236,40 @@ def _filter_name(name: str) -> str:
     return first
 
 
-def render_html(result: ReplayResult) -> str:
-    """The report as one HTML document (inline CSS, no scripts, no links out)."""
-    rows = result.summary_rows
+def _status(result: ReplayResult, rows: list[dict[str, Any]]) -> str:
     modified = sum(_modified(row) for row in rows)
-    failed = len(result.failed)
     status = (
         f"filter {_filter_name(result.filter)}: {len(rows)} flows, "
-        f"{modified} modified, {failed} failed"
+        f"{modified} modified, {len(result.failed)} failed"
     )
     if result.skipped:
         skipped = ", ".join(f"{n} {k}" for k, n in sorted(result.skipped.items()))
         status += f"; skipped {skipped}"
+    return status
+
+
+def render_summary_html(result: ReplayResult) -> str:
+    """The status line and the summary table, as an HTML fragment.
+
+    What a notebook shows for a replay result without a live kernel.
+    """
+    rows = result.summary_rows
+    parts = [
+        f"<style>{_CSS.replace('body {', '.wasmkit-replay {')}</style>",
+        '<div class="wasmkit-replay">',
+        f'<p class="status">{_e(_status(result, rows))}</p>',
+    ]
+    if result.capture_error:
+        parts.append(f'<p class="error">Capture error: {_e(result.capture_error)}</p>')
+    parts.append(_summary_table(rows))
+    parts.append("</div>")
+    return "\n".join(parts)
+
+
+def render_html(result: ReplayResult) -> str:
+    """The report as one HTML document (inline CSS, no scripts, no links out)."""
+    rows = result.summary_rows
+    status = _status(result, rows)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',

@@ -219,6 +219,11 @@ class ReplayResult:
         """Write the records as a JSON array."""
         Path(path).write_text(json.dumps(self.records(), indent=1))
 
+    def _repr_html_(self) -> str:
+        from wasmkit.diff import report  # the HTML lives with the report
+
+        return report.render_summary_html(self)
+
     def summary(self) -> Any:
         """The summary as a pandas DataFrame."""
         from wasmkit.diff import frames  # pandas loads only when asked for
