@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from wasmkit.errors import CaptureReadError
 from wasmkit.host.plugin import load
 from wasmkit.replay.engine import ReplayOptions, Upstream, replay_exchanges
+from wasmkit.replay.responders import CaptureResponder
 from wasmkit.replay.results import FlowResult, ReplayResult
 from wasmkit.traffic import load_capture
 
@@ -30,6 +32,7 @@ def replay(
     upstream: Upstream | None = None,
     on_flow: Callable[[FlowResult], None] | None = None,
     workers: int = 1,
+    callouts_from_capture: bool = False,
     **vm_options: Any,
 ) -> ReplayResult:
     """Replay captured traffic through a filter and report what it changed.
@@ -53,6 +56,10 @@ def replay(
         follow_time: let virtual time follow the capture's timestamps.
         upstream: answer requests instead of the recorded responses.
         on_flow: called with each flow's result (progress).
+        callouts_from_capture: answer the filter's HTTP callouts with the
+            recorded responses of matching flows of the same captures (see
+            :class:`wasmkit.replay.responders.CaptureResponder`); reads the
+            captures once before replaying. Not with ``responder=``.
         workers: replay in this many processes, each with its own VM and a
             contiguous chunk of the capture (see :mod:`wasmkit.replay.parallel`:
             VM state does not carry across workers).
@@ -63,6 +70,17 @@ def replay(
         FilterLoadError: the filter cannot be loaded or started.
         CaptureFormatError: a file is not a capture wasmkit reads.
     """
+    if callouts_from_capture:
+        if "responder" in vm_options:
+            raise ValueError("give callouts_from_capture or responder, not both")
+        if workers != 1:
+            raise ValueError("callouts_from_capture needs workers=1")
+        seen: list[Any] = []
+        # Answer from the flows before any damage; the replay reports it.
+        with contextlib.suppress(CaptureReadError):
+            for exchange in load_capture(captures, decoded=decoded):
+                seen.append(exchange)
+        vm_options["responder"] = CaptureResponder(seen)
     if workers != 1:
         return _replay_parallel(
             filter,
