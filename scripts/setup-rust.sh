@@ -103,12 +103,6 @@ if command -v flock >/dev/null 2>&1; then
   flock 9
 fi
 
-if up_to_date; then
-  note "crates up to date in $vendor"
-  echo "$vendor"
-  exit 0
-fi
-
 find_modern_cargo() {
   local c v major minor
   local candidates=()
@@ -127,6 +121,27 @@ find_modern_cargo() {
   done
   return 1
 }
+# 3. Crates of the current proxy-wasm (wasmkit/build/templates/rust-current),
+#    which source text uses when a rustup toolchain has the wasm32-wasip1 std:
+#    fetched into $cache/cargo-home, where such builds look for them offline.
+#    Quick and quiet when they are there already.
+current="$repo_root/wasmkit/build/templates/rust-current/Cargo.toml"
+if current_cargo="$(find_modern_cargo)"; then
+  if ! CARGO_HOME="$cache/cargo-home" "$current_cargo" fetch --quiet --locked --offline \
+        --manifest-path "$current" >/dev/null 2>&1; then
+    note "fetching the current proxy-wasm crates into $cache/cargo-home"
+    CARGO_HOME="$cache/cargo-home" "$current_cargo" fetch --quiet --locked \
+        --manifest-path "$current" >/dev/null \
+      || die "'cargo fetch' of $current failed (is crates.io reachable?)"
+  fi
+fi
+
+if up_to_date; then
+  note "crates up to date in $vendor"
+  echo "$vendor"
+  exit 0
+fi
+
 modern_cargo="$(find_modern_cargo)" \
   || die "no cargo >= 1.70 found (on PATH, in ~/.cargo/bin or as \$WASMKIT_CARGO): vendoring needs one that reads the crates.io sparse index (e.g. rustup's); Debian's /usr/bin/cargo cannot"
 note "vendoring crates of ${#crate_dirs[@]} crate(s) with $("$modern_cargo" --version) into $vendor"

@@ -1,10 +1,19 @@
-"""Rust filters: Debian's rustc 1.63 with the wasm32 std, crates vendored once.
+"""Rust filters: a rustup toolchain with wasm32-wasip1, or Debian's rustc 1.63.
 
-As ``scripts/build-rust.sh``: ``cargo build --release --offline --locked
---target wasm32-wasi`` with the crates from ``<kit cache>/cargo-vendor``
-(filled by ``scripts/setup-rust.sh`` when a lockfile needs crates it lacks) and
-the target folder ``<kit cache>/cargo-target/<package name>``, so nothing is
-written into the crate. ``$WASMKIT_RUST_TARGET`` picks another target.
+Which compiler is chosen is decided in :mod:`wasmkit.build.rustup`.
+
+Debian's (the default where no rustup toolchain has the wasip1 std): as
+``scripts/build-rust.sh``, ``cargo build --release --offline --locked --target
+wasm32-wasi`` with the crates from ``<kit cache>/cargo-vendor`` (filled by
+``scripts/setup-rust.sh`` when a lockfile needs crates it lacks); source text
+uses proxy-wasm 0.2.2. ``$WASMKIT_RUST_TARGET`` picks another target.
+
+rustup's: the toolchain's own cargo and rustc, ``--target wasm32-wasip1``,
+crates fetched once into ``<kit cache>/cargo-home`` (``cargo fetch``) and built
+``--offline`` after that; source text uses the current proxy-wasm (0.2.5).
+
+The target folder is ``<kit cache>/cargo-target/<package name>`` (with rustup
+``cargo-target-rustup``), so nothing is written into the crate.
 """
 
 from __future__ import annotations
@@ -17,6 +26,8 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
+from wasmkit.build import rustup
+from wasmkit.build.rustup import RustupToolchain
 from wasmkit.build.toolchain import (
     SETUP_TIMEOUT_S,
     TEMPLATES,
@@ -42,7 +53,8 @@ INSTALL = (
     "Debian's Rust with the wasm32 std, as root: `apt-get update && apt-get "
     "install -y rustc cargo libstd-rust-dev-wasm32 lld`, then `bash "
     "scripts/setup-rust.sh` to vendor the crates (both are part of `make "
-    "toolchains`)"
+    "toolchains`); or a rustup toolchain with the wasm32-wasip1 target "
+    "(`rustup target add wasm32-wasip1`), which is used when present"
 )
 
 TINY_FILTER = """\
@@ -78,8 +90,9 @@ impl HttpContext for Pass {}
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-def _target() -> str:
-    return os.environ.get("WASMKIT_RUST_TARGET") or "wasm32-wasi"
+def _target(chain: RustupToolchain | None = None) -> str:
+    default = rustup.WASIP1 if chain is not None else "wasm32-wasi"
+    return os.environ.get("WASMKIT_RUST_TARGET") or default
 
 
 def _missing(what: str) -> ToolchainNotFoundError:
@@ -103,7 +116,13 @@ class Rust:
     tiny_filter = TINY_FILTER
 
     def versions(self, *, setup: bool = True) -> dict[str, str]:
-        """``rustc``, ``cargo`` and the target; checks the wasm std and linker."""
+        """``rustc``, ``cargo``, the target and where the compiler comes from.
+
+        Checks the wasm std and the linker.
+        """
+        chain = rustup.choose()
+        if chain is not None:
+            return self._rustup_versions(chain)
         for exe in (RUSTC, CARGO):
             if not exe.is_file():
                 raise _missing(str(exe))
@@ -119,11 +138,31 @@ class Rust:
             "rustc": rustc[1] if len(rustc) > 1 else " ".join(rustc),
             "cargo": cargo[1] if len(cargo) > 1 else " ".join(cargo),
             "target": target,
+            "from": "debian",
+        }
+
+    def _rustup_versions(self, chain: RustupToolchain) -> dict[str, str]:
+        target = _target(chain)
+        if not rustup.has_std(chain.root, target):
+            raise ToolchainNotFoundError(
+                f"the rustup toolchain {chain.name} has no {target} std: "
+                f"`rustup target add {target}`"
+            )
+        rustc = tool_version(chain.rustc, ["--version"]).split()
+        cargo = tool_version(chain.cargo, ["--version"]).split()
+        return {
+            "rustc": rustc[1] if len(rustc) > 1 else " ".join(rustc),
+            "cargo": cargo[1] if len(cargo) > 1 else " ".join(cargo),
+            "target": target,
+            "from": f"rustup {chain.name}",
         }
 
     def template(self, text: str, name: str) -> dict[str, bytes]:
-        """Cargo.toml and Cargo.lock of the add_headers sample, renamed."""
-        base = TEMPLATES / "rust"
+        """Cargo.toml and Cargo.lock of the add_headers sample, renamed.
+
+        With a rustup toolchain the manifest asks for the current proxy-wasm.
+        """
+        base = TEMPLATES / ("rust-current" if rustup.choose() else "rust")
         return {
             "Cargo.toml": _renamed((base / "Cargo.toml").read_text(), name).encode(),
             "Cargo.lock": _renamed((base / "Cargo.lock").read_text(), name).encode(),
@@ -131,7 +170,11 @@ class Rust:
         }
 
     def prepare(self, project: Project, timeout: float) -> None:
-        """Vendor the lockfile's crates when some are missing (downloads once)."""
+        """Fetch or vendor the lockfile's crates when some are missing (once)."""
+        chain = rustup.choose()
+        if chain is not None:
+            self._fetch(chain, project.root, timeout)
+            return
         missing = self._missing_crates(project.root)
         if missing:
             run_setup(
@@ -144,6 +187,19 @@ class Rust:
                 raise ToolchainNotFoundError(
                     "crates still missing after scripts/setup-rust.sh: "
                     + ", ".join(still)
+                )
+
+    def _fetch(self, chain: RustupToolchain, root: Path, timeout: float) -> None:
+        # Offline first: a second build of the same lockfile downloads nothing.
+        env = _rustup_env(chain)
+        base = [str(chain.cargo), "fetch", "--locked", "--target", _target(chain)]
+        if run([*base, "--offline"], cwd=root, env=env, timeout=timeout).returncode:
+            proc = run(base, cwd=root, env=env, timeout=max(timeout, SETUP_TIMEOUT_S))
+            if proc.returncode:
+                tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+                raise BuildError(
+                    f"`cargo fetch` failed in {root} (exit {proc.returncode}; is "
+                    f"crates.io reachable? is Cargo.lock up to date?):\n{tail}"
                 )
 
     def _missing_crates(self, root: Path) -> list[str]:
@@ -181,34 +237,7 @@ class Rust:
         name = str(package.get("name", ""))
         if not _NAME.match(name):
             raise BuildError(f"cannot read the package name from {manifest}")
-        cache = kit_cache()
-        vendor = cache / "cargo-vendor"
-        target_dir = cache / "cargo-target" / name
-        target_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
-        # The vendor path is remapped so the module's bytes do not depend on
-        # where the cache lives; flags from RUSTFLAGS are kept in front.
-        flags = env.pop("RUSTFLAGS", "").split()
-        flags.append(f"--remap-path-prefix={vendor}=/cargo-vendor")
-        env["RUSTC"] = str(RUSTC)
-        env["CARGO_ENCODED_RUSTFLAGS"] = "\x1f".join(flags)
-        command = [
-            str(CARGO),
-            "build",
-            *(["--release"] if options.optimize else []),
-            "--offline",
-            "--locked",
-            "--target",
-            _target(),
-            "--target-dir",
-            str(target_dir),
-            "--config",
-            'source.crates-io.replace-with="wasmkit-vendor"',
-            "--config",
-            f"source.wasmkit-vendor.directory={json.dumps(str(vendor))}",
-            "--message-format=json",
-            *options.extra_args,
-        ]
+        command, env = self._command(name, options)
         proc = run(command, cwd=root, env=env, timeout=options.timeout)
         rendered: list[str] = []
         errors: list[Diagnostic] = []
@@ -250,6 +279,56 @@ class Rust:
             )
         shutil.copyfile(wasm, out)
         return Compiled(tuple(command), log, tuple(warnings))
+
+    def _command(self, name: str, options: Options) -> tuple[list[str], dict[str, str]]:
+        chain = rustup.choose()
+        cache = kit_cache()
+        folder = "cargo-target-rustup" if chain is not None else "cargo-target"
+        target_dir = cache / folder / name
+        target_dir.mkdir(parents=True, exist_ok=True)
+        common = [
+            *(["--release"] if options.optimize else []),
+            "--offline",
+            "--locked",
+            "--target-dir",
+            str(target_dir),
+            "--message-format=json",
+        ]
+        if chain is not None:
+            env = _rustup_env(chain)
+            command = [str(chain.cargo), "build", "--target", _target(chain)]
+            return [*command, *common, *options.extra_args], env
+        vendor = cache / "cargo-vendor"
+        env = dict(os.environ)
+        # The vendor path is remapped so the module's bytes do not depend on
+        # where the cache lives; flags from RUSTFLAGS are kept in front.
+        flags = env.pop("RUSTFLAGS", "").split()
+        flags.append(f"--remap-path-prefix={vendor}=/cargo-vendor")
+        env["RUSTC"] = str(RUSTC)
+        env["CARGO_ENCODED_RUSTFLAGS"] = "\x1f".join(flags)
+        command = [
+            str(CARGO),
+            "build",
+            "--target",
+            _target(),
+            *common,
+            "--config",
+            'source.crates-io.replace-with="wasmkit-vendor"',
+            "--config",
+            f"source.wasmkit-vendor.directory={json.dumps(str(vendor))}",
+            *options.extra_args,
+        ]
+        return command, env
+
+
+def _rustup_env(chain: RustupToolchain) -> dict[str, str]:
+    """The environment for a rustup toolchain's cargo: its rustc, kit crates."""
+    env = dict(os.environ)
+    env["RUSTC"] = str(chain.rustc)
+    env["CARGO_HOME"] = str(kit_cache() / "cargo-home")
+    # The toolchain's own binaries first, so build scripts find the same rustc.
+    env["PATH"] = os.pathsep.join([str(chain.root / "bin"), env.get("PATH", "")])
+    return env
 
 
 def _diagnostic(diag: Mapping[str, object]) -> Diagnostic | None:
