@@ -12,10 +12,25 @@ STAMP := $(VENV)/.stamp-install
 demo: venv toolchains samples
 	$(VENV)/bin/wasmkit demo
 
-test: venv toolchains samples
+# JupyterLab on the tutorials in notebooks/. JUPYTER_PATH puts the venv's
+# "python3" kernelspec first (over any user one): its kernels run the venv's
+# Python, so `%load_ext wasmkit` works. allow_root: the set-up runs as root.
+# Ctrl-C stops the server.
+.PHONY: lab
+lab: venv toolchains
+	JUPYTER_PATH=$(abspath $(VENV))/share/jupyter $(VENV)/bin/jupyter lab \
+		--ServerApp.root_dir=notebooks --ServerApp.allow_root=True
+
+test: venv toolchains samples browser
 	$(VENV)/bin/ruff check wasmkit tests benchmarks
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
+
+# Debian's Chromium for the real-browser test (tests/browser), checked to
+# launch under the venv's playwright.
+.PHONY: browser
+browser: venv
+	bash scripts/setup-browser.sh >/dev/null
 
 venv: $(STAMP)
 
@@ -41,6 +56,8 @@ bench: venv
 	$(PY) benchmarks/bench_host.py
 	$(PY) benchmarks/bench_build.py
 	$(PY) benchmarks/bench_capture.py
+	$(PY) benchmarks/bench_replay.py
+	$(PY) benchmarks/bench_memory.py
 
 clean:
 	rm -rf build $(VENV)

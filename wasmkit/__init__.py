@@ -6,6 +6,7 @@ filters built by the real SDKs the way Envoy runs them.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from wasmkit.build import Artifact, build, doctor
@@ -45,6 +46,29 @@ def unload_ipython_extension(ipython: Any) -> None:
 
     magics.unload_ipython_extension(ipython)
 
+
+def _notebook_bundle(obj: Any) -> Any:
+    from wasmkit.notebook import formatters  # the widgets load on first display
+
+    return formatters.show_in_kernel(obj)
+
+
+def _register_display() -> None:
+    # In a running kernel, replay results and comparisons display as widgets.
+    # Registered by type name only: nothing of the notebook layer loads here.
+    get = getattr(sys.modules.get("IPython"), "get_ipython", None)
+    shell = get() if callable(get) else None
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return
+    formatter = shell.display_formatter.mimebundle_formatter
+    for module, name in (
+        ("wasmkit.replay.results", "ReplayResult"),
+        ("wasmkit.replay.compare", "Comparison"),
+    ):
+        formatter.for_type_by_name(module, name, _notebook_bundle)
+
+
+_register_display()
 
 __all__ = [
     "Artifact",

@@ -470,13 +470,6 @@ def _replay(args: argparse.Namespace) -> int:
             responder = load_responder(args.callouts)
         except (OSError, ValueError) as exc:
             raise SystemExit(f"wasmkit: --callouts: {exc}") from exc
-    done = [0]
-
-    def progress(flow: Any) -> None:
-        done[0] += 1
-        if done[0] % 1000 == 0:
-            print(f"... {done[0]} flows", file=sys.stderr, flush=True)
-
     try:
         result = replay(
             path,
@@ -489,8 +482,9 @@ def _replay(args: argparse.Namespace) -> int:
             filter_expr=args.filter_expr,
             chunk_size=args.chunk_size,
             responder=responder,
-            on_flow=progress,
             workers=args.workers,
+            # A bar on a terminal, plain lines when piped; quiet under a second.
+            progress=True,
         )
     except (WasmkitError, ValueError) as exc:
         print(f"wasmkit replay: {exc}", file=sys.stderr)

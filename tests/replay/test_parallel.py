@@ -134,3 +134,68 @@ def test_cli_replay_workers(tmp_path):
     records = json.loads(out.read_text())
     assert [r["index"] for r in records] == list(range(17))
     assert ["x-replayed", "yes"] in records[9]["request"]["headers"]["after"]
+
+
+def _message(m):
+    return None if m is None else (m.headers, m.body, m.trailers)
+
+
+def _same_results(one, two):
+    for a, b in zip(one, two, strict=True):
+        ra, rb = a.result, b.result
+        assert a.index == b.index and a.no_response == b.no_response
+        for name in ("request_before", "request_after", "response_before", "response_after"):
+            assert _message(getattr(rb, name)) == _message(getattr(ra, name)), name
+        assert rb.request_forwarded == ra.request_forwarded
+        assert rb.local_reply == ra.local_reply
+        assert rb.stalled == ra.stalled and rb.reset == ra.reset
+        assert rb.notes == ra.notes
+        assert [(r.level, r.message) for r in rb.logs] == [(r.level, r.message) for r in ra.logs]
+        assert rb.metrics == ra.metrics
+        assert (rb.error is None) == (ra.error is None)
+
+
+def test_compact_results_from_workers_rebuild_every_field():
+    from tests.host.test_stream import DENY
+
+    for wat in (ADD, DENY, TRAP_ON_BOOM):
+        one = replay(wat, FLOW)
+        two = replay(wat, FLOW, workers=2)
+        _same_results(one, two)
+        assert [f.failed for f in two] == [f.failed for f in one]
+
+
+def answer_teapot(request, exchange):
+    from wasmkit.host import response
+
+    return response(418, [("x-upstream", request.get(b":path").decode())], "tea")
+
+
+def test_an_upstream_function_runs_in_the_workers():
+    exchanges = list(load_capture(FLOW))
+    one = replay_parallel(ADD, exchanges, workers=1, upstream=answer_teapot)
+    two = replay_parallel(ADD, exchanges, workers=2, upstream=answer_teapot)
+    _same_results(one, two)
+    assert {f.result.response_before.status for f in two} == {418}
+
+
+def test_workers_keep_only_the_changed_flows():
+    full = replay(TRAP_ON_BOOM, FLOW)
+    two = replay(TRAP_ON_BOOM, FLOW, workers=2, keep="changed")
+    one = replay(TRAP_ON_BOOM, FLOW, keep="changed")
+    assert [f.index for f in two] == [f.index for f in one]
+    assert two.totals.flows == 17 and two.totals.failed == len(full.failed)
+    assert two.totals.modified == one.totals.modified
+    _same_results(one, two)
+
+
+def test_rows_read_in_place_give_the_exchanges_messages():
+    from wasmkit.replay._wire import RowExchange
+    from wasmkit.traffic import cache
+
+    for exchange in load_capture(FLOW):
+        row = RowExchange(cache.encode(exchange))
+        assert row.index == exchange.index and row.timestamp == exchange.timestamp
+        assert row.to_request_message() == exchange.to_request_message()
+        assert row.to_response_message() == exchange.to_response_message()
+        assert row.connection() == exchange.connection()

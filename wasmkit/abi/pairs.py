@@ -20,13 +20,12 @@ class PairsError(ValueError):
 
 def encode(pairs: Iterable[tuple[bytes, bytes]]) -> bytes:
     """Serialize ``(name, value)`` byte pairs, order and repeats kept."""
-    items = list(pairs)
-    sizes = [len(items).to_bytes(4, "little")]
-    data = []
-    for key, value in items:
-        sizes.append(struct.pack("<II", len(key), len(value)))
-        data.append(key + b"\0" + value + b"\0")
-    return b"".join(sizes) + b"".join(data)
+    flat = [part for pair in pairs for part in pair]
+    if not flat:
+        return b"\0\0\0\0"
+    # Keys and values alternate: "k0 0 v0 0 k1 0 v1 0 ...", sizes in that order.
+    head = struct.pack(f"<{len(flat) + 1}I", len(flat) // 2, *map(len, flat))
+    return head + b"\0".join(flat) + b"\0"
 
 
 def decode(buf: bytes | bytearray | memoryview) -> Pairs:

@@ -23,6 +23,7 @@ from wasmkit.build.toolchain import (
     build_cache,
     write_atomic,
 )
+from wasmkit.progress import Progress
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,6 +118,7 @@ def build(
     extra_args: Sequence[str] = (),
     timeout: float = 600.0,
     force: bool = False,
+    progress: bool | None = None,
 ) -> Artifact:
     """Build a proxy-wasm filter from source, through the build cache.
 
@@ -139,6 +141,10 @@ def build(
         extra_args: more compiler arguments, after the kit's.
         timeout: time limit of the compile (s).
         force: compile even when the cache has the module.
+        progress: a compile that takes over a second shows a spinner with the
+            time and closes with ``built NAME (rust) in 12.3 s``
+            (:class:`wasmkit.progress.Progress`). ``None``: in a notebook or a
+            terminal; ``True``: also as plain lines on a piped stderr.
 
     Raises:
         ToolchainNotFoundError: a compiler is missing; says what to install.
@@ -166,7 +172,16 @@ def build(
     entry = None if force else cache.get(key)
     hit = entry is not None
     if entry is None:
-        entry = _compile(project, tool, options, cache, key, versions)
+        what = f"{project.name} ({project.lang})"
+        with Progress(
+            desc=f"building {what}",
+            unit="",
+            enabled=progress,
+            ticker=True,
+            bar_format="{desc} {elapsed}",
+        ) as bar:
+            entry = _compile(project, tool, options, cache, key, versions)
+            bar.done(f"built {what}")
     meta = entry.meta
     return Artifact(
         path=entry.path,

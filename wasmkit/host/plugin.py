@@ -302,6 +302,10 @@ class FilterVm:
             host_imports_mod.BUILTIN_FOREIGN
         )
         self.abi_version = _detect_abi(module)
+        self.exported = frozenset(
+            name for name, export in module.exports.items() if export.kind == "func"
+        )
+        """The functions the module exports (callbacks it does not are skipped)."""
         self.allocator = _allocator(module, profile)
         _check_callbacks(module, self.abi_version)
         self._bindings = self._resolve_imports()
@@ -425,7 +429,7 @@ class FilterVm:
             result = self.invoke(self.allocator, (size,), ctx)
         finally:
             self.allocating -= 1
-        return int(result or 0)
+        return result or 0
 
     def reload(self) -> None:
         """Start a fresh instance after a failure and restart every plugin.
@@ -497,7 +501,8 @@ class FilterVm:
             FilterTrapError: the guest failed; the VM is marked failed.
         """
         vm = self.vm
-        if vm is None or not vm.has_export(name):
+        if vm is None or name not in self.exported:
+            # Envoy (cpp-host) skips a callback the module does not export.
             return None
         tracing = self.tracing
         start = time.perf_counter_ns() if tracing else 0
@@ -506,31 +511,33 @@ class FilterVm:
         depth = self._depth
         if depth == 0:
             self.current_callback = name
-        self._depth += 1
+        self._depth = depth + 1
         stack = self._stack
         stack.append(ctx)
-        saved, self.effective = self.effective, None
+        saved = self.effective
+        self.effective = None
         try:
             result = vm.call(name, args, context_id=ctx.id, startup=startup)
         except FilterTrapError as exc:
             self.wasi.flush()
             self._explain(exc, first_log, name, ctx)
-            if self.tracing:
+            if tracing:
                 self._trace_callback(name, ctx, args, exc.kind, start, index, depth)
             self.failed = exc
             raise
         finally:
-            self._depth -= 1
+            self._depth = depth
             stack.pop()
             self.effective = saved
         if tracing:
             self._trace_callback(name, ctx, args, result, start, index, depth)
-        if depth == 0 and self.wasi.pending:
-            self.wasi.flush()  # a write without a final newline is a line too
-        if depth == 0 and self.finished_roots:
-            # proxy_done() finished a root: on_delete follows the VM call.
-            root = self.finished_roots.pop(0)
-            self.invoke("proxy_on_delete", (root.id,), root)
+        if depth == 0:
+            if self.wasi.pending:
+                self.wasi.flush()  # a write without a final newline is a line too
+            if self.finished_roots:
+                # proxy_done() finished a root: on_delete follows the VM call.
+                root = self.finished_roots.pop(0)
+                self.invoke("proxy_on_delete", (root.id,), root)
         return result
 
     def _explain(
@@ -687,19 +694,38 @@ ALLOCATOR_SAFE = frozenset({"proxy_log"})
 
 
 def _bind(impl: Callable[..., Any], h: FilterVm, name: str) -> HostFunction:
-    allowed = name in ALLOCATOR_SAFE
+    if name in ALLOCATOR_SAFE:
+        return functools.partial(impl, h)
 
-    def bound(*args: int) -> int | None:
-        if h.allocating and not allowed:
-            raise GuestExit(
-                f"{name} called from inside the guest allocator "
-                f"({h.allocator}); Envoy forbids host calls there",
-                kind="abi",
-            )
-        result: int | None = impl(h, *args)
-        return result
+    def refuse() -> GuestExit:
+        return GuestExit(
+            f"{name} called from inside the guest allocator "
+            f"({h.allocator}); Envoy forbids host calls there",
+            kind="abi",
+        )
 
-    return bound
+    params = list(inspect.signature(impl).parameters.values())[1:]
+    if any(p.kind is not p.POSITIONAL_OR_KEYWORD for p in params):
+
+        def bound(*args: int) -> int | None:
+            if h.allocating:
+                raise refuse()
+            result: int | None = impl(h, *args)
+            return result
+
+        return bound
+    # Generated per arity: one frame, no argument tuple, per host call.
+    names = ", ".join(f"a{i}" for i in range(len(params)))
+    src = (
+        f"def bound({names}):\n"
+        "    if h.allocating:\n"
+        "        raise refuse()\n"
+        f"    return impl(h, {names})\n"
+    )
+    scope: dict[str, Any] = {"h": h, "impl": impl, "refuse": refuse}
+    exec(src, scope)
+    made: HostFunction = scope["bound"]
+    return made
 
 
 def _wasi_placeholder(name: str) -> Callable[..., Any]:

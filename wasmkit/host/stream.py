@@ -55,6 +55,12 @@ _CALLBACKS = {
 
 Frame = tuple[Literal["headers", "data", "trailers"], Any, bool]
 
+_REQUEST = StreamType.HTTP_REQUEST
+_RESPONSE = StreamType.HTTP_RESPONSE
+_HELD = ("headers", "trailers")
+_CLOSE = ("proxy_on_log", "proxy_on_done", "proxy_on_delete")
+_CLOSE_SPEC = ("proxy_on_done", "proxy_on_log", "proxy_on_delete")
+
 
 @dataclass(slots=True)
 class StreamResult:
@@ -111,12 +117,10 @@ class HttpStream:
         self.stalled: str | None = None
         self.notes: list[str] = []
         self.upstream_response: HttpMessage | None = None
-        self._queues: dict[StreamType, list[Frame]] = {
-            StreamType.HTTP_REQUEST: [],
-            StreamType.HTTP_RESPONSE: [],
-        }
+        self._queues: dict[StreamType, list[Frame]] = {_REQUEST: [], _RESPONSE: []}
         self._log_start = len(self.vm.logs)
         self._trace_start = len(self.vm.trace)
+        self._v010 = self.vm.abi_version is AbiVersion.V0_1_0
         self._bypass = False
         self._finished = False
         self._replied: LocalReply | None = None
@@ -142,8 +146,17 @@ class HttpStream:
 
     def send(self, stream_type: StreamType, frame: Frame) -> None:
         """Deliver one frame of the request or the response."""
-        ctx = self._context()
-        side = ctx.side(stream_type)
+        kind, payload, eos = frame
+        if kind != "data":
+            payload = list(payload)  # the stream keeps its own copy
+        self._send(stream_type, (kind, payload, eos))
+
+    def _send(self, stream_type: StreamType, frame: Frame) -> None:
+        # Header and trailer payloads are the stream's own lists from here on.
+        ctx = self.ctx
+        if ctx is None:
+            ctx = self._context()
+        side = ctx.request if stream_type is _REQUEST else ctx.response
         if self.ended:
             return
         self._queues[stream_type].append(frame)
@@ -178,24 +191,37 @@ class HttpStream:
         stream_type: StreamType,
         message: HttpMessage,
         chunk_size: int | None = None,
+        *,
+        owned: bool = False,
     ) -> None:
-        """Deliver a whole message: headers, body in chunks, trailers."""
+        """Deliver a whole message: headers, body in chunks, trailers.
+
+        ``owned``: nobody changes ``message`` afterwards, so its header list
+        may become the stream's "before" state without a copy.
+        """
         body = message.body
-        has_trailers = message.trailers is not None
-        self.send(
-            stream_type,
-            ("headers", list(message.headers), not body and not has_trailers),
-        )
+        trailers = message.trailers
+        has_trailers = trailers is not None
+        send = self._send
+        headers = message.headers if owned else list(message.headers)
+        send(stream_type, ("headers", headers, not body and not has_trailers))
         if body:
-            step = chunk_size or len(body)
-            for pos in range(0, len(body), step):
-                last = pos + step >= len(body)
-                self.send(
-                    stream_type,
-                    ("data", body[pos : pos + step], last and not has_trailers),
-                )
-        if message.trailers is not None:
-            self.send(stream_type, ("trailers", list(message.trailers), True))
+            size = len(body)
+            if not chunk_size or chunk_size >= size:
+                send(stream_type, ("data", body, not has_trailers))
+            else:
+                for pos in range(0, size, chunk_size):
+                    last = pos + chunk_size >= size
+                    send(
+                        stream_type,
+                        (
+                            "data",
+                            body[pos : pos + chunk_size],
+                            last and not has_trailers,
+                        ),
+                    )
+        if trailers is not None:
+            send(stream_type, ("trailers", list(trailers), True))
 
     def _grpc(self) -> bool:
         return self.ctx is not None and is_grpc(self.ctx.request.headers)
@@ -215,7 +241,7 @@ class HttpStream:
 
     def _pump(self, side: Side) -> None:
         queue = self._queues[side.stream_type]
-        while queue and not self.ended and side.stopped not in ("headers", "trailers"):
+        while queue and not self.ended and side.stopped not in _HELD:
             kind, payload, eos = queue.pop(0)
             if kind == "headers":
                 self._on_headers(side, payload, eos)
@@ -223,8 +249,16 @@ class HttpStream:
                 self._on_data(side, payload, eos)
             else:
                 self._on_trailers(side, payload)
-        if not queue and self.ended is False:
-            self._check_complete(side)
+        if (
+            not queue
+            and self.ended is False
+            and side.end_received
+            and side.stopped is None
+            and side.forwarded_headers is not None
+            and not side.buffer
+            and (not side.trailers_received or side.forwarded_trailers is not None)
+        ):
+            side.complete = True  # as _check_complete
 
     def _receive(self, side: Side, kind: str, payload: Any, eos: bool) -> None:
         before = side.before
@@ -239,25 +273,29 @@ class HttpStream:
             side.end_received = True
 
     def _on_headers(self, side: Side, headers: HeaderPairs, eos: bool) -> None:
-        side.before = HttpMessage(list(headers))
+        # ``headers`` is the stream's own list: it becomes the "before" state.
+        side.before = HttpMessage(headers)
         side.headers = list(headers)
-        self._receive(side, "headers", headers, eos)
+        if eos:
+            side.end_received = True
         side.headers_seen = True
         if self._bypass:
             self._forward_headers(side)
             return
         cb = _CALLBACKS[side.stream_type][0]
-        ctx = self._context()
-        args: tuple[int, ...] = (ctx.id, len(headers), int(eos))
-        if self.vm.abi_version is AbiVersion.V0_1_0:
-            args = args[:2]
+        ctx = self.ctx
+        assert ctx is not None
+        args: tuple[int, ...] = (
+            (ctx.id, len(headers)) if self._v010 else (ctx.id, len(headers), int(eos))
+        )
         status = self._call(cb, args, side=side)
         if status is None or self.ended:
             if status is None and not self.ended:
                 self._forward_headers(side)
             return
         if status == 0:
-            self._forward_headers(side)
+            if side.forwarded_headers is None:  # as _forward_headers
+                side.forwarded_headers = list(side.headers)
         elif status == 2:  # ContinueAndEndStream
             self._forward_headers(side)
             side.end_received = True
@@ -269,7 +307,12 @@ class HttpStream:
         self._after_callback(side)
 
     def _on_data(self, side: Side, chunk: bytes, eos: bool) -> None:
-        self._receive(side, "data", chunk, eos)
+        before = side.before
+        if before is None:
+            before = side.before = HttpMessage([])
+        before.body += chunk
+        if eos:
+            side.end_received = True
         side.buffer += chunk
         if self._bypass:
             self._forward_body(side)
@@ -278,7 +321,8 @@ class HttpStream:
 
     def _deliver_body(self, side: Side, eos: bool) -> None:
         cb = _CALLBACKS[side.stream_type][1]
-        ctx = self._context()
+        ctx = self.ctx
+        assert ctx is not None
         side.in_body_callback = True
         side.body_eos = eos
         try:
@@ -307,7 +351,8 @@ class HttpStream:
             self._forward_trailers(side)
             return
         cb = _CALLBACKS[side.stream_type][2]
-        ctx = self._context()
+        ctx = self.ctx
+        assert ctx is not None
         side.trailers_called = True
         status = self._call(cb, (ctx.id, len(trailers)), side=side)
         if self.ended:
@@ -354,11 +399,17 @@ class HttpStream:
     # -- after a callback: deferred actions -------------------------------------------
 
     def _after_callback(self, side: Side | None = None) -> None:
-        self._apply_pending()
+        ctx = self.ctx
+        if ctx is not None and (
+            ctx.local_reply is not None or ctx.pending_close or ctx.pending_continue
+        ):
+            self._apply_pending()
         # The filter may have acted on other streams (set_effective_context).
-        for other in list(self.vm.streams.values()):
-            if other is not self:
-                other._apply_pending()
+        streams = self.vm.streams
+        if len(streams) > 1:
+            for other in list(streams.values()):
+                if other is not self:
+                    other._apply_pending()
         # Replies and notifications due now arrive after the VM call.
         self.vm.events.run_due()
 
@@ -448,19 +499,25 @@ class HttpStream:
     def _call(
         self, name: str, args: tuple[int, ...], side: Side | None = None
     ) -> int | None:
-        ctx = self._context() if name != "proxy_on_context_create" else self.ctx
+        ctx = self.ctx
         assert ctx is not None
         ctx.callback = name
+        if name not in self.vm.exported:
+            return None  # as in cpp-host: nothing to call, the stream goes on
         try:
             status = self.vm.invoke(name, args, ctx)
         except FilterTrapError as exc:
             self._fail(exc)
             return None
-        if ctx.local_reply is not None and ctx.local_reply is not self._replied:
+        reply = ctx.local_reply
+        if reply is not None and reply is not self._replied:
             return 1  # Envoy stops iteration when the callback sent a local reply
         return status
 
     def _fail(self, exc: FilterTrapError) -> None:
+        # Reported, not raised: without its traceback the error holds no
+        # frame of this stream (no reference cycle outliving the stream).
+        exc.__traceback__ = None
         self.error = exc
         ctx = self.ctx
         assert ctx is not None
@@ -493,8 +550,10 @@ class HttpStream:
             raise RuntimeError("stream already finished")
         self._finished = True
         ctx = self._context()
+        vm = self.vm
+        request, response_side = ctx.request, ctx.response
         if self.stalled is None and not self.ended:
-            for side, label in ((ctx.request, "request"), (ctx.response, "response")):
+            for side, label in ((request, "request"), (response_side, "response")):
                 if side.stopped is not None and side.headers is not None:
                     where = (
                         "headers" if side.stopped == "headers-only" else side.stopped
@@ -502,48 +561,73 @@ class HttpStream:
                     self.stalled = f"{label} {where}"
                     break
         if self.error is None:
-            order = ["proxy_on_log", "proxy_on_done", "proxy_on_delete"]
-            if self.vm.profile == "spec":
-                order = ["proxy_on_done", "proxy_on_log", "proxy_on_delete"]
-            for name in order:
+            invoke = vm.invoke
+            exported = vm.exported
+            for name in _CLOSE_SPEC if vm.profile == "spec" else _CLOSE:
+                if name not in exported:
+                    continue  # not exported: nothing to run (as in cpp-host)
                 ctx.in_log = name == "proxy_on_log"
                 ctx.callback = name
                 try:
-                    self.vm.invoke(name, (ctx.id,), ctx)
+                    invoke(name, (ctx.id,), ctx)
                 except FilterTrapError as exc:
+                    exc.__traceback__ = None
                     self.error = exc
                     break
                 finally:
                     ctx.in_log = False
-        self.vm.contexts.pop(ctx.id, None)
-        self.vm.streams.pop(ctx.id, None)
-        request_before = ctx.request.before or HttpMessage([])
+        vm.contexts.pop(ctx.id, None)
+        vm.streams.pop(ctx.id, None)
+        request_before = request.before or HttpMessage([])
         response_after = None
-        if ctx.response.forwarded_headers is not None and not self.reset:
-            response_after = ctx.response.after()
-        logs = self.vm.logs[self._log_start :]
-        trace = self.vm.trace[self._trace_start :]
-        if not self.vm.streams:
+        if response_side.forwarded_headers is not None and not self.reset:
+            response_after = _final(response_side, self.upstream_response)
+        logs = vm.logs[self._log_start :]
+        trace = vm.trace[self._trace_start :]
+        if not vm.streams:
             # The records now live in the result; keep the VM's lists short.
-            del self.vm.logs[self._log_start :]
-            del self.vm.trace[self._trace_start :]
+            del vm.logs[self._log_start :]
+            del vm.trace[self._trace_start :]
+        callouts = vm.callouts
         return StreamResult(
-            request_before=request_before,
-            request_after=ctx.request.after(),
-            request_forwarded=ctx.request.forwarded_headers is not None,
-            response_before=self.upstream_response,
-            response_after=response_after,
-            local_reply=ctx.local_reply,
-            logs=logs,
-            trace=trace,
-            error=self.error,
-            stalled=self.stalled,
-            reset=self.reset,
-            context_id=ctx.id,
-            notes=self.notes,
-            callouts=[c for c in self.vm.callouts if c.context_id == ctx.id],
-            metrics=self.vm.metrics.table(),
+            request_before,
+            _final(request, request_before),
+            request.forwarded_headers is not None,
+            self.upstream_response,
+            response_after,
+            ctx.local_reply,
+            logs,
+            trace,
+            self.error,
+            self.stalled,
+            self.reset,
+            ctx.id,
+            self.notes,
+            [c for c in callouts if c.context_id == ctx.id] if callouts else [],
+            vm.metrics.table(),
         )
+
+
+def _final(side: Side, before: HttpMessage | None) -> HttpMessage | None:
+    # Side.after() for a finished stream: its lists are no longer changed, so
+    # they are handed over without copies, and an unchanged body is shared
+    # with the "before" message.
+    headers = side.headers
+    if headers is None:
+        return None
+    forwarded = side.forwarded_headers
+    if forwarded is not None:
+        headers = forwarded
+    trailers = side.forwarded_trailers
+    if trailers is None:
+        trailers = side.trailers
+    buffer = side.buffer
+    body: bytes = bytes(side.forwarded_body)
+    if buffer:
+        body += bytes(buffer)
+    if before is not None and body == before.body:
+        body = before.body
+    return HttpMessage(headers, body, trailers)
 
 
 def run_exchange(
@@ -554,23 +638,43 @@ def run_exchange(
     chunk_size: int | None = None,
     wait_ms: float = 15_000,
     connection: Connection | None = None,
+    owned: bool = False,
 ) -> StreamResult:
-    """Run a whole exchange through ``plugin`` (see :meth:`Plugin.run_http`)."""
+    """Run a whole exchange through ``plugin`` (see :meth:`Plugin.run_http`).
+
+    ``owned``: the request and the upstream's answers are fresh messages
+    nobody else changes, so the result may keep them without defensive copies
+    (the replay engine).
+    """
     stream = HttpStream(plugin, connection)
     events = plugin.vm.events
-    stream.send_message(StreamType.HTTP_REQUEST, request, chunk_size)
+    stream.send_message(_REQUEST, request, chunk_size, owned=owned)
+
     # A paused request may be waiting on a callout or a tick: let time pass.
-    events.wait(wait_ms, lambda: stream.ended or stream.request_complete())
+    def request_done() -> bool:
+        return stream.ended or stream.request_complete()
+
+    if not request_done():
+        events.wait(wait_ms, request_done)
     if not stream.ended and stream.request_complete():
-        forwarded = stream._side(StreamType.HTTP_REQUEST).after()
-        assert forwarded is not None
         if upstream is None:
             answer = response(200)
         elif callable(upstream):
-            answer = upstream(forwarded)
+            side = stream._side(_REQUEST)
+            # An upstream that ignores the request (the replay's recorded
+            # responses) is spared the copy.
+            forwarded = (
+                side.after() if getattr(upstream, "reads_request", True) else None
+            )
+            answer = upstream(forwarded or side.before or HttpMessage([]))
         else:
             answer = upstream
-        stream.upstream_response = answer.copy()
-        stream.send_message(StreamType.HTTP_RESPONSE, answer, chunk_size)
-        events.wait(wait_ms, lambda: stream.ended or stream.response_complete())
+        stream.upstream_response = answer if owned else answer.copy()
+        stream.send_message(_RESPONSE, answer, chunk_size, owned=owned)
+
+        def response_done() -> bool:
+            return stream.ended or stream.response_complete()
+
+        if not response_done():
+            events.wait(wait_ms, response_done)
     return stream.finish()

@@ -25,6 +25,7 @@ from wasmkit.build import build, doctor
 from wasmkit.build.languages import normalize
 from wasmkit.build.toolchain import TEXT_NAME
 from wasmkit.errors import CompileError, WasmkitError
+from wasmkit.notebook import formatters
 from wasmkit.notebook.display import Filter
 from wasmkit.replay.run import replay
 
@@ -248,12 +249,14 @@ class WasmkitMagics(Magics):
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """Register the magics and their settings with ``ipython``."""
+    """Register the magics, their settings and the replay widgets with ``ipython``."""
     ipython.register_magics(WasmkitMagics(shell=ipython))
+    formatters.register(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """Remove what :func:`load_ipython_extension` registered."""
+    formatters.unregister(ipython)
     manager = ipython.magics_manager
     instance = manager.registry.pop(WasmkitMagics.__name__, None)
     if instance is None:

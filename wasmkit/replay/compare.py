@@ -8,6 +8,7 @@ headers, body), the local reply and the failure.
 
 from __future__ import annotations
 
+import html
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -255,6 +256,48 @@ class Comparison:
             f"<Comparison {self.a.filter!r} vs {self.b.filter!r}: "
             f"{len(self.flows)} flows, {len(self.differing)} differ>"
         )
+
+    def _repr_html_(self) -> str:
+        # The static summary (saved notebooks, exports): the differing flows.
+        def cell(value: Any) -> str:
+            return html.escape("" if value is None else str(value))
+
+        rows = [f.row() for f in self.differing]
+        columns = [c for c in COLUMNS if c != "differs"]
+        head = "".join(f"<th>{cell(c)}</th>" for c in columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in columns) + "</tr>"
+            for r in rows[:_HTML_ROWS]
+        )
+        more = len(rows) - _HTML_ROWS
+        return (
+            f'<div class="wasmkit-compare-summary"><p><b>compare</b> '
+            f"{cell(_first_line(self.a.filter))} vs "
+            f"{cell(_first_line(self.b.filter))}: {len(self.flows)} flows, "
+            f"{len(rows)} differing</p>"
+            + (f"<table><tr>{head}</tr>{body}</table>" if rows else "")
+            + (f"<p>… and {more} more</p>" if more > 0 else "")
+            + "</div>"
+        )
+
+    def show(self) -> Any:
+        """The compare view widget: differing flows, A and B side by side.
+
+        The last expression of a cell shows it; elsewhere pass it to
+        ``display()``. Needs ipywidgets (a notebook dependency).
+        """
+        # The one place the core reaches into the notebook layer, lazily.
+        from wasmkit.notebook import compare_view
+
+        return compare_view.CompareView(self)
+
+
+_HTML_ROWS = 200
+
+
+def _first_line(name: str) -> str:
+    first = name.strip().splitlines()[0] if name.strip() else name
+    return first if len(first) <= 80 and first == name.strip() else first[:60] + " …"
 
 
 def compare_results(a: ReplayResult, b: ReplayResult) -> Comparison:

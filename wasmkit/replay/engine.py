@@ -9,15 +9,17 @@ marked and replay goes on.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from wasmkit.host.message import Connection, HttpMessage, response
-from wasmkit.host.plugin import Plugin
-from wasmkit.host.stream import StreamResult
-from wasmkit.replay.results import FlowResult, ReplayResult
+from wasmkit.host.plugin import FilterVm, Plugin
+from wasmkit.host.stream import run_exchange
+from wasmkit.replay.results import FlowCollector, FlowResult, Keep, ReplayResult
 
 
 class ExchangeLike(Protocol):
@@ -67,6 +69,129 @@ def _recorded(request: HttpMessage, exchange: Any) -> HttpMessage | None:
     return answer
 
 
+def advance_clock(vm: FilterVm, due_ns: int) -> None:
+    """Move ``vm``'s virtual clock to ``due_ns`` (if later), firing what is due."""
+    clock = vm.clock
+    now = clock.now_ns()
+    if due_ns <= now:
+        return
+    next_due = vm.events.scheduler.next_due()
+    if next_due is None or next_due > due_ns:
+        clock.set_ns(due_ns)  # nothing falls due on the way
+    else:
+        vm.advance((due_ns - now) / 1e6)
+
+
+@contextlib.contextmanager
+def young_gc_only() -> Iterator[None]:
+    """Hold CPython's full (oldest-generation) collections until the block ends.
+
+    A replay keeps every flow's result; each full collection walks all of them
+    (and the loaded capture) again, which made up a third of a large replay's
+    time. Young collections go on, so cycles that die within a flow are still
+    freed; the threshold is restored afterwards (also on errors).
+    """
+    young, middle, old = gc.get_threshold()
+    gc.set_threshold(young, middle, _NO_FULL)
+    try:
+        yield
+    finally:
+        now = gc.get_threshold()
+        if now == (young, middle, _NO_FULL):  # unless someone else changed it
+            gc.set_threshold(young, middle, old)
+
+
+_NO_FULL = 1 << 30
+
+
+class _Responder:
+    # The upstream of one flow: the recorded (or ``upstream``'s) response, or
+    # Envoy's 503 when there is none.
+    __slots__ = ("answer", "exchange", "missing", "reads_request")
+
+    def __init__(self, answer: Upstream) -> None:
+        self.answer = answer
+        self.exchange: Any = None
+        self.missing = False
+        self.reads_request = answer is not _recorded
+
+    def __call__(self, forwarded: HttpMessage) -> HttpMessage:
+        got = self.answer(forwarded, self.exchange)
+        if got is None:
+            # No recorded response (an error flow): Envoy would answer 503.
+            self.missing = True
+            return missing_response()
+        return got
+
+
+def missing_response() -> HttpMessage:
+    """The 503 that stands in for a flow without a recorded response."""
+    return response(503, [("content-type", "text/plain")], "no upstream response")
+
+
+class FlowRunner:
+    """Runs exchanges through a plugin one at a time (the engine's loop body).
+
+    Args:
+        plugin: a started plugin.
+        options: chunking and timing.
+        upstream: answers requests instead of the recorded responses.
+        origin: the capture time virtual time zero stands for (seconds since
+            the epoch); by default the first flow's.
+    """
+
+    def __init__(
+        self,
+        plugin: Plugin,
+        options: ReplayOptions | None = None,
+        upstream: Upstream | None = None,
+        origin: float | None = None,
+    ) -> None:
+        opts = options or ReplayOptions()
+        self.plugin = plugin
+        # The recorded responses are fresh messages: streams keep them as they are.
+        self.owned = upstream is None
+        self.upstream = upstream
+        self._respond = _Responder(upstream or _recorded)
+        self._follow = opts.follow_time
+        self._chunk_size = opts.chunk_size
+        self._wait_ms = opts.wait_ms
+        self._origin = origin
+        self._start_ns = plugin.vm.clock.now_ns()
+        self.request: HttpMessage | None = None
+        """The request message of the last flow run."""
+
+    def run(self, exchange: ExchangeLike) -> FlowResult:
+        """Replay one exchange."""
+        stamp = exchange.timestamp
+        if self._follow and stamp is not None:
+            if self._origin is None:
+                self._origin = stamp
+            due = self._start_ns + int((stamp - self._origin) * 1e9)
+            advance_clock(self.plugin.vm, due)
+        respond = self._respond
+        respond.exchange = exchange
+        respond.missing = False
+        began = time.perf_counter()
+        self.request = request = exchange.to_request_message()
+        result = run_exchange(
+            self.plugin,
+            request,
+            respond,
+            chunk_size=self._chunk_size,
+            connection=exchange.connection(),
+            wait_ms=self._wait_ms,
+            owned=self.owned,
+        )
+        return FlowResult(
+            exchange.index,
+            exchange,
+            result,
+            (time.perf_counter() - began) * 1e6,
+            respond.missing,
+        )
+
+
 def replay_exchanges(
     plugin: Plugin,
     exchanges: Iterable[ExchangeLike],
@@ -74,6 +199,7 @@ def replay_exchanges(
     options: ReplayOptions | None = None,
     upstream: Upstream | None = None,
     on_flow: Callable[[FlowResult], None] | None = None,
+    origin: float | None = None,
 ) -> Iterator[FlowResult]:
     """Run each exchange through ``plugin``; yields one result per exchange.
 
@@ -83,55 +209,16 @@ def replay_exchanges(
         options: chunking and timing.
         upstream: answers requests instead of the recorded responses.
         on_flow: called with each result (progress reporting).
+        origin: the capture time that virtual time zero stands for (seconds
+            since the epoch); by default the first flow's timestamp.
     """
-    opts = options or ReplayOptions()
-    answer = upstream or _recorded
-    vm = plugin.vm
-    first: float | None = None
-    start_ns = vm.clock.now_ns()
-    for exchange in exchanges:
-        stamp = exchange.timestamp
-        if opts.follow_time and stamp is not None:
-            if first is None:
-                first = stamp
-            due = start_ns + int((stamp - first) * 1e9)
-            if due > vm.clock.now_ns():
-                vm.advance((due - vm.clock.now_ns()) / 1e6)
-        request = exchange.to_request_message()
-        missing: list[bool] = []
-
-        def respond(
-            forwarded: HttpMessage,
-            exchange: Any = exchange,
-            missing: list[bool] = missing,
-        ) -> HttpMessage:
-            got = answer(forwarded, exchange)
-            if got is None:
-                # No recorded response (an error flow): Envoy would answer 503.
-                missing.append(True)
-                return response(
-                    503, [("content-type", "text/plain")], "no upstream response"
-                )
-            return got
-
-        began = time.perf_counter()
-        result: StreamResult = plugin.run_http(
-            request,
-            respond,
-            chunk_size=opts.chunk_size,
-            connection=exchange.connection(),
-            wait_ms=opts.wait_ms,
-        )
-        flow = FlowResult(
-            index=exchange.index,
-            exchange=exchange,
-            result=result,
-            micros=(time.perf_counter() - began) * 1e6,
-            no_response=bool(missing),
-        )
-        if on_flow is not None:
-            on_flow(flow)
-        yield flow
+    run = FlowRunner(plugin, options, upstream, origin).run
+    with young_gc_only():
+        for exchange in exchanges:
+            flow = run(exchange)
+            if on_flow is not None:
+                on_flow(flow)
+            yield flow
 
 
 def replay_all(
@@ -142,16 +229,24 @@ def replay_all(
     options: ReplayOptions | None = None,
     upstream: Upstream | None = None,
     on_flow: Callable[[FlowResult], None] | None = None,
+    keep: Keep = "all",
+    max_kept: int | None = None,
 ) -> ReplayResult:
-    """Replay every exchange and collect the results."""
-    flows = list(
-        replay_exchanges(
-            plugin, exchanges, options=options, upstream=upstream, on_flow=on_flow
-        )
-    )
+    """Replay every exchange and collect the results.
+
+    ``keep`` and ``max_kept`` choose which flows are kept in full (see
+    :class:`wasmkit.replay.results.FlowCollector`); ``on_flow`` sees every one.
+    """
+    collector = FlowCollector(keep, max_kept)
+    for flow in replay_exchanges(
+        plugin, exchanges, options=options, upstream=upstream, on_flow=on_flow
+    ):
+        collector.add(flow)
     return ReplayResult(
         filter=name,
-        flows=flows,
+        flows=collector.flows,
         metrics=plugin.vm.metrics.table(),
         callouts=list(plugin.vm.callouts),
+        keep=keep,
+        counted=collector.counted(),
     )

@@ -1,7 +1,9 @@
 """Replay in several processes: the capture split into contiguous chunks.
 
-Each worker process loads its own VM and replays one contiguous run of the
-capture's exchanges, in capture order; the results come back in capture order.
+Each worker loads its own VM and replays one contiguous run of the capture's
+exchanges, in capture order; the results come back in capture order. The
+calling process is the first worker: it replays the first chunk while the
+others start, so start-up costs only what it takes one process to start.
 
 What differs from one worker:
 
@@ -17,8 +19,11 @@ What differs from one worker:
   ``responder``...) go to the workers by pickling: pass a path, wasm bytes or
   WAT text (not a compiled module), and module-level functions.
 * The exchanges are read in the parent (memory: the whole capture) and sent
-  to the workers; results come back without their exchanges, which the parent
-  puts back. ``on_flow`` runs in the parent as each chunk completes.
+  to the workers as compact rows (``marshal``, as the warm-load cache stores
+  them; other exchange types are pickled). Results come back compact too:
+  only what the parent cannot rebuild from its own exchanges (the states
+  after the filter as changes, logs, trace, errors), decoded when a flow's
+  ``result`` is first read. ``on_flow`` runs in the parent, in capture order.
 * Metrics are merged: counters and histograms add up across workers, a gauge
   keeps the last worker's value. Callouts are concatenated in chunk order.
 
@@ -28,19 +33,33 @@ and one module compile: worth it for thousands of flows, not for ten.
 
 from __future__ import annotations
 
+import marshal
 import multiprocessing
 import os
 import pickle
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any
 
 from wasmkit.host.callouts import Callout
 from wasmkit.host.plugin import load
-from wasmkit.replay.engine import ExchangeLike, ReplayOptions, Upstream
-from wasmkit.replay.engine import replay_exchanges as _replay_exchanges
-from wasmkit.replay.results import FlowResult, ReplayResult
+from wasmkit.host.vm import CompiledModule, Limits, compile_module
+from wasmkit.replay import _wire
+from wasmkit.replay.engine import (
+    ExchangeLike,
+    FlowRunner,
+    ReplayOptions,
+    Upstream,
+    young_gc_only,
+)
+from wasmkit.replay.results import (
+    FlowCollector,
+    FlowResult,
+    Keep,
+    ReplayResult,
+    ReplayTotals,
+)
 
 FilterSource = bytes | str | os.PathLike[str]
 
@@ -54,18 +73,12 @@ class _Job:
     options: ReplayOptions
     upstream: Upstream | None
     vm_options: dict[str, Any]
-    exchanges: list[Any]
+    exchanges: tuple[str, bytes]
+    """``("rows", marshal of cache rows)`` or ``("pickle", pickled list)``."""
     origin: float | None
     """The first timestamp of the whole replay (virtual time zero)."""
-
-
-@dataclass(slots=True)
-class _Chunk:
-    flows: list[FlowResult]
-    errors: list[tuple[int, type[BaseException], str, dict[str, Any]]]
-    metrics: list[dict[str, Any]]
-    callouts: list[Callout] = field(default_factory=list)
-    name: str = ""
+    keep: Keep = "all"
+    max_kept: int | None = None
 
 
 def _first_stamp(exchanges: Sequence[ExchangeLike]) -> float | None:
@@ -75,63 +88,59 @@ def _first_stamp(exchanges: Sequence[ExchangeLike]) -> float | None:
     return None
 
 
-def _run_chunk(job: _Job) -> _Chunk:
-    """Replay one chunk in this process (a worker, or the parent for one)."""
+# -- exchanges to the workers ------------------------------------------------------
+
+
+_COMPILED: dict[tuple[Any, bool], CompiledModule] = {}
+"""Modules a worker process compiled while the parent prepared its chunk."""
+
+
+def _fuel(vm_options: dict[str, Any]) -> bool:
+    limits = vm_options.get("limits")
+    return isinstance(limits, Limits) and limits.fuel is not None
+
+
+def _warm_up(filter: FilterSource, fuel: bool) -> None:
+    # Runs first in a new worker: imports done and the module compiled while
+    # the parent still encodes the exchanges.
+    key = (filter, fuel)
+    if key not in _COMPILED:
+        _COMPILED[key] = compile_module(filter, fuel=fuel)
+
+
+def _worker(job: _Job) -> _wire.Chunk:
+    exchanges = _wire.decode_exchanges(job.exchanges, full=job.upstream is not None)
+    fuel = _fuel(job.vm_options)
+    source: FilterSource | CompiledModule = _COMPILED.get(
+        (job.filter, fuel), job.filter
+    )
     plugin = load(
-        job.filter,
+        source,
         config=job.config,
         root_id=job.root_id,
         fail_open=job.fail_open,
         **job.vm_options,
     )
+    runner = FlowRunner(plugin, job.options, job.upstream, job.origin)
+    collector = FlowCollector(job.keep, job.max_kept)
+    packer = _wire.Packer(job.upstream)
+    with young_gc_only():
+        for position, exchange in enumerate(exchanges):
+            flow = runner.run(exchange)
+            if collector.add(flow):
+                assert runner.request is not None
+                packer.add(position, flow, runner.request)
+                collector.flows.clear()  # the record is what goes back
     vm = plugin.vm
-    opts = replace(job.options, follow_time=False)
-    start_ns = vm.clock.now_ns()
-    flows: list[FlowResult] = []
-    for exchange in job.exchanges:
-        # Time as the one-VM engine moves it, from the replay's first stamp.
-        stamp = exchange.timestamp
-        if job.options.follow_time and stamp is not None and job.origin is not None:
-            due = start_ns + int((stamp - job.origin) * 1e9)
-            if due > vm.clock.now_ns():
-                vm.advance((due - vm.clock.now_ns()) / 1e6)
-        flows.extend(
-            _replay_exchanges(plugin, [exchange], options=opts, upstream=job.upstream)
-        )
-    return _Chunk(
-        flows=flows,
-        errors=[],
-        metrics=plugin.vm.metrics.table(),
-        callouts=list(plugin.vm.callouts),
-        name=plugin.vm.module.name,
+    return _wire.Chunk(
+        records=marshal.dumps(packer.records),
+        extras=packer.extras,
+        tables=packer.tables,
+        metrics=vm.metrics.table(),
+        callouts=list(vm.callouts),
+        name=vm.module.name,
+        totals=collector.counted(),
     )
-
-
-def _pack(chunk: _Chunk) -> _Chunk:
-    """Make a chunk picklable: errors as data, no exchanges."""
-    for i, flow in enumerate(chunk.flows):
-        error = flow.result.error
-        if error is not None:
-            state = dict(vars(error))
-            chunk.errors.append((i, type(error), str(error), state))
-            flow.result.error = None
-        flow.exchange = None
-    return chunk
-
-
-def _unpack(chunk: _Chunk, exchanges: Sequence[Any]) -> list[FlowResult]:
-    for i, cls, message, state in chunk.errors:
-        error = cls.__new__(cls)
-        Exception.__init__(error, message)
-        vars(error).update(state)
-        chunk.flows[i].result.error = error  # type: ignore[assignment]
-    for flow, exchange in zip(chunk.flows, exchanges, strict=True):
-        flow.exchange = exchange
-    return chunk.flows
-
-
-def _worker(job: _Job) -> _Chunk:
-    return _pack(_run_chunk(job))
 
 
 def split(count: int, workers: int) -> list[range]:
@@ -144,6 +153,25 @@ def split(count: int, workers: int) -> list[range]:
         out.append(range(start, stop))
         start = stop
     return [r for r in out if len(r)]
+
+
+FIRST_CHUNK_WEIGHT = 1.2
+"""How much more the calling process replays than each worker process.
+
+The workers also decode the exchanges they receive and pack their results
+(about a sixth of the replay's time per flow), so the calling process, which
+has neither to do, takes a larger first chunk and all finish together.
+"""
+
+
+def _split_weighted(count: int, workers: int, first: float) -> list[range]:
+    # Contiguous ranges; the first ``first`` times as long as the others.
+    workers = max(1, min(workers, count))
+    if workers == 1:
+        return split(count, workers)
+    head = min(count - (workers - 1), round(count * first / (first + workers - 1)))
+    rest = split(count - head, workers - 1)
+    return [range(head)] + [range(r.start + head, r.stop + head) for r in rest]
 
 
 def merge_metrics(tables: Sequence[list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -179,24 +207,31 @@ def replay_parallel(
     upstream: Upstream | None = None,
     on_flow: Callable[[FlowResult], None] | None = None,
     mp_context: str = "spawn",
+    keep: Keep = "all",
+    max_kept: int | None = None,
     **vm_options: Any,
 ) -> ReplayResult:
     """Replay ``exchanges`` in ``workers`` processes, one contiguous chunk each.
 
-    With ``workers=1`` (or one exchange) it runs in this process.
+    This process replays the first chunk; ``workers - 1`` others replay the
+    rest. With ``workers=1`` (or one exchange) it all runs here.
 
     Args:
         filter: a ``.wasm`` / ``.wat`` path, wasm bytes or WAT text.
         exchanges: the exchanges, in capture order (picklable).
-        workers: the number of processes.
+        workers: the number of processes, this one included.
         config: the plugin configuration.
         root_id: the plugin's root id.
         fail_open: let traffic through when the filter fails.
         options: chunking and timing.
         upstream: answers requests instead of the recorded responses; must be
             picklable (a module-level function).
-        on_flow: called in this process with each flow's result, in order.
+        on_flow: called in this process with each kept flow's result, in
+            order.
         mp_context: ``spawn`` or ``forkserver``.
+        keep: which flows to keep in full (``all``, ``changed``, ``summary``:
+            see :class:`wasmkit.replay.results.FlowCollector`).
+        max_kept: keep at most this many flows in full.
         **vm_options: for :class:`wasmkit.host.FilterVm` (picklable values).
 
     Raises:
@@ -214,53 +249,100 @@ def replay_parallel(
     items = list(exchanges)
     opts = options or ReplayOptions()
     origin = _first_stamp(items)
-    ranges = split(len(items), workers)
-
-    def job(part: range) -> _Job:
-        return _Job(
-            filter=filter,
-            config=config,
-            root_id=root_id,
-            fail_open=fail_open,
-            options=opts,
-            upstream=upstream,
-            vm_options=vm_options,
-            exchanges=items[part.start : part.stop],
-            origin=origin,
+    ranges = _split_weighted(len(items), workers, FIRST_CHUNK_WEIGHT)
+    collector = FlowCollector(keep, max_kept)
+    totals: list[ReplayTotals] = []
+    tables: list[list[dict[str, Any]]] = []
+    callouts: list[Callout] = []
+    name = ""
+    pool: ProcessPoolExecutor | None = None
+    futures: list[tuple[range, Future[_wire.Chunk]]] = []
+    try:
+        if len(ranges) > 1:
+            try:
+                pickle.dumps((upstream, vm_options))
+            except Exception as exc:
+                raise ValueError(
+                    "replay with workers > 1 sends upstream and the VM options "
+                    "(responder...) to other processes, and they cannot be "
+                    f"pickled: {exc}; use module-level functions or workers=1"
+                ) from exc
+            context = multiprocessing.get_context(mp_context)
+            pool = ProcessPoolExecutor(max_workers=len(ranges) - 1, mp_context=context)
+            # Start the workers now: they start up while the exchanges are encoded.
+            fuel = _fuel(vm_options)
+            for _ in ranges[1:]:
+                pool.submit(_warm_up, filter, fuel)
+            for part in ranges[1:]:
+                job = _Job(
+                    filter=filter,
+                    config=config,
+                    root_id=root_id,
+                    fail_open=fail_open,
+                    options=opts,
+                    upstream=upstream,
+                    vm_options=vm_options,
+                    exchanges=_wire.encode_exchanges(items[part.start : part.stop]),
+                    origin=origin,
+                    keep=keep,
+                    max_kept=max_kept,
+                )
+                futures.append((part, pool.submit(_worker, job)))
+        # The first chunk here, while the workers start.
+        first = items[ranges[0].start : ranges[0].stop] if ranges else []
+        plugin = load(
+            filter, config=config, root_id=root_id, fail_open=fail_open, **vm_options
         )
-
-    chunks: list[tuple[_Chunk, list[FlowResult]]] = []
-    if len(ranges) <= 1:
-        chunk = _run_chunk(job(range(len(items))))
-        chunks.append((chunk, chunk.flows))
-        for flow in chunk.flows:
-            if on_flow is not None:
-                on_flow(flow)
-    else:
-        try:
-            pickle.dumps((upstream, vm_options))
-        except Exception as exc:
-            raise ValueError(
-                "replay with workers > 1 sends upstream and the VM options "
-                f"(responder...) to other processes, and they cannot be pickled: "
-                f"{exc}; use module-level functions or workers=1"
-            ) from exc
-        context = multiprocessing.get_context(mp_context)
-        with ProcessPoolExecutor(max_workers=len(ranges), mp_context=context) as pool:
-            futures: list[tuple[range, Future[_Chunk]]] = [
-                (part, pool.submit(_worker, job(part))) for part in ranges
-            ]
-            for part, future in futures:
-                chunk = future.result()
-                flows = _unpack(chunk, items[part.start : part.stop])
-                chunks.append((chunk, flows))
-                for flow in flows:
-                    if on_flow is not None:
-                        on_flow(flow)
-    name = filter if isinstance(filter, str | os.PathLike) else chunks[0][0].name
+        runner = FlowRunner(plugin, opts, upstream, origin)
+        mine = FlowCollector(keep, max_kept)
+        with young_gc_only():
+            for exchange in first:
+                mine.add(runner.run(exchange))
+        _collect(collector, mine.flows, on_flow)
+        if mine.counted() is not None:
+            totals.append(mine.totals)
+        tables.append(plugin.vm.metrics.table())
+        callouts.extend(plugin.vm.callouts)
+        name = plugin.vm.module.name
+        for part, future in futures:
+            chunk = future.result()
+            flows = _wire.unpack_chunk(chunk, items[part.start : part.stop])
+            _collect(collector, flows, on_flow)
+            if chunk.totals is not None:
+                totals.append(chunk.totals)
+            tables.append(chunk.metrics)
+            callouts.extend(chunk.callouts)
+    finally:
+        if pool is not None:
+            # Every result is in (or an error ended the replay): the workers
+            # exit in the background.
+            pool.shutdown(wait=False, cancel_futures=True)
+    counted = collector.counted()
+    if counted is not None:
+        counted = ReplayTotals()
+        for part_totals in totals:
+            counted.merge(part_totals)
+        counted.kept = len(collector.flows)
+    shown = filter if isinstance(filter, str | os.PathLike) else name
     return ReplayResult(
-        filter=str(name),
-        flows=[flow for _, flows in chunks for flow in flows],
-        metrics=merge_metrics([c.metrics for c, _ in chunks]),
-        callouts=[callout for c, _ in chunks for callout in c.callouts],
+        filter=str(shown),
+        flows=collector.flows,
+        metrics=merge_metrics(tables),
+        callouts=callouts,
+        keep=keep,
+        counted=counted,
     )
+
+
+def _collect(
+    collector: FlowCollector,
+    flows: list[FlowResult],
+    on_flow: Callable[[FlowResult], None] | None,
+) -> None:
+    # Flows already chosen by their worker: apply the overall cap, in order.
+    cap = collector.max_kept
+    for flow in flows:
+        if cap is None or len(collector.flows) < cap:
+            collector.flows.append(flow)
+        if on_flow is not None:
+            on_flow(flow)

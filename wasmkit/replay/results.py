@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from wasmkit.diff.compare import body_change, header_changes
 from wasmkit.host.callouts import Callout
 from wasmkit.host.record import to_record
 from wasmkit.host.stream import StreamResult
+
+Keep = Literal["all", "changed", "summary"]
+"""Which flows a replay keeps in full (see :class:`FlowCollector`)."""
+
+KEEP_MODES: tuple[Keep, ...] = ("all", "changed", "summary")
+
+DEFAULT_MAX_KEPT = 1000
+"""How many flows the ``changed`` and ``summary`` modes keep in full."""
 
 
 @dataclass(slots=True)
@@ -90,6 +98,42 @@ class FlowResult:
         return row
 
 
+def _headers_differ(
+    before: list[tuple[bytes, bytes]], after: list[tuple[bytes, bytes]] | None
+) -> bool:
+    # As the summary counts them: equal lists never differ, lists of different
+    # lengths always do; others may only have moved fields around.
+    if after is None:
+        return bool(before)
+    if len(before) != len(after):
+        return True
+    if before == after:
+        return False
+    return any(c.change != "unchanged" for c in header_changes(before, after))
+
+
+def modified(flow: FlowResult) -> bool:
+    """Whether the filter changed the flow, as the summary's totals count it.
+
+    True when the action is not ``forwarded`` (failed, local reply, reset,
+    stalled, no response) or a header or body of either side changed.
+    """
+    if _action(flow) != "forwarded":
+        return True
+    r = flow.result
+    req, after = r.request_before, r.request_after
+    if _headers_differ(req.headers, after.headers if after else None):
+        return True
+    if after is not None and after.body != req.body:
+        return True
+    before, after = r.response_before, r.response_after
+    if before is None:
+        return False
+    if _headers_differ(before.headers, after.headers if after else None):
+        return True
+    return after is not None and after.body != before.body
+
+
 def _action(flow: FlowResult) -> str:
     r = flow.result
     if r.error is not None:
@@ -103,6 +147,119 @@ def _action(flow: FlowResult) -> str:
     if flow.no_response:
         return "no response"
     return "forwarded"
+
+
+@dataclass(slots=True)
+class ReplayTotals:
+    """Counts over every replayed flow, also those a compact replay let go."""
+
+    flows: int = 0
+    """Flows replayed."""
+    modified: int = 0
+    """Flows the filter changed (see :func:`modified`)."""
+    failed: int = 0
+    """Flows on which the filter failed."""
+    actions: dict[str, int] = field(default_factory=dict)
+    """Flows by action (``forwarded``, ``local reply``, ``failed`` ...)."""
+    micros: float = 0.0
+    """Wall time of all streams in the host (µs)."""
+    kept: int = 0
+    """Flows kept in full in :attr:`ReplayResult.flows`."""
+
+    def add(self, flow: FlowResult) -> bool:
+        """Count one flow; returns whether the filter changed it."""
+        self.flows += 1
+        action = _action(flow)
+        self.actions[action] = self.actions.get(action, 0) + 1
+        if action == "failed":
+            self.failed += 1
+        self.micros += flow.micros
+        changed = modified(flow)
+        if changed:
+            self.modified += 1
+        return changed
+
+    def merge(self, other: ReplayTotals) -> None:
+        """Add another replay's counts (workers of one replay)."""
+        self.flows += other.flows
+        self.modified += other.modified
+        self.failed += other.failed
+        for action, n in other.actions.items():
+            self.actions[action] = self.actions.get(action, 0) + n
+        self.micros += other.micros
+        self.kept += other.kept
+
+    def report(self) -> str:
+        """One line for people: flows, modified, failed, by action."""
+        actions = ", ".join(f"{n} {a}" for a, n in sorted(self.actions.items()))
+        text = (
+            f"{self.flows} flows replayed: {self.modified} modified, "
+            f"{self.failed} failed"
+        )
+        if actions:
+            text += f" ({actions})"
+        if self.kept < self.flows:
+            text += f"; {self.kept} kept in full"
+        return text
+
+
+class FlowCollector:
+    """Collects a replay's flows: every one, or only some in full.
+
+    Modes (``keep``):
+
+    * ``all``: every flow's full result (before/after, logs, trace);
+    * ``changed``: the flows the filter changed or failed on, at most
+      ``max_kept`` of them, in capture order;
+    * ``summary``: only the flows the filter failed on, at most ``max_kept``.
+
+    :attr:`totals` count every flow in all modes, so memory stays flat in
+    the capture's size with ``changed`` and ``summary``.
+    """
+
+    def __init__(self, keep: Keep = "all", max_kept: int | None = None) -> None:
+        if keep not in KEEP_MODES:
+            raise ValueError(f"keep must be one of {KEEP_MODES}, not {keep!r}")
+        if max_kept is not None and max_kept < 0:
+            raise ValueError(f"max_kept must be >= 0, not {max_kept}")
+        self.keep: Keep = keep
+        self.max_kept = (
+            max_kept if max_kept is not None or keep == "all" else DEFAULT_MAX_KEPT
+        )
+        self.flows: list[FlowResult] = []
+        self.totals = ReplayTotals()
+
+    def add(self, flow: FlowResult) -> bool:
+        """Count ``flow`` and keep it if the mode says so; returns whether kept."""
+        totals = self.totals
+        if self.keep == "all" and self.max_kept is None:
+            # Counted when asked (ReplayResult.totals): full replays stay fast.
+            self.flows.append(flow)
+            totals.kept += 1
+            return True
+        changed = totals.add(flow)
+        if self.max_kept is not None and totals.kept >= self.max_kept:
+            return False
+        if (
+            self.keep == "all"
+            or (self.keep == "changed" and changed)
+            or (self.keep == "summary" and flow.failed)
+        ):
+            self.flows.append(flow)
+            totals.kept += 1
+            return True
+        return False
+
+    def extend(self, flows: Iterable[FlowResult]) -> None:
+        """Add several flows."""
+        for flow in flows:
+            self.add(flow)
+
+    def counted(self) -> ReplayTotals | None:
+        """The totals, or ``None`` when every flow is kept (count them later)."""
+        if self.keep == "all" and self.max_kept is None:
+            return None
+        return self.totals
 
 
 @dataclass(slots=True)
@@ -121,6 +278,23 @@ class ReplayResult:
     """Flows not replayed, by kind (``tcp``, ``websocket``...)."""
     capture_error: str | None = None
     """Where the capture broke, if it did (flows before it were replayed)."""
+    keep: Keep = "all"
+    """Which flows :attr:`flows` holds: ``all``, or with ``changed`` /
+    ``summary`` only some (see :class:`FlowCollector`); :attr:`totals` count
+    them all."""
+    counted: ReplayTotals | None = None
+    """The totals gathered while replaying; ``None``: count :attr:`flows`."""
+
+    @property
+    def totals(self) -> ReplayTotals:
+        """Counts over every replayed flow (flows, modified, failed, actions)."""
+        if self.counted is None:
+            totals = ReplayTotals()
+            for flow in self.flows:
+                totals.add(flow)
+            totals.kept = len(self.flows)
+            self.counted = totals
+        return self.counted
 
     def __iter__(self) -> Iterator[FlowResult]:
         return iter(self.flows)
@@ -292,3 +466,14 @@ class ReplayResult:
         from wasmkit.diff import report
 
         report.to_html(self, path)
+
+    def show(self) -> Any:
+        """The replay explorer widget (tabs: Summary, Flows, Logs, Metrics, Callouts).
+
+        The last expression of a cell shows it; elsewhere pass it to
+        ``display()``. Needs ipywidgets (a notebook dependency).
+        """
+        # The one place the core reaches into the notebook layer, lazily.
+        from wasmkit.notebook import explorer
+
+        return explorer.ReplayExplorer(self)

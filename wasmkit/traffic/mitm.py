@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import codecs
 import os
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, cast
 
@@ -734,3 +734,36 @@ def write_har(path: str | os.PathLike[str], items: Iterable[AfterFilter]) -> int
             entry["response"]["_error"] = item.error.msg
     Path(path).write_text(json.dumps(har_doc, indent=1))
     return len(flows)
+
+
+# --- matching exchanges with a filter expression ------------------------------
+
+FlowMatcher = Callable[[Exchange | AfterFilter | http.HTTPFlow], bool]
+"""A compiled filter expression over exchanges (see :func:`compile_filter`)."""
+
+
+def compile_filter(expr: str) -> FlowMatcher:
+    """Compile a mitmproxy filter expression into a predicate over exchanges.
+
+    The predicate takes an :class:`Exchange` (matched as captured), an
+    :data:`AfterFilter` tuple (matched as it left a filter: ``~c 403`` finds
+    the local replies) or a mitmproxy flow made by :func:`to_flow` (convert
+    once, match many times). The same expressions as ``load_capture``'s
+    ``filter_expr``: ``~m POST``, ``~d api.example``, ``~c 404``, ``~h x-token``,
+    ``!~m GET``. Header names are matched as filters see them, in lower case.
+
+    Raises:
+        ValueError: the expression is invalid (the message names it).
+    """
+    flt = parse_filter(expr)
+
+    def match(item: Exchange | AfterFilter | http.HTTPFlow) -> bool:
+        if isinstance(item, Exchange):
+            item = to_flow(
+                item, item.to_request_message(), item.to_response_message(), item.error
+            )
+        elif isinstance(item, tuple):
+            item = to_flow(*item)
+        return bool(flowfilter.match(flt, item))
+
+    return match

@@ -29,6 +29,32 @@ def _str(value: bytes) -> str:
     return value.decode("utf-8", "surrogateescape")
 
 
+_LOWER: dict[bytes, bytes] = {}
+_LOWERCASE: set[bytes] = set()
+_LOWER_MAX = 4096
+
+
+def _lower(name: bytes) -> bytes:
+    # Header names repeat from flow to flow: one shared lower-case object each.
+    low = _LOWER.get(name)
+    if low is None:
+        if len(_LOWER) >= _LOWER_MAX:
+            _LOWER.clear()
+            _LOWERCASE.clear()
+        low = name.lower()
+        low = _LOWER.setdefault(low, low)
+        _LOWER[name] = low
+        if low == name:
+            _LOWERCASE.add(name)
+    return low
+
+
+def _lower_pairs(fields: Iterable[tuple[bytes, bytes]]) -> HeaderPairs:
+    # A field whose name is lower-case already is its own pair (no new tuple).
+    lowercase = _LOWERCASE
+    return [f if f[0] in lowercase else (_lower(f[0]), f[1]) for f in fields]
+
+
 class Headers(MutableMapping[str, str]):
     """Header fields as on the wire: raw ``(name, value)`` bytes, order and repeats.
 
@@ -118,7 +144,7 @@ class Headers(MutableMapping[str, str]):
 
     def to_pairs(self) -> HeaderPairs:
         """Pairs with lower-case names, as Envoy's header map holds them."""
-        return [(k.lower(), v) for k, v in self._fields]
+        return _lower_pairs(self._fields)
 
     def copy(self) -> Headers:
         """A copy that can be changed independently."""
@@ -175,8 +201,114 @@ class Headers(MutableMapping[str, str]):
         self._fields = state
 
 
-def _trailer_pairs(trailers: Headers | None) -> HeaderPairs | None:
-    return None if trailers is None else trailers.to_pairs()
+_STATUS = {code: str(code).encode() for code in range(100, 600)}
+_METHODS: dict[str, bytes] = {}
+_SCHEMES: dict[str, bytes] = {}
+
+
+def _method(method: str) -> bytes:
+    raw = _METHODS.get(method)
+    if raw is None:
+        raw = _bytes(method)
+        if len(_METHODS) < 256:
+            _METHODS[method] = raw
+    return raw
+
+
+def _scheme(scheme: str) -> bytes:
+    raw = _SCHEMES.get(scheme)
+    if raw is None:
+        raw = _bytes(scheme)
+        if len(_SCHEMES) < 256:
+            _SCHEMES[scheme] = raw
+    return raw
+
+
+_BASE = Connection()
+_CONNECTIONS: dict[tuple[Any, ...], Connection] = {}
+_CONNECTIONS_MAX = 4096
+
+Fields = tuple[tuple[bytes, bytes], ...]
+
+
+def request_message(
+    method: str,
+    scheme: str,
+    host: str,
+    port: int,
+    path: str,
+    fields: Fields,
+    body: bytes,
+    trailers: Fields | None,
+    authority: str = "",
+) -> HttpMessage:
+    """:meth:`Request.to_message` from a request's parts (raw fields)."""
+    pairs = _lower_pairs(fields)
+    found: bytes | None = None
+    if b"host" in [k for k, _ in pairs]:
+        found = next(v for k, v in pairs if k == b"host")
+        pairs = [p for p in pairs if p[0] != b"host"]
+    if authority:
+        shown = _bytes(authority)
+    elif found is not None:
+        shown = found
+    else:
+        default = _DEFAULT_PORTS.get(scheme.lower())
+        plain = port == default or not port
+        shown = _bytes(host if plain else f"{host}:{port}")
+    head: HeaderPairs = [
+        (b":authority", shown),
+        (b":path", _bytes(path or "/")),
+        (b":method", _method(method)),
+        (b":scheme", _scheme(scheme or "http")),
+    ]
+    head += pairs
+    return HttpMessage(head, body, None if trailers is None else _lower_pairs(trailers))
+
+
+def response_message(
+    status: int, fields: Fields, body: bytes, trailers: Fields | None
+) -> HttpMessage:
+    """:meth:`Response.to_message` from a response's parts (raw fields)."""
+    code = _STATUS.get(status)
+    if code is None:
+        code = str(status).encode()
+    head: HeaderPairs = [(b":status", code)]
+    head += _lower_pairs(fields)
+    return HttpMessage(head, body, None if trailers is None else _lower_pairs(trailers))
+
+
+def connection_of(
+    client_address: str | None,
+    client_port: int | None,
+    listen_address: str | None,
+    listen_port: int | None,
+    server_address: str | None,
+    server_port: int | None,
+    tls: bool,
+    tls_version: str | None,
+    sni: str | None,
+    mtls: bool,
+) -> Connection:
+    """:meth:`Exchange.connection` from an exchange's connection fields."""
+    key = (
+        client_address or _BASE.source_address,
+        client_port or _BASE.source_port,
+        listen_address or _BASE.destination_address,
+        listen_port or _BASE.destination_port,
+        server_address or _BASE.upstream_address,
+        server_port or _BASE.upstream_port,
+        (tls_version or "TLS") if tls else None,
+        sni if tls else None,
+        mtls,
+    )
+    # Connections are frozen: flows on the same connection share one.
+    made = _CONNECTIONS.get(key)
+    if made is None:
+        if len(_CONNECTIONS) >= _CONNECTIONS_MAX:
+            _CONNECTIONS.clear()
+        made = _CONNECTIONS[key] = Connection(*key)
+    return made
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,14 +368,18 @@ class Request:
         ``:scheme``), then the fields with lower-case names; ``Host`` becomes
         ``:authority`` as Envoy's HTTP/1 codec does.
         """
-        head: HeaderPairs = [
-            (b":authority", _bytes(self.pretty_authority)),
-            (b":path", _bytes(self.path or "/")),
-            (b":method", _bytes(self.method)),
-            (b":scheme", _bytes(self.scheme or "http")),
-        ]
-        head.extend(p for p in self.headers.to_pairs() if p[0] != b"host")
-        return HttpMessage(head, self.body, _trailer_pairs(self.trailers))
+        trailers = self.trailers
+        return request_message(
+            self.method,
+            self.scheme,
+            self.host,
+            self.port,
+            self.path,
+            self.headers._fields,
+            self.body,
+            None if trailers is None else trailers._fields,
+            self.authority,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,9 +405,13 @@ class Response:
 
     def to_message(self) -> HttpMessage:
         """The response as Envoy's header map holds it: ``:status`` first."""
-        head: HeaderPairs = [(b":status", str(self.status).encode())]
-        head.extend(self.headers.to_pairs())
-        return HttpMessage(head, self.body, _trailer_pairs(self.trailers))
+        trailers = self.trailers
+        return response_message(
+            self.status,
+            self.headers._fields,
+            self.body,
+            None if trailers is None else trailers._fields,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,17 +487,17 @@ class Exchange:
 
     def connection(self) -> Connection:
         """The downstream connection, as the host's ``source``/``destination``."""
-        base = Connection()
-        return Connection(
-            source_address=self.client_address or base.source_address,
-            source_port=self.client_port or base.source_port,
-            destination_address=self.listen_address or base.destination_address,
-            destination_port=self.listen_port or base.destination_port,
-            upstream_address=self.server_address or base.upstream_address,
-            upstream_port=self.server_port or base.upstream_port,
-            tls_version=(self.tls_version or "TLS") if self.tls else None,
-            sni=self.sni if self.tls else None,
-            mtls=self.mtls,
+        return connection_of(
+            self.client_address,
+            self.client_port,
+            self.listen_address,
+            self.listen_port,
+            self.server_address,
+            self.server_port,
+            self.tls,
+            self.tls_version,
+            self.sni,
+            self.mtls,
         )
 
 

@@ -1,0 +1,233 @@
+"""HTML tables of a replay for the explorer: pandas Stylers with real CSS colours.
+
+Every table is a :class:`pandas.io.formats.style.Styler` rendered to HTML:
+its ``<table>`` carries a ``class`` (``wasmkit-diff`` for the diff tables) and
+``data-flow="<capture index>"``; diff rows carry ``wk-added`` /
+``wk-removed`` / ``wk-changed`` / ``wk-unchanged`` on every cell, coloured by
+the Styler's ``<style>`` block, and a ``change`` column says the same in words,
+so the tables read without colour too. Cell values are HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from wasmkit.diff.compare import BodyChange, header_changes
+from wasmkit.host.message import HeaderPairs
+
+GREEN = "#d4f7d4"
+"""Background of added rows."""
+RED = "#f9d0d0"
+"""Background of removed rows (and failed flows)."""
+YELLOW = "#fbf0b8"
+"""Background of changed rows (and modified flows)."""
+BLUE = "#dde8f9"
+"""Background of flows answered by a local reply."""
+
+_CLASS_COLOURS = {
+    "wk-added": GREEN,
+    "wk-removed": RED,
+    "wk-changed": YELLOW,
+    "wk-failed": RED,
+    "wk-modified": YELLOW,
+    "wk-local-reply": BLUE,
+    "wk-warn": YELLOW,
+    "wk-error": RED,
+}
+
+_BASE_STYLES: list[dict[str, Any]] = [
+    {"selector": "", "props": [("border-collapse", "collapse"), ("margin", "4px 0")]},
+    {
+        "selector": "th, td",
+        "props": [
+            ("border", "1px solid #ccc"),
+            ("padding", "2px 6px"),
+            ("text-align", "left"),
+            ("vertical-align", "top"),
+            ("font-family", "ui-monospace, monospace"),
+            ("font-size", "12px"),
+            ("white-space", "pre-wrap"),
+            ("word-break", "break-all"),
+        ],
+    },
+    {"selector": "th", "props": [("background-color", "#f0f0f0")]},
+    *(
+        {"selector": f"td.{cls}", "props": [("background-color", colour)]}
+        for cls, colour in _CLASS_COLOURS.items()
+    ),
+]
+
+LEGEND = (
+    f'<span style="background-color:{GREEN};padding:0 4px">added</span> '
+    f'<span style="background-color:{RED};padding:0 4px">removed</span> '
+    f'<span style="background-color:{YELLOW};padding:0 4px">changed</span>'
+)
+"""The colour legend of the status lines."""
+
+
+def e(value: Any) -> str:
+    """HTML-escape a value (``None`` as empty)."""
+    return html.escape("" if value is None else str(value))
+
+
+def styled(
+    frame: pd.DataFrame,
+    *,
+    table_class: str,
+    flow: int | None = None,
+    row_classes: Sequence[str] | None = None,
+) -> str:
+    """``frame`` as Styler HTML with the table class, ``data-flow`` and row classes.
+
+    Args:
+        frame: the rows to show (its index is hidden).
+        table_class: the ``class`` of the ``<table>``.
+        flow: the capture index written as ``data-flow``.
+        row_classes: one CSS class per row, put on every cell of that row.
+    """
+    frame = frame.reset_index(drop=True)
+    attrs = f'class="{table_class}"'
+    if flow is not None:
+        attrs += f' data-flow="{flow}"'
+    styler = (
+        frame.style.format(escape="html", na_rep="", precision=1)
+        .hide(axis="index")
+        .set_table_attributes(attrs)
+        .set_table_styles(_BASE_STYLES)
+    )
+    if row_classes is not None and len(frame):
+        classes = pd.DataFrame(
+            [[cls] * len(frame.columns) for cls in row_classes],
+            index=frame.index,
+            columns=frame.columns,
+        )
+        styler = styler.set_td_classes(classes)
+    return str(styler.to_html())
+
+
+def header_table(
+    flow: int,
+    before: HeaderPairs | None,
+    after: HeaderPairs | None,
+    *,
+    unchanged: bool = False,
+    labels: tuple[str, str] = ("before", "after"),
+) -> tuple[str, int, int]:
+    """The header diff of one side of a flow as Styler HTML.
+
+    Returns:
+        ``(html, rows shown, rows hidden as unchanged)``.
+    """
+    rows = []
+    hidden = 0
+    for c in header_changes(before, after):
+        if c.change == "unchanged" and not unchanged:
+            hidden += 1
+            continue
+        rows.append(
+            {
+                "change": c.change,
+                "name": c.name,
+                labels[0]: c.before,
+                labels[1]: c.after,
+            }
+        )
+    frame = pd.DataFrame(rows, columns=["change", "name", *labels])
+    table = styled(
+        frame,
+        table_class="wasmkit-diff",
+        flow=flow,
+        row_classes=[f"wk-{r['change']}" for r in rows],
+    )
+    return table, len(rows), hidden
+
+
+def diff_pre(text: str) -> str:
+    """A unified diff or JSON path list as ``<pre>``, lines coloured by kind."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith(("+++", "---", "@@")):
+            colour = "#666"
+        elif line.startswith("+"):
+            colour = "#17701a"
+        elif line.startswith("-"):
+            colour = "#a11"
+        elif line.startswith("~"):
+            colour = "#8a6d00"
+        else:
+            out.append(e(line))
+            continue
+        out.append(f'<span style="color:{colour}">{e(line)}</span>')
+    return (
+        '<pre style="background:#f7f7f7;padding:4px;white-space:pre-wrap;'
+        'max-height:30em;overflow:auto">' + "\n".join(out) + "</pre>"
+    )
+
+
+def body_table(
+    flow: int,
+    sides: Iterable[tuple[str, BodyChange | None]],
+    labels: tuple[str, str] = ("before", "after"),
+) -> str:
+    """Per side: how the body changed (kind, sizes) as a table, then the diff."""
+    rows = []
+    diffs = []
+    for side, change in sides:
+        if change is None:
+            rows.append({"side": side, "change": "absent", "kind": "", "bytes": ""})
+            continue
+        rows.append(
+            {
+                "side": side,
+                "change": "changed" if change.changed else "unchanged",
+                "kind": change.kind,
+                "bytes": f"{change.size_before:,} → {change.size_after:,}",
+            }
+        )
+        if change.changed:
+            diffs.append(
+                f"<p><b>{e(side)} body</b> ({e(change.kind)}, "
+                f"{change.size_before:,} → {change.size_after:,} bytes)</p>"
+                + diff_pre(change.diff)
+            )
+    columns = ["side", "change", "kind", "bytes"]
+    frame = pd.DataFrame(rows, columns=columns).rename(
+        columns={"bytes": f"bytes {labels[0]} → {labels[1]}"}
+    )
+    table = styled(
+        frame,
+        table_class="wasmkit-diff",
+        flow=flow,
+        row_classes=[
+            "wk-changed" if r["change"] == "changed" else "wk-unchanged" for r in rows
+        ],
+    )
+    return table + ("".join(diffs) or "<p>No body changed.</p>")
+
+
+def records_table(
+    records: Sequence[dict[str, Any]],
+    *,
+    table_class: str,
+    flow: int | None = None,
+    columns: Sequence[str] | None = None,
+    row_classes: Sequence[str] | None = None,
+    empty: str = "Nothing to show.",
+) -> str:
+    """Plain rows (logs, metrics, callouts, trace) as Styler HTML."""
+    if not records:
+        attrs = f' data-flow="{flow}"' if flow is not None else ""
+        return f'<p class="{table_class}"{attrs}>{e(empty)}</p>'
+    frame = pd.DataFrame(list(records), columns=list(columns) if columns else None)
+    return styled(frame, table_class=table_class, flow=flow, row_classes=row_classes)
+
+
+def log_class(level: str) -> str:
+    """The row class of a log level (warnings yellow, errors red)."""
+    if level in ("error", "critical"):
+        return "wk-error"
+    return "wk-warn" if level == "warn" else "wk-unchanged"
