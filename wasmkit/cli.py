@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from wasmkit import compat
 from wasmkit.build import LANGUAGES, build, doctor
@@ -23,6 +23,7 @@ from wasmkit.host.callouts import load_responder
 from wasmkit.host.plugin import load
 from wasmkit.host.record import error_json, render_text, to_record
 from wasmkit.host.vm import Limits
+from wasmkit.replay.results import KEEP_MODES, FlowResult
 
 SAMPLES = Path(__file__).resolve().parent.parent / "build" / "samples"
 
@@ -455,12 +456,41 @@ def _add_replay(sub: Any) -> None:
         "--har", metavar="HAR", help="write the traffic after the filter as HAR"
     )
     cmd.add_argument("--html", metavar="HTML", help="write a static HTML report")
+    cmd.add_argument(
+        "--keep",
+        choices=KEEP_MODES,
+        default="all",
+        help="flows kept in full: all; changed (changed or failed ones) or "
+        "summary (failed ones), at most --max-kept, while every flow is "
+        "counted: memory stays flat for captures of millions of flows",
+    )
+    cmd.add_argument(
+        "--max-kept", type=int, metavar="N", help="keep at most N flows in full"
+    )
 
 
 def _replay(args: argparse.Namespace) -> int:
     from wasmkit.replay.report import render_summary
     from wasmkit.replay.run import replay
 
+    compact = args.keep != "all" or args.max_kept is not None
+    if compact:
+        # Exports read every flow in full; records can stream as flows finish.
+        wants = [f"--{n}" for n in ("out", "har", "html") if getattr(args, n)]
+        if wants:
+            print(
+                f"wasmkit replay: {', '.join(wants)} need every flow: use --keep "
+                "all (the default) without --max-kept",
+                file=sys.stderr,
+            )
+            return 1
+        if args.json and args.workers != 1:
+            print(
+                "wasmkit replay: --json with --keep or --max-kept streams the "
+                "records as flows finish, which needs --workers 1",
+                file=sys.stderr,
+            )
+            return 1
     path = _built_filter(args.filter)
     if path is None:
         return 1
@@ -470,6 +500,7 @@ def _replay(args: argparse.Namespace) -> int:
             responder = load_responder(args.callouts)
         except (OSError, ValueError) as exc:
             raise SystemExit(f"wasmkit: --callouts: {exc}") from exc
+    records = _RecordStream(args.json) if compact and args.json else None
     try:
         result = replay(
             path,
@@ -485,11 +516,26 @@ def _replay(args: argparse.Namespace) -> int:
             workers=args.workers,
             # A bar on a terminal, plain lines when piped; quiet under a second.
             progress=True,
+            keep=args.keep,
+            max_kept=args.max_kept,
+            on_flow=records.write if records else None,
         )
     except (WasmkitError, ValueError) as exc:
         print(f"wasmkit replay: {exc}", file=sys.stderr)
         return 1
-    if args.json == "-":
+    except OSError as exc:
+        print(
+            f"wasmkit replay: cannot write {exc.filename}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        if records is not None:
+            records.close()
+    if records is not None:
+        if args.json != "-":
+            print(render_summary(result))
+    elif args.json == "-":
         print(json.dumps(result.records(), indent=1))
     else:
         if args.json:
@@ -508,7 +554,28 @@ def _replay(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    return 1 if result.failed or result.capture_error else 0
+    return 1 if result.totals.failed or result.capture_error else 0
+
+
+class _RecordStream:
+    """``--json`` for compact replays: a JSON array written flow by flow."""
+
+    def __init__(self, target: str) -> None:
+        self._file: TextIO = sys.stdout if target == "-" else open(target, "w")  # noqa: SIM115
+        self._count = 0
+        self._file.write("[")
+
+    def write(self, flow: FlowResult) -> None:
+        self._file.write(("," if self._count else "") + "\n")
+        self._file.write(json.dumps(flow.record(), indent=1))
+        self._count += 1
+
+    def close(self) -> None:
+        self._file.write("\n]\n")
+        if self._file is sys.stdout:
+            self._file.flush()
+        else:
+            self._file.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -88,3 +88,49 @@ def test_cli_replay(tmp_path):
     )
     assert proc.returncode == 1
     assert "failed" in proc.stdout and "[trap]" in proc.stdout
+
+
+def test_cli_replay_keep_summary_streams_records_and_counts_every_flow(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    trap = tmp_path / "trap.wat"
+    trap.write_text(TRAP_ON_BOOM)
+    out = tmp_path / "records.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "wasmkit.cli", "replay", str(trap), str(FLOW),
+         "--keep", "summary", "--json", str(out)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    full = replay(TRAP_ON_BOOM, FLOW)
+    failed = [f.index for f in full.failed]
+    assert failed
+    # Every flow's record streamed out, as the full replay's records.
+    records = json.loads(out.read_text())
+    assert [r["index"] for r in records] == list(range(17))
+    assert [r["error"] is not None for r in records] == [
+        f.failed for f in full.flows
+    ]
+    # The summary table lists the kept (failed) flows; the totals count all 17.
+    assert proc.returncode == 1, proc.stderr
+    assert f"17 flows replayed: {full.totals.modified} modified, {len(failed)} failed" in proc.stdout
+    assert f"{len(failed)} kept in full" in proc.stdout
+    table = [line.split()[0] for line in proc.stdout.splitlines()[1:] if line[:1].isdigit() and "flows replayed" not in line]
+    assert table == [str(i) for i in failed]
+
+
+def test_cli_replay_keep_refuses_exports_that_need_every_flow(tmp_path):
+    import subprocess
+    import sys
+
+    wat = tmp_path / "add.wat"
+    wat.write_text(ADD)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wasmkit.cli", "replay", str(wat), str(FLOW),
+         "--keep", "changed", "--out", str(tmp_path / "x.flow")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 1
+    assert "--out need every flow" in proc.stderr
+    assert not (tmp_path / "x.flow").exists()

@@ -50,6 +50,11 @@ def render_summary(result: ReplayResult, *, max_rows: int = 200) -> str:
         )
     if len(rows) > max_rows:
         lines.append(f"... {len(rows) - max_rows} more flows")
+    if result.counted is not None:
+        # A compact replay: the rows are the kept flows, the totals all of them.
+        lines.append(f"{result.totals.report()} through {result.filter}")
+        _tail(result, lines)
+        return "\n".join(lines)
     modified = sum(
         1
         for r in rows
@@ -71,10 +76,19 @@ def render_summary(result: ReplayResult, *, max_rows: int = 200) -> str:
             else ""
         )
     )
+    _tail(result, lines)
+    return "\n".join(lines)
+
+
+def _tail(result: ReplayResult, lines: list[str]) -> None:
+    if result.counted is not None and result.skipped:
+        lines.append(
+            "skipped "
+            + ", ".join(f"{n} {k}" for k, n in sorted(result.skipped.items()))
+        )
     for flow in result.failed:
         error = flow.result.error
         first = str(error).splitlines()[0] if error else ""
         lines.append(f"  flow {flow.index}: [{error.kind if error else ''}] {first}")
     if result.capture_error:
         lines.append(f"capture broke: {result.capture_error}")
-    return "\n".join(lines)

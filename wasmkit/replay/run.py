@@ -8,39 +8,22 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, cast
 
-from wasmkit.diff.compare import header_changes
 from wasmkit.errors import CaptureReadError
 from wasmkit.host.plugin import load
 from wasmkit.progress import Progress
 from wasmkit.replay.engine import ReplayOptions, Upstream, replay_exchanges
 from wasmkit.replay.responders import CaptureResponder
-from wasmkit.replay.results import FlowCollector, FlowResult, Keep, ReplayResult
+from wasmkit.replay.results import (
+    FlowCollector,
+    FlowResult,
+    Keep,
+    ReplayResult,
+    modified,
+)
 from wasmkit.traffic import load_capture
 
 PathArg = str | os.PathLike[str]
 P = ParamSpec("P")
-
-
-def _modified(flow: FlowResult) -> bool:
-    # As the summary counts it (header changes, body bytes, a local reply),
-    # cheap when nothing changed: lists and bytes compare equal first.
-    r = flow.result
-    if r.local_reply is not None:
-        return True
-    for before, after in (
-        (r.request_before, r.request_after),
-        (r.response_before, r.response_after),
-    ):
-        if before is None or after is None:
-            continue
-        if before.body != after.body:
-            return True
-        if before.headers != after.headers and any(
-            c.change != "unchanged"
-            for c in header_changes(before.headers, after.headers)
-        ):
-            return True
-    return False
 
 
 def _with_progress(fn: Callable[P, ReplayResult]) -> Callable[P, ReplayResult]:
@@ -55,7 +38,7 @@ def _with_progress(fn: Callable[P, ReplayResult]) -> Callable[P, ReplayResult]:
 
             def on_flow(flow: FlowResult) -> None:
                 if bar.mode != "off":
-                    counts["modified"] += _modified(flow)
+                    counts["modified"] += modified(flow)
                     counts["failed"] += flow.failed
                 bar.update()
                 if user is not None:
