@@ -323,9 +323,8 @@ def replay_parallel(
         for part_totals in totals:
             counted.merge(part_totals)
         counted.kept = len(collector.flows)
-    shown = filter if isinstance(filter, str | os.PathLike) else name
     return ReplayResult(
-        filter=str(shown),
+        filter=str(name),
         flows=collector.flows,
         metrics=merge_metrics(tables),
         callouts=callouts,

@@ -173,7 +173,8 @@ def replay(
     except CaptureReadError as exc:
         capture_error = str(exc)
     stats = capture.stats
-    name = filter if isinstance(filter, str | os.PathLike) else plugin.vm.module.name
+    # The path as given, "<wat>" for WAT text, "<bytes>" for a binary.
+    name = plugin.vm.module.name
     return ReplayResult(
         filter=str(name),
         flows=collector.flows,
