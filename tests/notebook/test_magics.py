@@ -158,6 +158,7 @@ def test_wasmkit_replay_binds_the_result(shell):
     assert shell.run(f"%wasmkit replay hdr {FLOW} -o res") is None
     res = shell.user_ns["res"]
     assert isinstance(res, ReplayResult) and len(res) == 17
+    assert res.filter == "hdr (go)"  # the cell's name, not the cache path
     assert all(r["request_added"] == 1 for r in res.summary_rows)
     posts = shell.run(f"%wasmkit replay hdr {FLOW} --filter '~m POST' --limit 2")
     assert isinstance(posts, ReplayResult) and 0 < len(posts) <= 2

@@ -18,6 +18,14 @@ from wasmkit.replay.run import replay
 PathArg = str | os.PathLike[str]
 
 
+def _default_name(artifact: Artifact) -> str:
+    source = artifact.source
+    # A sample's folder is named after its language: show the filter's too.
+    if source.name in ("assemblyscript", "rust", "go", "tinygo"):
+        return source.parent.name
+    return source.name
+
+
 class Filter:
     """A built filter, loaded and ready to run: what ``%%wasm NAME`` binds.
 
@@ -30,6 +38,8 @@ class Filter:
         artifact: the built module.
         config: the plugin configuration.
         root_id: the plugin's root id.
+        name: how replays and the explorer name it (default: the source's
+            folder or file name and the language, e.g. ``json_rewrite/go``).
         **vm_options: for :class:`wasmkit.host.FilterVm` (``limits``,
             ``properties``, ``responder`` ...), used by every load and replay.
 
@@ -44,9 +54,11 @@ class Filter:
         *,
         config: bytes | str = b"",
         root_id: str = "",
+        name: str | None = None,
         **vm_options: Any,
     ) -> None:
         self.artifact = artifact
+        self.name = name or _default_name(artifact)
         self.config = config.encode() if isinstance(config, str) else config
         self.root_id = root_id
         self.vm_options = vm_options
@@ -99,7 +111,9 @@ class Filter:
             **self.vm_options,
         }
         kwargs.update(options)
-        return replay(self.artifact.path, capture, **kwargs)
+        result = replay(self.artifact.path, capture, **kwargs)
+        result.filter = f"{self.name} ({self.artifact.lang})"
+        return result
 
     def close(self) -> None:
         """Release the VM (a later :attr:`plugin` loads it again)."""

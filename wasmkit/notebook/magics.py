@@ -191,7 +191,7 @@ class WasmkitMagics(Magics):
             self.default_config if args.config is None else self._config(args.config)
         )
         artifact = build(cell, lang, root_id=root_id or None, force=args.force)
-        loaded = Filter(artifact, config=config, root_id=root_id)
+        loaded = Filter(artifact, config=config, root_id=root_id, name=name)
         previous = self._ns.get(name)
         if isinstance(previous, Filter) and previous is not loaded:
             previous.close()
