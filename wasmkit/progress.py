@@ -24,6 +24,9 @@ from typing import Any, Literal, TextIO
 
 Mode = Literal["off", "bar", "plain"]
 
+DELAY_S = 1.0
+"""How long work runs before progress shows (s)."""
+
 
 def in_notebook() -> bool:
     """Whether this runs in a Jupyter kernel (an IPython shell with a kernel)."""
@@ -63,7 +66,8 @@ class Progress:
         enabled: ``None``: on in a Jupyter kernel and when ``file`` is a
             terminal, off otherwise; ``False``: never; ``True``: always (plain
             lines when ``file`` is not a terminal and there is no notebook).
-        delay: show nothing until this many seconds have passed (s).
+        delay: show nothing until this many seconds have passed (s;
+            default :data:`DELAY_S`).
         file: where the console bar and the summary go (default: stderr; in a
             notebook the summary is printed to stdout).
         ticker: refresh from a background thread, so a bar appears and its
@@ -79,7 +83,7 @@ class Progress:
         unit: str = "it",
         *,
         enabled: bool | None = None,
-        delay: float = 1.0,
+        delay: float | None = None,
         file: TextIO | None = None,
         ticker: bool = False,
         bar_format: str | None = None,
@@ -88,7 +92,7 @@ class Progress:
         self.total = total
         self.desc = desc
         self.unit = unit
-        self.delay = delay
+        self.delay = DELAY_S if delay is None else delay
         self.bar_format = bar_format
         self.heartbeat = heartbeat
         self.n = 0
