@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+
 import pytest
 
 from wasmkit.errors import FilterLoadError, FilterTrapError
@@ -79,6 +81,34 @@ def test_values_cross_both_ways_unsigned(fast):
     assert "stopped with 7" in str(info.value)
     # Still usable after the guest exit.
     assert vm.call("add", [1, 1]) == 2
+
+
+GROWER = """(module
+  (import "env" "size" (func $size (result i32)))
+  (memory (export "memory") 1)
+  (func (export "grow_between") (result i32)
+    (drop (call $size))
+    (drop (memory.grow (i32.const 2)))
+    (i32.store (i32.const 131072) (i32.const 0x2a))
+    (call $size)))"""
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_memory_grown_in_a_callback_is_seen_by_the_next_host_call(fast):
+    seen = []
+
+    def size():
+        limit = vm.memory_region()[1]
+        seen.append(limit)
+        return limit
+
+    vm = WasmtimeVm(compile_module(GROWER), [size], fast=fast)
+    assert vm.memory_region()[1] == 65536
+    assert vm.call("grow_between", []) == 3 * 65536
+    assert seen == [65536, 3 * 65536]
+    base, limit = vm.memory_region()
+    assert limit == 3 * 65536
+    assert ctypes.string_at(base + 131072, 1) == b"\x2a"
 
 
 def test_host_bug_propagates_as_python_error():

@@ -1,7 +1,9 @@
 """Bounds-checked access to guest linear memory.
 
 Every read and write checks ``ptr + size`` against the memory's current size,
-re-read on each access because the guest may grow (and move) its memory.
+asked of the VM on each access because the guest may grow (and move) its
+memory; the VM answers from a cache it re-checks after anything that may have
+run wasm (``WasmtimeVm.memory_region``).
 Out-of-range accesses return ``None`` / ``False`` so host functions can answer
 ``INVALID_MEMORY_ACCESS`` instead of raising.
 """

@@ -1,8 +1,9 @@
 """How replay workers and the calling process exchange data.
 
 Exchanges go to a worker as ``marshal`` rows (the warm-load cache's layout,
-:func:`wasmkit.traffic.cache.encode`), read in place by :class:`RowExchange`;
-other exchange types are pickled. Results come back as compact records, one
+:func:`wasmkit.traffic.cache.encode`), one blob per row, decoded as the worker
+reaches it and read in place by :class:`RowExchange`; other exchange types are
+pickled. Results come back as compact records, one
 per kept flow (:class:`Packer`): the states after the filter as changes to the
 states before it, and the before states themselves only when the parent
 cannot rebuild them from its own exchanges. :class:`PackedFlow` rebuilds a
@@ -30,8 +31,8 @@ from wasmkit.traffic.model import Exchange
 
 @dataclass(slots=True)
 class Chunk:
-    records: bytes
-    """``marshal`` of one record per kept flow (see :func:`_pack`)."""
+    records: list[bytes]
+    """``marshal`` of one record per kept flow (see :class:`Packer`), by piece."""
     extras: list[Any]
     """Logs, trace, local reply, notes, callouts and error of flows that have any."""
     tables: list[Any]
@@ -44,23 +45,27 @@ class Chunk:
 
 def encode_exchanges(items: Sequence[Any]) -> tuple[str, bytes]:
     if all(type(e) is Exchange for e in items):
+        # One blob per row, decoded just before its flow is replayed: the
+        # row's objects are then fresh in the cache, not made a piece ago.
+        dumps = marshal.dumps
         with _no_gc():
-            return "rows", marshal.dumps([cache.encode(e) for e in items])
+            return "rows", dumps([dumps(cache.encode(e)) for e in items])
     return "pickle", pickle.dumps(list(items), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def decode_exchanges(payload: tuple[str, bytes], *, full: bool) -> list[Any]:
+def decode_exchanges(payload: tuple[str, bytes], *, full: bool) -> Iterator[Any]:
     # ``full``: real Exchange objects (an ``upstream`` function receives them);
     # otherwise views of the rows, which the engine reads just as well.
     kind, data = payload
+    if kind == "rows":
+        loads = marshal.loads
+        rows = loads(data)
+        if full:
+            return (cache.decode(loads(row)) for row in rows)
+        return (RowExchange(loads(row)) for row in rows)
     with _no_gc():
-        if kind == "rows":
-            rows = marshal.loads(data)
-            if full:
-                return [cache.decode(row) for row in rows]
-            return [RowExchange(row) for row in rows]
         items: list[Any] = pickle.loads(data)
-        return items
+    return iter(items)
 
 
 @contextlib.contextmanager
@@ -138,15 +143,20 @@ def _delta(before: HttpMessage | None, after: HttpMessage | None) -> Any:
     if before is None:
         return (_NEW, _message(after))
     old, new = before.headers, after.headers
+    size = len(old)
     if new == old:
         headers: Any = _SAME
-    elif new[: len(old)] == old:
-        headers = (_TAIL, new[len(old) :])
+    elif len(new) > size and new[:size] == old:
+        headers = (_TAIL, new[size:])
     else:
         headers = (_NEW, new)
-    body = None if after.body == before.body else after.body
-    trailers = _SAME if after.trailers == before.trailers else (_NEW, after.trailers)
-    return (headers, body, trailers)
+    body = after.body
+    trailers = after.trailers
+    return (
+        headers,
+        None if body == before.body else body,
+        _SAME if trailers == before.trailers else (_NEW, trailers),
+    )
 
 
 def _undelta(before: HttpMessage | None, delta: Any) -> HttpMessage | None:
@@ -183,7 +193,7 @@ class Packer:
     def add(self, position: int, flow: FlowResult, request: HttpMessage) -> None:
         r = flow.result
         before = r.request_before
-        same_request = (
+        same_request = before is request or (
             before.headers == request.headers
             and before.body == request.body
             and before.trailers == request.trailers
@@ -196,8 +206,9 @@ class Packer:
         else:
             kind = _STAND_IN if flow.no_response else _RECORDED
         tables = self.tables
-        if not tables or tables[-1] != r.metrics:
-            tables.append(r.metrics)
+        metrics = r.metrics
+        if not tables or tables[-1] != metrics:
+            tables.append(metrics)
         extra = -1
         if r.logs or r.trace or r.local_reply or r.notes or r.callouts or r.error:
             error = r.error
@@ -337,8 +348,9 @@ def unpack_chunk(chunk: Chunk, exchanges: Sequence[Any]) -> list[FlowResult]:
     flows: list[FlowResult] = []
     failed = {i for i, extra in enumerate(chunk.extras) if extra[5] is not None}
     with young_gc_only():
-        for record in marshal.loads(chunk.records):
-            flows.append(
+        for piece in chunk.records:
+            flows += [
                 PackedFlow(exchanges[record[0]], record, chunk, record[13] in failed)
-            )
+                for record in marshal.loads(piece)
+            ]
     return flows

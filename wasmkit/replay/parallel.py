@@ -20,7 +20,9 @@ What differs from one worker:
   WAT text (not a compiled module), and module-level functions.
 * The exchanges are read in the parent (memory: the whole capture) and sent
   to the workers as compact rows (``marshal``, as the warm-load cache stores
-  them; other exchange types are pickled). Results come back compact too:
+  them; other exchange types are pickled), in pieces of
+  :data:`PIECE_FLOWS`: a worker replays its first piece while the parent
+  encodes the next ones. Results come back compact too, piece by piece:
   only what the parent cannot rebuild from its own exchanges (the states
   after the filter as changes, logs, trace, errors), decoded when a flow's
   ``result`` is first read. ``on_flow`` runs in the parent, in capture order.
@@ -33,6 +35,7 @@ and one module compile: worth it for thousands of flows, not for ten.
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import multiprocessing
 import os
@@ -73,8 +76,6 @@ class _Job:
     options: ReplayOptions
     upstream: Upstream | None
     vm_options: dict[str, Any]
-    exchanges: tuple[str, bytes]
-    """``("rows", marshal of cache rows)`` or ``("pickle", pickled list)``."""
     origin: float | None
     """The first timestamp of the whole replay (virtual time zero)."""
     keep: Keep = "all"
@@ -108,39 +109,103 @@ def _warm_up(filter: FilterSource, fuel: bool) -> None:
         _COMPILED[key] = compile_module(filter, fuel=fuel)
 
 
-def _worker(job: _Job) -> _wire.Chunk:
-    exchanges = _wire.decode_exchanges(job.exchanges, full=job.upstream is not None)
-    fuel = _fuel(job.vm_options)
-    source: FilterSource | CompiledModule = _COMPILED.get(
-        (job.filter, fuel), job.filter
-    )
-    plugin = load(
-        source,
-        config=job.config,
-        root_id=job.root_id,
-        fail_open=job.fail_open,
-        **job.vm_options,
-    )
-    runner = FlowRunner(plugin, job.options, job.upstream, job.origin)
-    collector = FlowCollector(job.keep, job.max_kept)
-    packer = _wire.Packer(job.upstream)
-    with young_gc_only():
-        for position, exchange in enumerate(exchanges):
-            flow = runner.run(exchange)
-            if collector.add(flow):
-                assert runner.request is not None
-                packer.add(position, flow, runner.request)
-                collector.flows.clear()  # the record is what goes back
-    vm = plugin.vm
+class _Run:
+    # A worker's replay in progress, in the worker process: it is fed its
+    # exchanges piece by piece (each a call), in order, by one parent.
+    __slots__ = ("collector", "full", "gc", "packer", "plugin", "position", "runner")
+
+    def __init__(self, job: _Job) -> None:
+        fuel = _fuel(job.vm_options)
+        source: FilterSource | CompiledModule = _COMPILED.get(
+            (job.filter, fuel), job.filter
+        )
+        self.plugin = load(
+            source,
+            config=job.config,
+            root_id=job.root_id,
+            fail_open=job.fail_open,
+            **job.vm_options,
+        )
+        self.runner = FlowRunner(self.plugin, job.options, job.upstream, job.origin)
+        self.collector = FlowCollector(job.keep, job.max_kept)
+        self.packer = _wire.Packer(job.upstream)
+        self.full = job.upstream is not None
+        self.position = 0
+        # Full collections held from the first piece to the last (not just
+        # within each piece: each release would walk the whole heap).
+        self.gc = contextlib.ExitStack()
+        self.gc.enter_context(young_gc_only())
+
+
+_RUN: list[_Run] = []
+"""The worker process's replay (its pool has this one process)."""
+
+
+def _start(job: _Job) -> None:
+    while _RUN:
+        _RUN.pop().gc.close()
+    _RUN.append(_Run(job))
+
+
+def _feed(payload: tuple[str, bytes]) -> bytes:
+    # Replays one piece; returns the records of its kept flows (marshal).
+    run = _RUN[0]
+    exchanges = _wire.decode_exchanges(payload, full=run.full)
+    runner, collector, packer = run.runner, run.collector, run.packer
+    position = run.position
+    for exchange in exchanges:
+        flow = runner.run(exchange)
+        if collector.add(flow):
+            assert runner.request is not None
+            packer.add(position, flow, runner.request)
+            collector.flows.clear()  # the record is what goes back
+        position += 1
+    run.position = position
+    records = marshal.dumps(packer.records)
+    packer.records.clear()
+    return records
+
+
+def _finish() -> _wire.Chunk:
+    run = _RUN.pop()
+    run.gc.close()
+    vm = run.plugin.vm
     return _wire.Chunk(
-        records=marshal.dumps(packer.records),
-        extras=packer.extras,
-        tables=packer.tables,
+        records=[],
+        extras=run.packer.extras,
+        tables=run.packer.tables,
         metrics=vm.metrics.table(),
         callouts=list(vm.callouts),
         name=vm.module.name,
-        totals=collector.counted(),
+        totals=run.collector.counted(),
     )
+
+
+PIECE_FLOWS = 4096
+"""Exchanges per piece sent to a worker process.
+
+A worker replays its first piece while the calling process encodes the next
+ones, instead of waiting for its whole chunk; its results come back piece by
+piece too, while the calling process still replays.
+"""
+
+
+@dataclass(slots=True)
+class _Worker:
+    # The calling process's side of one worker process.
+    part: range
+    pool: ProcessPoolExecutor
+    start: Future[None]
+    pieces: list[Future[bytes]]
+    finish: Future[_wire.Chunk] | None = None
+
+    def chunk(self) -> _wire.Chunk:
+        self.start.result()  # its load error first
+        records = [piece.result() for piece in self.pieces]
+        assert self.finish is not None
+        chunk = self.finish.result()
+        chunk.records = records
+        return chunk
 
 
 def split(count: int, workers: int) -> list[range]:
@@ -155,12 +220,13 @@ def split(count: int, workers: int) -> list[range]:
     return [r for r in out if len(r)]
 
 
-FIRST_CHUNK_WEIGHT = 1.2
+FIRST_CHUNK_WEIGHT = 1.15
 """How much more the calling process replays than each worker process.
 
-The workers also decode the exchanges they receive and pack their results
-(about a sixth of the replay's time per flow), so the calling process, which
-has neither to do, takes a larger first chunk and all finish together.
+The workers also start an interpreter, decode the exchanges they receive and
+pack their results (about a tenth of the replay's time per flow), so the
+calling process, which only encodes them, takes a larger first chunk and all
+finish together.
 """
 
 
@@ -255,8 +321,7 @@ def replay_parallel(
     tables: list[list[dict[str, Any]]] = []
     callouts: list[Callout] = []
     name = ""
-    pool: ProcessPoolExecutor | None = None
-    futures: list[tuple[range, Future[_wire.Chunk]]] = []
+    others: list[_Worker] = []
     try:
         if len(ranges) > 1:
             try:
@@ -268,26 +333,41 @@ def replay_parallel(
                     f"pickled: {exc}; use module-level functions or workers=1"
                 ) from exc
             context = multiprocessing.get_context(mp_context)
-            pool = ProcessPoolExecutor(max_workers=len(ranges) - 1, mp_context=context)
-            # Start the workers now: they start up while the exchanges are encoded.
+            job = _Job(
+                filter=filter,
+                config=config,
+                root_id=root_id,
+                fail_open=fail_open,
+                options=opts,
+                upstream=upstream,
+                vm_options=vm_options,
+                origin=origin,
+                keep=keep,
+                max_kept=max_kept,
+            )
+            # Start the workers now: they start up while the exchanges are
+            # encoded, and replay each piece as soon as it arrives.
             fuel = _fuel(vm_options)
-            for _ in ranges[1:]:
-                pool.submit(_warm_up, filter, fuel)
             for part in ranges[1:]:
-                job = _Job(
-                    filter=filter,
-                    config=config,
-                    root_id=root_id,
-                    fail_open=fail_open,
-                    options=opts,
-                    upstream=upstream,
-                    vm_options=vm_options,
-                    exchanges=_wire.encode_exchanges(items[part.start : part.stop]),
-                    origin=origin,
-                    keep=keep,
-                    max_kept=max_kept,
-                )
-                futures.append((part, pool.submit(_worker, job)))
+                # One pool per worker: its calls run in order in one process.
+                pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+                try:
+                    pool.submit(_warm_up, filter, fuel)
+                    started = pool.submit(_start, job)
+                except BaseException:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+                others.append(_Worker(part, pool, started, []))
+            longest = max(len(w.part) for w in others)
+            for offset in range(0, longest, PIECE_FLOWS):
+                for worker in others:
+                    start = worker.part.start + offset
+                    stop = min(start + PIECE_FLOWS, worker.part.stop)
+                    if start < stop:
+                        payload = _wire.encode_exchanges(items[start:stop])
+                        worker.pieces.append(worker.pool.submit(_feed, payload))
+            for worker in others:
+                worker.finish = worker.pool.submit(_finish)
         # The first chunk here, while the workers start.
         first = items[ranges[0].start : ranges[0].stop] if ranges else []
         plugin = load(
@@ -295,28 +375,31 @@ def replay_parallel(
         )
         runner = FlowRunner(plugin, opts, upstream, origin)
         mine = FlowCollector(keep, max_kept)
+        # One hold on full collections for the replay here and the workers'
+        # results (released in between, one would walk all of them).
         with young_gc_only():
             for exchange in first:
                 mine.add(runner.run(exchange))
-        _collect(collector, mine.flows, on_flow)
-        if mine.counted() is not None:
-            totals.append(mine.totals)
-        tables.append(plugin.vm.metrics.table())
-        callouts.extend(plugin.vm.callouts)
-        name = plugin.vm.module.name
-        for part, future in futures:
-            chunk = future.result()
-            flows = _wire.unpack_chunk(chunk, items[part.start : part.stop])
-            _collect(collector, flows, on_flow)
-            if chunk.totals is not None:
-                totals.append(chunk.totals)
-            tables.append(chunk.metrics)
-            callouts.extend(chunk.callouts)
+            _collect(collector, mine.flows, on_flow)
+            if mine.counted() is not None:
+                totals.append(mine.totals)
+            tables.append(plugin.vm.metrics.table())
+            callouts.extend(plugin.vm.callouts)
+            name = plugin.vm.module.name
+            for worker in others:
+                part = worker.part
+                chunk = worker.chunk()
+                flows = _wire.unpack_chunk(chunk, items[part.start : part.stop])
+                _collect(collector, flows, on_flow)
+                if chunk.totals is not None:
+                    totals.append(chunk.totals)
+                tables.append(chunk.metrics)
+                callouts.extend(chunk.callouts)
     finally:
-        if pool is not None:
-            # Every result is in (or an error ended the replay): the workers
-            # exit in the background.
-            pool.shutdown(wait=False, cancel_futures=True)
+        # Every result is in (or an error ended the replay): the workers exit
+        # in the background.
+        for worker in others:
+            worker.pool.shutdown(wait=False, cancel_futures=True)
     counted = collector.counted()
     if counted is not None:
         counted = ReplayTotals()
@@ -340,6 +423,9 @@ def _collect(
 ) -> None:
     # Flows already chosen by their worker: apply the overall cap, in order.
     cap = collector.max_kept
+    if cap is None and on_flow is None:
+        collector.flows.extend(flows)
+        return
     for flow in flows:
         if cap is None or len(collector.flows) < cap:
             collector.flows.append(flow)
