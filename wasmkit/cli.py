@@ -23,7 +23,7 @@ from wasmkit.host.callouts import load_responder
 from wasmkit.host.plugin import load
 from wasmkit.host.record import error_json, render_text, to_record
 from wasmkit.host.vm import Limits
-from wasmkit.replay.results import KEEP_MODES, FlowResult
+from wasmkit.replay.results import BALANCE_MODES, KEEP_MODES, FlowResult
 
 SAMPLES = Path(__file__).resolve().parent.parent / "build" / "samples"
 
@@ -450,6 +450,13 @@ def _add_replay(sub: Any) -> None:
         help="replay in N processes (VM state does not carry across them)",
     )
     cmd.add_argument(
+        "--balance",
+        choices=BALANCE_MODES,
+        default="measured",
+        help="with --workers: cut the capture by measured speed (fastest) or "
+        "into even chunks (the same cut every run)",
+    )
+    cmd.add_argument(
         "--out", metavar="FLOW", help="write the traffic after the filter as .flow"
     )
     cmd.add_argument(
@@ -514,6 +521,7 @@ def _replay(args: argparse.Namespace) -> int:
             chunk_size=args.chunk_size,
             responder=responder,
             workers=args.workers,
+            balance=args.balance,
             # A bar on a terminal, plain lines when piped; quiet under a second.
             progress=True,
             keep=args.keep,

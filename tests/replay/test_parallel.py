@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -14,8 +15,15 @@ from tests.host.test_safety import TRAP_ON_BOOM
 from tests.replay.test_run import ADD, FLOW
 from wasmkit.errors import FilterTrapError
 from wasmkit.host.vm import compile_module
-from wasmkit.replay.parallel import merge_metrics, replay_parallel, split
+from wasmkit.replay.parallel import (
+    last_cut,
+    measured_share,
+    merge_metrics,
+    replay_parallel,
+    split,
+)
 from wasmkit.replay.run import replay
+from wasmkit.testing import filter_wat
 from wasmkit.traffic import load_capture
 
 # Per-VM numbering and timing: not the same from one VM to several.
@@ -32,8 +40,9 @@ def _stable(value: Any) -> Any:
 
 def test_two_workers_give_the_records_of_one():
     one = replay(ADD, FLOW)
-    two = replay(ADD, FLOW, workers=2)
+    two = replay(ADD, FLOW, workers=2, balance="even")
     assert [f.index for f in two] == list(range(17))
+    assert two.parts == [(0, range(9)), (1, range(9, 17))]
     assert _stable(two.records()) == _stable(one.records())
     strip = [{k: v for k, v in r.items() if k != "us"} for r in one.summary_rows]
     assert [{k: v for k, v in r.items() if k != "us"} for r in two.summary_rows] == strip
@@ -46,7 +55,7 @@ def test_two_workers_give_the_records_of_one():
 
 def test_failures_come_back_from_workers():
     one = replay(TRAP_ON_BOOM, FLOW)
-    three = replay(TRAP_ON_BOOM, FLOW, workers=3)
+    three = replay(TRAP_ON_BOOM, FLOW, workers=3, balance="even")
     assert [f.index for f in three.failed] == [f.index for f in one.failed]
     for a, b in zip(one.failed, three.failed, strict=True):
         assert isinstance(b.result.error, FilterTrapError)
@@ -62,13 +71,15 @@ def test_failures_come_back_from_workers():
 
 def test_on_flow_runs_in_capture_order():
     seen: list[int] = []
-    result = replay(ADD, FLOW, workers=2, on_flow=lambda f: seen.append(f.index))
+    result = replay(
+        ADD, FLOW, workers=2, balance="even", on_flow=lambda f: seen.append(f.index)
+    )
     assert seen == [f.index for f in result] == list(range(17))
 
 
 def test_in_memory_exchanges_and_more_workers_than_flows():
     exchanges = list(load_capture(FLOW, limit=3))
-    result = replay_parallel(ADD, exchanges, workers=8)
+    result = replay_parallel(ADD, exchanges, workers=8, balance="even")
     assert [f.index for f in result] == [0, 1, 2]
     single = replay_parallel(ADD, exchanges, workers=1)
     assert _stable(single.records()) == _stable(result.records())
@@ -80,7 +91,7 @@ def test_a_truncated_capture_keeps_what_came_before(tmp_path):
     cut = tmp_path / "cut.flow"
     cut.write_bytes(data[: len(data) // 3])
     one = replay(ADD, cut)
-    two = replay(ADD, cut, workers=2)
+    two = replay(ADD, cut, workers=2, balance="even")
     assert len(two) == len(one) > 0
     assert two.capture_error == one.capture_error is not None
 
@@ -119,6 +130,8 @@ def test_bad_arguments():
         replay(compile_module(ADD), FLOW, workers=2)
     with pytest.raises(ValueError, match="cannot be pickled"):
         replay(ADD, FLOW, workers=2, responder=lambda *a: None)
+    with pytest.raises(ValueError, match="balance must be one of"):
+        replay(ADD, FLOW, workers=2, balance="fair")
 
 
 def test_cli_replay_workers(tmp_path):
@@ -126,7 +139,7 @@ def test_cli_replay_workers(tmp_path):
     wat.write_text(ADD)
     out = tmp_path / "records.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "wasmkit.cli", "replay", str(wat), str(FLOW), "--workers", "2", "--json", str(out)],
+        [sys.executable, "-m", "wasmkit.cli", "replay", str(wat), str(FLOW), "--workers", "2", "--balance", "even", "--json", str(out)],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stderr
@@ -160,7 +173,7 @@ def test_compact_results_from_workers_rebuild_every_field():
 
     for wat in (ADD, DENY, TRAP_ON_BOOM):
         one = replay(wat, FLOW)
-        two = replay(wat, FLOW, workers=2)
+        two = replay(wat, FLOW, workers=2, balance="even")
         _same_results(one, two)
         assert [f.failed for f in two] == [f.failed for f in one]
 
@@ -174,14 +187,16 @@ def answer_teapot(request, exchange):
 def test_an_upstream_function_runs_in_the_workers():
     exchanges = list(load_capture(FLOW))
     one = replay_parallel(ADD, exchanges, workers=1, upstream=answer_teapot)
-    two = replay_parallel(ADD, exchanges, workers=2, upstream=answer_teapot)
+    two = replay_parallel(
+        ADD, exchanges, workers=2, upstream=answer_teapot, balance="even"
+    )
     _same_results(one, two)
     assert {f.result.response_before.status for f in two} == {418}
 
 
 def test_workers_keep_only_the_changed_flows():
     full = replay(TRAP_ON_BOOM, FLOW)
-    two = replay(TRAP_ON_BOOM, FLOW, workers=2, keep="changed")
+    two = replay(TRAP_ON_BOOM, FLOW, workers=2, keep="changed", balance="even")
     one = replay(TRAP_ON_BOOM, FLOW, keep="changed")
     assert [f.index for f in two] == [f.index for f in one]
     assert two.totals.flows == 17 and two.totals.failed == len(full.failed)
@@ -190,12 +205,75 @@ def test_workers_keep_only_the_changed_flows():
 
 
 def test_rows_read_in_place_give_the_exchanges_messages():
+    from wasmkit.replay import _wire
     from wasmkit.replay._wire import RowExchange
-    from wasmkit.traffic import cache
 
     for exchange in load_capture(FLOW):
-        row = RowExchange(cache.encode(exchange))
+        row = RowExchange(_wire._flat(exchange))
         assert row.index == exchange.index and row.timestamp == exchange.timestamp
         assert row.to_request_message() == exchange.to_request_message()
         assert row.to_response_message() == exchange.to_response_message()
         assert row.connection() == exchange.connection()
+
+
+# Burns a few milliseconds of wasm per request, then adds a header: slow
+# enough that the workers are ready long before a few hundred flows are done.
+SLOW = filter_wat(
+    """(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+         (local $i i32)
+         (local.set $i (i32.const 8000000))
+         (loop $spin
+           (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+           (br_if $spin (i32.ne (local.get $i) (i32.const 0))))
+         (drop (call $proxy_add_header_map_value (i32.const 0)
+           (global.get $s_k) (global.get $s_k_len) (global.get $s_v) (global.get $s_v_len)))
+         (i32.const 0))""",
+    strings={"k": "x-replayed", "v": "yes"},
+)
+
+
+def _many(count):
+    # ``count`` exchanges: the sample capture's, over and over, renumbered.
+    base = list(load_capture(FLOW))
+    return [
+        dataclasses.replace(base[i % len(base)], index=i) for i in range(count)
+    ]
+
+
+def test_measured_cut_gives_the_workers_their_share():
+    exchanges = _many(600)
+    one = replay_parallel(SLOW, exchanges, workers=1)
+    two = replay_parallel(SLOW, exchanges, workers=2)
+    _same_results(one, two)
+    assert [f.index for f in two] == list(range(600))
+    assert one.parts == []
+    # Runs in capture order, covering every flow: the calling process's head
+    # first, then the worker's, then (usually) a tail cut from the worker's.
+    runs = two.parts
+    assert [i for _, r in runs for i in r] == list(range(600))
+    assert runs[0][0] == 0 and runs[1][0] == 1
+    assert {k for k, _ in runs} == {0, 1}
+    assert len(runs[1][1]) > 100  # the worker replayed a real share
+    added = [f.result.request_after.get(b"x-replayed") for f in two]
+    assert added == [b"yes"] * 600
+
+
+def test_measured_cut_leaves_a_short_replay_here():
+    # Done long before a worker process could start: no worker flows.
+    result = replay(ADD, FLOW, workers=2)
+    assert result.parts == [] and len(result) == 17
+
+
+def test_measured_share_and_last_cut():
+    # Each process ends together: 50 µs flows, 7 µs more per flow in a
+    # worker, 2.5 µs here for each flow moved.
+    share = measured_share(100_000, 50.0, 1)
+    assert 47_000 < share < 49_000
+    assert 50 * (100_000 - share) + 2.5 * share == pytest.approx(57 * share, rel=1e-3)
+    assert measured_share(10, 50.0, 1) == 0  # not worth a worker
+    assert measured_share(100_000, 50.0, 3) <= 100_000 // 4
+    # The tail: 10,000 unsent, the worker busy for 0.1 s first.
+    keep = last_cut(10_000, 100_000.0, 50.0, 57.0, 2.5)
+    assert 50 * (10_000 - keep) + 2.5 * keep == pytest.approx(100_000 + 57 * keep, rel=1e-3)
+    assert last_cut(10_000, 1e9, 50.0, 57.0, 2.5) == 0  # the worker is far behind
+    assert last_cut(0, 0.0, 50.0, 57.0, 2.5) == 0

@@ -16,6 +16,7 @@ import contextlib
 import gc
 import marshal
 import pickle
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,48 +31,106 @@ from wasmkit.traffic.model import Exchange
 
 
 @dataclass(slots=True)
-class Chunk:
-    records: list[bytes]
-    """``marshal`` of one record per kept flow (see :class:`Packer`), by piece."""
+class Piece:
+    """A worker's results for one piece of exchanges (see :class:`Packer`)."""
+
+    records: bytes
+    """``marshal`` of one record per kept flow."""
     extras: list[Any]
     """Logs, trace, local reply, notes, callouts and error of flows that have any."""
     tables: list[Any]
     """The distinct metrics tables the records point to."""
+    flows: int = 0
+    """Flows the piece had (kept or not)."""
+    seconds: float = 0.0
+    """The worker's time on the piece (decoding, replaying, packing)."""
+
+
+@dataclass(slots=True)
+class Ending:
+    """What a worker reports once its last piece is done."""
+
     metrics: list[dict[str, Any]]
     callouts: list[Callout] = field(default_factory=list)
     name: str = ""
     totals: ReplayTotals | None = None
 
 
-def encode_exchanges(items: Sequence[Any]) -> tuple[str, bytes]:
+def encode_exchanges(items: Sequence[Any], *, full: bool) -> tuple[str, bytes]:
+    """One piece of exchanges for a worker.
+
+    ``full``: the worker needs real :class:`Exchange` objects (an ``upstream``
+    function receives them), sent as warm-load cache rows; otherwise flat rows
+    of what the engine reads (:class:`RowExchange`). Other exchange types are
+    pickled.
+    """
     if all(type(e) is Exchange for e in items):
-        # One blob per row, decoded just before its flow is replayed: the
-        # row's objects are then fresh in the cache, not made a piece ago.
-        dumps = marshal.dumps
         with _no_gc():
-            return "rows", dumps([dumps(cache.encode(e)) for e in items])
+            if full:
+                return "rows", marshal.dumps([cache.encode(e) for e in items])
+            return "flat", marshal.dumps([_flat(e) for e in items])
     return "pickle", pickle.dumps(list(items), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def decode_exchanges(payload: tuple[str, bytes], *, full: bool) -> Iterator[Any]:
-    # ``full``: real Exchange objects (an ``upstream`` function receives them);
-    # otherwise views of the rows, which the engine reads just as well.
+def _flat(e: Exchange) -> tuple[Any, ...]:
+    # The row :class:`RowExchange` reads: index, timestamp, the request's
+    # parts, the response's (status ``None``: none to send) and the connection.
+    rq = e.request
+    rs = e.response
+    trailers = rq.trailers
+    stamp = e.timestamp_start
+    if rs is None or e.error is not None:
+        response: tuple[Any, ...] = (None, None, None, None)
+    else:
+        rs_trailers = rs.trailers
+        response = (
+            rs.status,
+            rs.headers.fields,
+            rs.body,
+            None if rs_trailers is None else rs_trailers.fields,
+        )
+    return (
+        e.index,
+        rq.timestamp_start if stamp is None else stamp,
+        rq.method,
+        rq.scheme,
+        rq.host,
+        rq.port,
+        rq.path,
+        rq.headers.fields,
+        rq.body,
+        None if trailers is None else trailers.fields,
+        rq.authority,
+        *response,
+        e.client_address,
+        e.client_port,
+        e.listen_address,
+        e.listen_port,
+        e.server_address,
+        e.server_port,
+        e.tls,
+        e.tls_version,
+        e.sni,
+        e.mtls,
+    )
+
+
+def decode_exchanges(payload: tuple[str, bytes]) -> list[Any]:
+    """The exchanges of one piece (:func:`encode_exchanges`)."""
     kind, data = payload
-    if kind == "rows":
-        loads = marshal.loads
-        rows = loads(data)
-        if full:
-            return (cache.decode(loads(row)) for row in rows)
-        return (RowExchange(loads(row)) for row in rows)
     with _no_gc():
+        if kind == "flat":
+            return [RowExchange(row) for row in marshal.loads(data)]
+        if kind == "rows":
+            return [cache.decode(row) for row in marshal.loads(data)]
         items: list[Any] = pickle.loads(data)
-    return iter(items)
+    return items
 
 
 @contextlib.contextmanager
 def _no_gc() -> Iterator[None]:
     # Rows of plain tuples and bytes make no cycles: nothing for the collector
-    # to find while millions of them are made at once.
+    # to find while thousands of them are made at once.
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -82,47 +141,36 @@ def _no_gc() -> Iterator[None]:
 
 
 class RowExchange:
-    """An exchange as a :func:`wasmkit.traffic.cache.encode` row, read in place.
+    """An exchange as a flat row (see :func:`encode_exchanges`), read in place.
 
     What the engine needs (:class:`ExchangeLike`), without building the
     :class:`Exchange`, its request, response and headers.
     """
 
-    __slots__ = ("row",)
+    __slots__ = ("index", "row", "timestamp")
 
     def __init__(self, row: tuple[Any, ...]) -> None:
         self.row = row
-
-    @property
-    def index(self) -> int:
-        index: int = self.row[0]
-        return index
-
-    @property
-    def timestamp(self) -> float | None:
-        row = self.row
-        stamp: float | None = row[16] if row[16] is not None else row[1][10]
-        return stamp
+        self.index: int = row[0]
+        self.timestamp: float | None = row[1]
 
     def to_request_message(self) -> HttpMessage:
-        rq = self.row[1]
+        r = self.row
         return model.request_message(
-            rq[0], rq[1], rq[2], rq[3], rq[4], rq[6], rq[7], rq[8], rq[9]
+            r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10]
         )
 
     def to_response_message(self) -> HttpMessage | None:
-        row = self.row
-        rs = row[2]
-        if rs is None or row[3] is not None:
+        r = self.row
+        if r[11] is None:
             return None
-        return model.response_message(rs[0], rs[3], rs[4], rs[5])
+        return model.response_message(r[11], r[12], r[13], r[14])
 
     def connection(self) -> Connection:
-        row = self.row
+        r = self.row
         return model.connection_of(
-            row[5], row[6], row[7], row[8], row[9], row[10], row[11], row[12],
-            row[13], row[15],
-        )  # fmt: skip
+            r[15], r[16], r[17], r[18], r[19], r[20], r[21], r[22], r[23], r[24]
+        )
 
 
 # -- results back: compact records -------------------------------------------------
@@ -133,29 +181,29 @@ _SAME, _TAIL, _NEW = 0, 1, 2
 _NO_RESPONSE, _RECORDED, _STAND_IN, _SENT = 0, 1, 2, 3
 
 
-def _message(m: HttpMessage) -> tuple[Any, ...]:
-    return (m.headers, m.body, m.trailers)
-
-
 def _delta(before: HttpMessage | None, after: HttpMessage | None) -> Any:
     if after is None:
         return None
     if before is None:
-        return (_NEW, _message(after))
-    old, new = before.headers, after.headers
-    size = len(old)
+        return (_NEW, (after.headers, after.body, after.trailers))
+    old = before.headers
+    new = after.headers
     if new == old:
         headers: Any = _SAME
-    elif len(new) > size and new[:size] == old:
-        headers = (_TAIL, new[size:])
     else:
-        headers = (_NEW, new)
+        size = len(old)
+        if len(new) > size and new[:size] == old:
+            headers = (_TAIL, new[size:])
+        else:
+            headers = (_NEW, new)
     body = after.body
     trailers = after.trailers
     return (
         headers,
-        None if body == before.body else body,
-        _SAME if trailers == before.trailers else (_NEW, trailers),
+        None if body is before.body or body == before.body else body,
+        _SAME
+        if trailers is before.trailers or trailers == before.trailers
+        else (_NEW, trailers),
     )
 
 
@@ -182,7 +230,7 @@ def _undelta(before: HttpMessage | None, delta: Any) -> HttpMessage | None:
 
 
 class Packer:
-    """Turns a worker's flows into compact records."""
+    """Turns a worker's flows into compact records, piece by piece."""
 
     def __init__(self, upstream: Upstream | None) -> None:
         self.upstream = upstream
@@ -190,24 +238,36 @@ class Packer:
         self.extras: list[Any] = []
         self.tables: list[Any] = []
 
+    def take(self, flows: int, began: float) -> Piece:
+        """The records added since the last call: ``flows`` flows since ``began``."""
+        records = marshal.dumps(self.records)
+        seconds = time.perf_counter() - began
+        piece = Piece(records, self.extras, self.tables, flows, seconds)
+        self.records, self.extras, self.tables = [], [], []
+        return piece
+
     def add(self, position: int, flow: FlowResult, request: HttpMessage) -> None:
+        """Record one flow; ``request`` is the message the parent will rebuild."""
         r = flow.result
         before = r.request_before
-        same_request = before is request or (
+        if before is request or (
             before.headers == request.headers
             and before.body == request.body
             and before.trailers == request.trailers
-        )
+        ):
+            sent = None
+        else:
+            sent = (before.headers, before.body, before.trailers)
         response = r.response_before
         if response is None:
-            kind = _NO_RESPONSE
+            kind, upstream = _NO_RESPONSE, None
         elif self.upstream is not None:
-            kind = _SENT
+            kind, upstream = _SENT, (response.headers, response.body, response.trailers)
         else:
-            kind = _STAND_IN if flow.no_response else _RECORDED
+            kind, upstream = (_STAND_IN if flow.no_response else _RECORDED), None
         tables = self.tables
         metrics = r.metrics
-        if not tables or tables[-1] != metrics:
+        if not tables or (tables[-1] is not metrics and tables[-1] != metrics):
             tables.append(metrics)
         extra = -1
         if r.logs or r.trace or r.local_reply or r.notes or r.callouts or r.error:
@@ -228,10 +288,10 @@ class Packer:
                 r.request_forwarded,
                 r.stalled,
                 r.reset,
-                None if same_request else _message(before),
+                sent,
                 _delta(before, r.request_after),
                 kind,
-                _message(response) if kind == _SENT and response else None,
+                upstream,
                 _delta(response, r.response_after),
                 len(tables) - 1,
                 extra,
@@ -244,17 +304,17 @@ _RESULT = FlowResult.__dict__["result"]  # the slot behind FlowResult.result
 
 class PackedFlow(FlowResult):
     # A flow replayed by a worker: its result is rebuilt when first read.
-    __slots__ = ("_chunk", "_failed", "_record")
+    __slots__ = ("_failed", "_piece", "_record")
 
     def __init__(
-        self, exchange: Any, record: tuple[Any, ...], chunk: Chunk, failed: bool
+        self, exchange: Any, record: tuple[Any, ...], piece: Piece, failed: bool
     ) -> None:
         self.index = exchange.index
         self.exchange = exchange
         self.micros = record[1]
         self.no_response = record[2]
         self._record = record
-        self._chunk = chunk
+        self._piece = piece
         self._failed = failed
 
     @property
@@ -262,7 +322,7 @@ class PackedFlow(FlowResult):
         try:
             made: StreamResult = _RESULT.__get__(self, FlowResult)
         except AttributeError:
-            made = _unpack(self.exchange, self._record, self._chunk)
+            made = _unpack(self.exchange, self._record, self._piece)
             _RESULT.__set__(self, made)
         return made
 
@@ -276,7 +336,7 @@ class PackedFlow(FlowResult):
         return self._failed
 
 
-def _unpack(exchange: Any, record: tuple[Any, ...], chunk: Chunk) -> StreamResult:
+def _unpack(exchange: Any, record: tuple[Any, ...], piece: Piece) -> StreamResult:
     (
         _,
         _,
@@ -309,7 +369,7 @@ def _unpack(exchange: Any, record: tuple[Any, ...], chunk: Chunk) -> StreamResul
     callouts: list[Callout] = []
     error = None
     if extra >= 0:
-        logs, trace, reply, notes, callouts, state = chunk.extras[extra]
+        logs, trace, reply, notes, callouts, state = piece.extras[extra]
         logs, trace, notes, callouts = (
             list(logs),
             list(trace),
@@ -323,7 +383,7 @@ def _unpack(exchange: Any, record: tuple[Any, ...], chunk: Chunk) -> StreamResul
             vars(error).update(attrs)
     metrics = [
         {**m, "samples": None if m["samples"] is None else list(m["samples"])}
-        for m in chunk.tables[table]
+        for m in piece.tables[table]
     ]
     return StreamResult(
         before,
@@ -344,13 +404,21 @@ def _unpack(exchange: Any, record: tuple[Any, ...], chunk: Chunk) -> StreamResul
     )
 
 
-def unpack_chunk(chunk: Chunk, exchanges: Sequence[Any]) -> list[FlowResult]:
-    flows: list[FlowResult] = []
-    failed = {i for i, extra in enumerate(chunk.extras) if extra[5] is not None}
+def unpack_piece(
+    piece: Piece, exchanges: Sequence[Any], start: int
+) -> list[FlowResult]:
+    """The flows of one piece; a record's position counts from ``start``."""
+    extras = piece.extras
+    failed = {i for i, extra in enumerate(extras) if extra[5] is not None}
     with young_gc_only():
-        for piece in chunk.records:
-            flows += [
-                PackedFlow(exchanges[record[0]], record, chunk, record[13] in failed)
-                for record in marshal.loads(piece)
+        if not failed:
+            return [
+                PackedFlow(exchanges[start + record[0]], record, piece, False)
+                for record in marshal.loads(piece.records)
             ]
-    return flows
+        return [
+            PackedFlow(
+                exchanges[start + record[0]], record, piece, record[13] in failed
+            )
+            for record in marshal.loads(piece.records)
+        ]

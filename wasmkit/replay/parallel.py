@@ -1,51 +1,65 @@
-"""Replay in several processes: the capture split into contiguous chunks.
+"""Replay in several processes: the capture cut into contiguous runs.
 
-Each worker loads its own VM and replays one contiguous run of the capture's
-exchanges, in capture order; the results come back in capture order. The
-calling process is the first worker: it replays the first chunk while the
-others start, so start-up costs only what it takes one process to start.
+Each worker process loads its own VM and replays contiguous runs of the
+capture's exchanges, in capture order; the results come back in capture
+order. The calling process replays too: it starts on the first flows while
+the workers start, so start-up costs only the time its replay would take
+anyway.
+
+How the capture is cut (``balance``):
+
+* ``measured`` (the default): the calling process replays from the first flow
+  until the workers are ready, timing its flows; then each worker takes a
+  share of what is left, sized so that all finish together. When the calling
+  process reaches the first worker's share, it cuts the rest of the last
+  worker's run again, with both sides' speeds measured by then, and replays
+  the end of the capture itself. A replay that ends before the workers are
+  ready runs here alone. The cut depends on timing.
+* ``even``: equal contiguous chunks, the calling process's first; the same cut
+  every run.
 
 What differs from one worker:
 
-* VM state does not carry across workers. Shared data, queues, metrics and
+* VM state does not carry across VMs. Shared data, queues, metrics and
   anything a filter keeps in memory start fresh in every worker, and context
-  ids are numbered per worker VM. A stateless filter gives the same records
-  as with one worker (apart from context ids and durations); a stateful one
-  (rate limits, counters) sees only its own chunk's traffic.
-* Virtual time is aligned: every worker's clock starts where one VM's clock
-  would stand at its first flow (ticks due before that fire in the worker
-  first), to within a nanosecond of rounding.
+  ids are numbered per VM. A stateless filter gives the same records as with
+  one worker (apart from context ids and durations); a stateful one (rate
+  limits, counters) sees only its own runs' traffic: use ``even`` to keep its
+  cut the same from run to run. :attr:`ReplayResult.parts` says which VM
+  replayed which flows.
+* Virtual time is aligned: every VM's clock stands where one VM's clock
+  would stand at each flow (ticks due before a run starts fire first), to
+  within a nanosecond of rounding.
 * The filter, its options, ``upstream`` and ``vm_options`` values (a
   ``responder``...) go to the workers by pickling: pass a path, wasm bytes or
   WAT text (not a compiled module), and module-level functions.
-* The exchanges are read in the parent (memory: the whole capture) and sent
-  to the workers as compact rows (``marshal``, as the warm-load cache stores
-  them; other exchange types are pickled), in pieces of
-  :data:`PIECE_FLOWS`: a worker replays its first piece while the parent
-  encodes the next ones. Results come back compact too, piece by piece:
-  only what the parent cannot rebuild from its own exchanges (the states
-  after the filter as changes, logs, trace, errors), decoded when a flow's
-  ``result`` is first read. ``on_flow`` runs in the parent, in capture order.
-* Metrics are merged: counters and histograms add up across workers, a gauge
-  keeps the last worker's value. Callouts are concatenated in chunk order.
+* The exchanges are read in the calling process (memory: the whole capture;
+  the workers start while it reads) and sent to the workers as compact rows
+  (``marshal``; other exchange types are pickled), a few pieces ahead of
+  what each worker replays. Results come back compact, piece by piece, and
+  are unpacked while the calling process replays: only what the parent
+  cannot rebuild from its own exchanges (the states after the filter as
+  changes, logs, trace, errors), decoded when a flow's ``result`` is first
+  read. ``on_flow`` runs in the calling process, in capture order.
+* Metrics are merged: counters and histograms add up across VMs, a gauge
+  keeps the last VM's value. Callouts are concatenated in capture order.
 
 Workers start with the ``spawn`` method, so each pays one interpreter start
-and one module compile: worth it for thousands of flows, not for ten.
+and one module compile, while the calling process replays.
 """
 
 from __future__ import annotations
 
 import contextlib
-import marshal
 import multiprocessing
 import os
 import pickle
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from wasmkit.host.callouts import Callout
 from wasmkit.host.plugin import load
 from wasmkit.host.vm import CompiledModule, Limits, compile_module
 from wasmkit.replay import _wire
@@ -57,6 +71,8 @@ from wasmkit.replay.engine import (
     young_gc_only,
 )
 from wasmkit.replay.results import (
+    BALANCE_MODES,
+    Balance,
     FlowCollector,
     FlowResult,
     Keep,
@@ -112,7 +128,7 @@ def _warm_up(filter: FilterSource, fuel: bool) -> None:
 class _Run:
     # A worker's replay in progress, in the worker process: it is fed its
     # exchanges piece by piece (each a call), in order, by one parent.
-    __slots__ = ("collector", "full", "gc", "packer", "plugin", "position", "runner")
+    __slots__ = ("collector", "gc", "packer", "plugin", "position", "runner")
 
     def __init__(self, job: _Job) -> None:
         fuel = _fuel(job.vm_options)
@@ -129,7 +145,6 @@ class _Run:
         self.runner = FlowRunner(self.plugin, job.options, job.upstream, job.origin)
         self.collector = FlowCollector(job.keep, job.max_kept)
         self.packer = _wire.Packer(job.upstream)
-        self.full = job.upstream is not None
         self.position = 0
         # Full collections held from the first piece to the last (not just
         # within each piece: each release would walk the whole heap).
@@ -147,33 +162,29 @@ def _start(job: _Job) -> None:
     _RUN.append(_Run(job))
 
 
-def _feed(payload: tuple[str, bytes]) -> bytes:
-    # Replays one piece; returns the records of its kept flows (marshal).
+def _feed(payload: tuple[str, bytes]) -> _wire.Piece:
+    # Replays one piece; returns the records of its kept flows.
+    began = time.perf_counter()
     run = _RUN[0]
-    exchanges = _wire.decode_exchanges(payload, full=run.full)
     runner, collector, packer = run.runner, run.collector, run.packer
-    position = run.position
-    for exchange in exchanges:
+    first = position = run.position
+    kept = collector.flows
+    for exchange in _wire.decode_exchanges(payload):
         flow = runner.run(exchange)
         if collector.add(flow):
             assert runner.request is not None
             packer.add(position, flow, runner.request)
-            collector.flows.clear()  # the record is what goes back
+            kept.clear()  # the record is what goes back
         position += 1
     run.position = position
-    records = marshal.dumps(packer.records)
-    packer.records.clear()
-    return records
+    return packer.take(position - first, began)
 
 
-def _finish() -> _wire.Chunk:
+def _finish() -> _wire.Ending:
     run = _RUN.pop()
     run.gc.close()
     vm = run.plugin.vm
-    return _wire.Chunk(
-        records=[],
-        extras=run.packer.extras,
-        tables=run.packer.tables,
+    return _wire.Ending(
         metrics=vm.metrics.table(),
         callouts=list(vm.callouts),
         name=vm.module.name,
@@ -181,31 +192,100 @@ def _finish() -> _wire.Chunk:
     )
 
 
-PIECE_FLOWS = 4096
-"""Exchanges per piece sent to a worker process.
+# -- the calling process -----------------------------------------------------------
 
-A worker replays its first piece while the calling process encodes the next
-ones, instead of waiting for its whole chunk; its results come back piece by
-piece too, while the calling process still replays.
-"""
+FIRST_PIECE_FLOWS = 256
+"""A worker's first piece: small, so that it starts replaying at once; each
+next piece is twice as large, up to :data:`PIECE_FLOWS`."""
+
+PIECE_FLOWS = 4096
+"""The most exchanges in one piece sent to a worker."""
+
+PIECE_SECONDS = 0.1
+"""With ``measured``, a piece holds at most this much replay time, so that
+the last cut is fine-grained for slow filters too."""
+
+AHEAD = 2
+"""Pieces each worker has been sent and not yet answered: it never waits for
+the next one, and the unsent rest can still be cut."""
+
+WORKER_EXTRA_US = 7.0
+"""A worker's cost per flow beyond the replay itself (µs): decoding the
+exchange it receives and packing the result it sends back. The first cut
+uses it; the last uses the worker's measured speed."""
+
+CALLER_EXTRA_US = 2.5
+"""The calling process's cost per flow a worker replays (µs): encoding the
+exchange and unpacking the result (the first cut; the last measures it)."""
+
+MIN_SHARE_S = 0.02
+"""Replay time (s) below which a worker's share is not worth sending."""
+
+POLL_FLOWS = 16
+"""The calling process checks on the workers after this many of its flows."""
+
+CALIBRATION_FLOWS = 32
+"""Flows the calling process times at least before the first cut."""
 
 
 @dataclass(slots=True)
 class _Worker:
     # The calling process's side of one worker process.
-    part: range
     pool: ProcessPoolExecutor
-    start: Future[None]
-    pieces: list[Future[bytes]]
-    finish: Future[_wire.Chunk] | None = None
+    ready: Future[Any]
+    part: range = range(0)
+    """The flows it replays (of the last worker's, the end may be cut off)."""
+    final: bool = False
+    """:attr:`part` will not change."""
+    sent: int = 0
+    """Flows of :attr:`part` sent so far."""
+    size: int = FIRST_PIECE_FLOWS
+    """The next piece's size."""
+    largest: int = PIECE_FLOWS
+    pieces: list[tuple[int, Future[_wire.Piece]]] = field(default_factory=list)
+    """Each piece's size and its future results."""
+    taken: int = 0
+    """Pieces unpacked into :attr:`done`."""
+    done: list[FlowResult] = field(default_factory=list)
+    flows: int = 0
+    """Flows of the unpacked pieces."""
+    seconds: float = 0.0
+    """The worker's time on the unpacked pieces."""
+    finish: Future[_wire.Ending] | None = None
 
-    def chunk(self) -> _wire.Chunk:
-        self.start.result()  # its load error first
-        records = [piece.result() for piece in self.pieces]
-        assert self.finish is not None
-        chunk = self.finish.result()
-        chunk.records = records
-        return chunk
+    def feed(self, items: list[Any], full: bool) -> None:
+        # Keeps AHEAD pieces in flight; asks for the end once all are sent.
+        part = self.part
+        while self.sent < len(part) and len(self.pieces) - self.taken < AHEAD:
+            start = part.start + self.sent
+            stop = min(start + min(self.size, self.largest), part.stop)
+            payload = _wire.encode_exchanges(items[start:stop], full=full)
+            self.pieces.append((stop - start, self.pool.submit(_feed, payload)))
+            self.sent += stop - start
+            self.size = min(self.size * 2, self.largest)
+        if self.final and self.finish is None and self.sent == len(part):
+            self.finish = self.pool.submit(_finish)
+
+    def take(self, items: list[Any], wait: bool) -> None:
+        # Unpacks the pieces that came back, in order (all of them: ``wait``).
+        pieces = self.pieces
+        while self.taken < len(pieces):
+            future = pieces[self.taken][1]
+            if not (wait or future.done()):
+                return
+            piece = future.result()
+            self.done += _wire.unpack_piece(piece, items, self.part.start)
+            self.flows += piece.flows
+            self.seconds += piece.seconds
+            self.taken += 1
+
+    def busy_us(self, micros: float) -> float:
+        """Work (µs) sent and not answered, at ``micros`` per flow.
+
+        Half of the piece it is on counts as done.
+        """
+        sizes = [size for size, _ in self.pieces[self.taken :]]
+        return (sum(sizes) - sizes[0] / 2) * micros if sizes else 0.0
 
 
 def split(count: int, workers: int) -> list[range]:
@@ -220,24 +300,42 @@ def split(count: int, workers: int) -> list[range]:
     return [r for r in out if len(r)]
 
 
-FIRST_CHUNK_WEIGHT = 1.15
-"""How much more the calling process replays than each worker process.
+def measured_share(remaining: int, micros: float, workers: int) -> int:
+    """Flows each of ``workers`` ready worker processes should take.
 
-The workers also start an interpreter, decode the exchanges they receive and
-pack their results (about a tenth of the replay's time per flow), so the
-calling process, which only encodes them, takes a larger first chunk and all
-finish together.
-"""
+    The calling process replays ``remaining`` flows at ``micros`` each unless
+    it hands ``workers`` equal shares to others; the shares make everyone
+    finish together, counting what moving a flow costs on either side
+    (:data:`WORKER_EXTRA_US`, :data:`CALLER_EXTRA_US`). ``0``: not worth it.
+    """
+    if workers < 1 or remaining < 2 or micros <= 0:
+        return 0
+    # micros * (remaining - workers * n) + CALLER_EXTRA_US * workers * n
+    #     == (micros + WORKER_EXTRA_US) * n
+    cost = micros * (workers + 1) + WORKER_EXTRA_US - CALLER_EXTRA_US * workers
+    share = int(micros * remaining / max(cost, micros))
+    share = min(share, remaining // (workers + 1))
+    if share * micros * 1e-6 < MIN_SHARE_S:
+        return 0
+    return share
 
 
-def _split_weighted(count: int, workers: int, first: float) -> list[range]:
-    # Contiguous ranges; the first ``first`` times as long as the others.
-    workers = max(1, min(workers, count))
-    if workers == 1:
-        return split(count, workers)
-    head = min(count - (workers - 1), round(count * first / (first + workers - 1)))
-    rest = split(count - head, workers - 1)
-    return [range(head)] + [range(r.start + head, r.stop + head) for r in rest]
+def last_cut(
+    unsent: int, busy_us: float, caller_us: float, worker_us: float, moving_us: float
+) -> int:
+    """How many of the last worker's ``unsent`` flows it should still replay.
+
+    The calling process replays the others (the end of the capture) at
+    ``caller_us`` each, plus ``moving_us`` for each flow it sends; the worker
+    first finishes ``busy_us`` of work sent, then replays at ``worker_us``.
+    """
+    if unsent <= 0:
+        return 0
+    # caller_us * (unsent - n) + moving_us * n == busy_us + worker_us * n
+    cost = caller_us + worker_us - moving_us
+    if cost <= 0:
+        return unsent
+    return max(0, min(unsent, int((caller_us * unsent - busy_us) / cost)))
 
 
 def merge_metrics(tables: Sequence[list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -263,7 +361,7 @@ def merge_metrics(tables: Sequence[list[dict[str, Any]]]) -> list[dict[str, Any]
 
 def replay_parallel(
     filter: FilterSource,
-    exchanges: Sequence[ExchangeLike],
+    exchanges: Iterable[ExchangeLike],
     *,
     workers: int = 2,
     config: bytes | str = b"",
@@ -275,6 +373,7 @@ def replay_parallel(
     mp_context: str = "spawn",
     keep: Keep = "all",
     max_kept: int | None = None,
+    balance: Balance = "measured",
     **vm_options: Any,
 ) -> ReplayResult:
     """Replay ``exchanges`` in ``workers`` processes, one contiguous chunk each.
@@ -284,7 +383,8 @@ def replay_parallel(
 
     Args:
         filter: a ``.wasm`` / ``.wat`` path, wasm bytes or WAT text.
-        exchanges: the exchanges, in capture order (picklable).
+        exchanges: the exchanges, in capture order (picklable); read while
+            the worker processes start.
         workers: the number of processes, this one included.
         config: the plugin configuration.
         root_id: the plugin's root id.
@@ -293,127 +393,293 @@ def replay_parallel(
         upstream: answers requests instead of the recorded responses; must be
             picklable (a module-level function).
         on_flow: called in this process with each kept flow's result, in
-            order.
+            order (this process's own flows as they finish).
         mp_context: ``spawn`` or ``forkserver``.
         keep: which flows to keep in full (``all``, ``changed``, ``summary``:
             see :class:`wasmkit.replay.results.FlowCollector`).
         max_kept: keep at most this many flows in full.
+        balance: how the chunks are cut. ``measured``: this process replays
+            from the start while the workers start, times its flows, then
+            gives each worker the share that makes all finish together (a
+            replay done before they are ready runs here alone); the cut
+            depends on timing. ``even``: equal chunks, the same every run
+            (for filters whose state makes the cut matter).
         **vm_options: for :class:`wasmkit.host.FilterVm` (picklable values).
 
     Raises:
-        ValueError: ``workers`` < 1, the filter is a compiled module, or
-            ``upstream`` / ``vm_options`` cannot be pickled.
+        ValueError: ``workers`` < 1, the filter is a compiled module, an
+            unknown ``balance``, or ``upstream`` / ``vm_options`` cannot be
+            pickled.
         FilterLoadError: the filter cannot be loaded or started.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, not {workers}")
+    if balance not in BALANCE_MODES:
+        raise ValueError(f"balance must be one of {BALANCE_MODES}, not {balance!r}")
     if not isinstance(filter, bytes | str | os.PathLike):
         raise ValueError(
             "replay with workers > 1 needs the filter as a path, wasm bytes or "
             f"WAT text, not {type(filter).__name__}"
         )
-    items = list(exchanges)
-    opts = options or ReplayOptions()
-    origin = _first_stamp(items)
-    ranges = _split_weighted(len(items), workers, FIRST_CHUNK_WEIGHT)
-    collector = FlowCollector(keep, max_kept)
-    totals: list[ReplayTotals] = []
-    tables: list[list[dict[str, Any]]] = []
-    callouts: list[Callout] = []
-    name = ""
+    if workers > 1:
+        try:
+            pickle.dumps((upstream, vm_options))
+        except Exception as exc:
+            raise ValueError(
+                "replay with workers > 1 sends upstream and the VM options "
+                "(responder...) to other processes, and they cannot be "
+                f"pickled: {exc}; use module-level functions or workers=1"
+            ) from exc
     others: list[_Worker] = []
     try:
-        if len(ranges) > 1:
-            try:
-                pickle.dumps((upstream, vm_options))
-            except Exception as exc:
-                raise ValueError(
-                    "replay with workers > 1 sends upstream and the VM options "
-                    "(responder...) to other processes, and they cannot be "
-                    f"pickled: {exc}; use module-level functions or workers=1"
-                ) from exc
-            context = multiprocessing.get_context(mp_context)
+        # Full collections held for the whole replay: each would walk every
+        # exchange and result so far (the young ones go on).
+        with young_gc_only():
+            if workers > 1:
+                # Start the workers first: they start up while the exchanges are
+                # read, and this process replays while they finish starting.
+                context = multiprocessing.get_context(mp_context)
+                fuel = _fuel(vm_options)
+                for _ in range(workers - 1):
+                    # One pool per worker: its calls run in order in one process.
+                    pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+                    try:
+                        warm = pool.submit(_warm_up, filter, fuel)
+                    except BaseException:
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        raise
+                    others.append(_Worker(pool, warm))
+            items = list(exchanges)
             job = _Job(
                 filter=filter,
                 config=config,
                 root_id=root_id,
                 fail_open=fail_open,
-                options=opts,
+                options=options or ReplayOptions(),
                 upstream=upstream,
                 vm_options=vm_options,
-                origin=origin,
+                origin=_first_stamp(items),
                 keep=keep,
                 max_kept=max_kept,
             )
-            # Start the workers now: they start up while the exchanges are
-            # encoded, and replay each piece as soon as it arrives.
-            fuel = _fuel(vm_options)
-            for part in ranges[1:]:
-                # One pool per worker: its calls run in order in one process.
-                pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
-                try:
-                    pool.submit(_warm_up, filter, fuel)
-                    started = pool.submit(_start, job)
-                except BaseException:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
-                others.append(_Worker(part, pool, started, []))
-            longest = max(len(w.part) for w in others)
-            for offset in range(0, longest, PIECE_FLOWS):
-                for worker in others:
-                    start = worker.part.start + offset
-                    stop = min(start + PIECE_FLOWS, worker.part.stop)
-                    if start < stop:
-                        payload = _wire.encode_exchanges(items[start:stop])
-                        worker.pieces.append(worker.pool.submit(_feed, payload))
+            if len(items) < 2:
+                _release(others)
+                others = []
             for worker in others:
-                worker.finish = worker.pool.submit(_finish)
-        # The first chunk here, while the workers start.
-        first = items[ranges[0].start : ranges[0].stop] if ranges else []
-        plugin = load(
-            filter, config=config, root_id=root_id, fail_open=fail_open, **vm_options
-        )
-        runner = FlowRunner(plugin, opts, upstream, origin)
-        mine = FlowCollector(keep, max_kept)
-        # One hold on full collections for the replay here and the workers'
-        # results (released in between, one would walk all of them).
-        with young_gc_only():
-            for exchange in first:
-                mine.add(runner.run(exchange))
-            _collect(collector, mine.flows, on_flow)
-            if mine.counted() is not None:
-                totals.append(mine.totals)
-            tables.append(plugin.vm.metrics.table())
-            callouts.extend(plugin.vm.callouts)
-            name = plugin.vm.module.name
-            for worker in others:
-                part = worker.part
-                chunk = worker.chunk()
-                flows = _wire.unpack_chunk(chunk, items[part.start : part.stop])
-                _collect(collector, flows, on_flow)
-                if chunk.totals is not None:
-                    totals.append(chunk.totals)
-                tables.append(chunk.metrics)
-                callouts.extend(chunk.callouts)
+                worker.ready = worker.pool.submit(_start, job)
+            return _replay_with(others, items, job, balance, on_flow)
     finally:
         # Every result is in (or an error ended the replay): the workers exit
         # in the background.
-        for worker in others:
-            worker.pool.shutdown(wait=False, cancel_futures=True)
-    counted = collector.counted()
-    if counted is not None:
-        counted = ReplayTotals()
-        for part_totals in totals:
-            counted.merge(part_totals)
-        counted.kept = len(collector.flows)
-    return ReplayResult(
-        filter=str(name),
-        flows=collector.flows,
-        metrics=merge_metrics(tables),
-        callouts=callouts,
-        keep=keep,
-        counted=counted,
-    )
+        _release(others)
+
+
+def _release(others: list[_Worker]) -> None:
+    for worker in others:
+        worker.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _replay_with(
+    others: list[_Worker],
+    items: list[Any],
+    job: _Job,
+    balance: Balance,
+    on_flow: Callable[[FlowResult], None] | None,
+) -> ReplayResult:
+    # The calling process's side of replay_parallel: its own runs, the cuts,
+    # the workers' pieces out and their results back.
+    here = _Here(job, items, others, on_flow)
+    count = len(items)
+    if others and balance == "even":
+        ranges = split(count, len(others) + 1)
+        for worker, part in zip(others, ranges[1:], strict=False):
+            worker.part, worker.final = part, True
+        here.head = ranges[0]
+        here.start_workers([w for w in others if len(w.part)])
+        here.replay(here.head, live=True)
+    elif others:
+        # Replay from the start while the workers start, then cut.
+        here.calibrate()
+        micros = here.micros()
+        done = here.position
+        share = measured_share(count - done, micros, len(others))
+        if share:
+            for worker in others:
+                worker.ready.result()  # a worker that failed to start
+            largest = min(
+                PIECE_FLOWS, max(POLL_FLOWS, int(PIECE_SECONDS * 1e6 / micros))
+            )
+            # The last worker's run is cut again when the head is done: it
+            # starts with more than its share (more than it can have in
+            # flight), so that the head ends first.
+            extra = min(share, max(share // 8, 2 * AHEAD * largest))
+            stop = count - share * len(others) - extra
+            here.head = range(stop)
+            for k, worker in enumerate(others):
+                end = stop + (k + 1) * share if k < len(others) - 1 else count
+                worker.part = range(stop + k * share, end)
+                worker.final = k < len(others) - 1
+                worker.largest = largest
+            here.start_workers(others)
+            here.replay(range(done, stop), live=True)
+            here.tail = here.cut_last()
+            here.replay(here.tail, live=False)
+        else:
+            here.head = range(count)
+            here.replay(range(done, count), live=True)
+    else:
+        here.head = range(count)
+        here.replay(here.head, live=True)
+    return here.result()
+
+
+class _Here:
+    # The calling process's VM and what it gathers: a head run from the first
+    # flow, the workers' runs, and (``measured``) a tail run at the end.
+    def __init__(
+        self,
+        job: _Job,
+        items: list[Any],
+        others: list[_Worker],
+        on_flow: Callable[[FlowResult], None] | None,
+    ) -> None:
+        self.job = job
+        self.items = items
+        self.others = others
+        self.used: list[_Worker] = []
+        self.on_flow = on_flow
+        self.full = job.upstream is not None
+        self.plugin = load(
+            job.filter,
+            config=job.config,
+            root_id=job.root_id,
+            fail_open=job.fail_open,
+            **job.vm_options,
+        )
+        self.runner = FlowRunner(self.plugin, job.options, job.upstream, job.origin)
+        self.mine = FlowCollector(job.keep, job.max_kept)
+        self.position = 0
+        self.head = range(0)
+        self.tail = range(0)
+        self.head_kept = 0
+        self.head_callouts = 0
+        self.replay_s = 0.0
+        self.replayed = 0
+        self.moving_s = 0.0
+
+    def calibrate(self) -> None:
+        # Replays from the first flow until every worker is ready (and at
+        # least CALIBRATION_FLOWS flows are timed).
+        count = len(self.items)
+        others = self.others
+        while self.position < count and (
+            self.position < CALIBRATION_FLOWS or not all(w.ready.done() for w in others)
+        ):
+            stop = min(count, self.position + POLL_FLOWS)
+            self._run(range(self.position, stop), live=True)
+
+    def micros(self) -> float:
+        """This process's replay time per flow so far (µs)."""
+        return self.replay_s * 1e6 / max(self.replayed, 1)
+
+    def start_workers(self, workers: list[_Worker]) -> None:
+        self.used = workers
+        self._poll()
+
+    def replay(self, flows: range, *, live: bool) -> None:
+        """Replays ``flows`` here, checking on the workers as it goes."""
+        for start in range(flows.start, flows.stop, POLL_FLOWS):
+            self._run(range(start, min(start + POLL_FLOWS, flows.stop)), live=live)
+            if self.used:
+                self._poll()
+
+    def _run(self, flows: range, *, live: bool) -> None:
+        began = time.perf_counter()
+        add, run, kept = self.mine.add, self.runner.run, self.mine.flows
+        on_flow = self.on_flow if live else None
+        for exchange in self.items[flows.start : flows.stop]:
+            if add(run(exchange)) and on_flow is not None:
+                on_flow(kept[-1])
+        self.replay_s += time.perf_counter() - began
+        self.replayed += len(flows)
+        self.position = flows.stop
+        if live:
+            self.head_kept = len(kept)
+            self.head_callouts = len(self.plugin.vm.callouts)
+
+    def _poll(self) -> None:
+        began = time.perf_counter()
+        for worker in self.used:
+            worker.take(self.items, wait=False)
+            worker.feed(self.items, self.full)
+        self.moving_s += time.perf_counter() - began
+
+    def cut_last(self) -> range:
+        """This process's tail run: the end of the last worker's unsent flows.
+
+        Both sides' speeds are measured by now: the cut makes them finish
+        together.
+        """
+        last = self.used[-1]
+        caller_us = self.micros()
+        moved = sum(w.sent for w in self.used)
+        moving_us = self.moving_s * 1e6 / moved if moved else CALLER_EXTRA_US
+        worker_us = (
+            last.seconds * 1e6 / last.flows
+            if last.flows
+            else caller_us + WORKER_EXTRA_US
+        )
+        unsent = len(last.part) - last.sent
+        keep = last_cut(
+            unsent, last.busy_us(worker_us), caller_us, worker_us, moving_us
+        )
+        part = last.part
+        last.part = range(part.start, part.start + last.sent + keep)
+        last.final = True
+        self._poll()
+        return range(last.part.stop, part.stop)
+
+    def result(self) -> ReplayResult:
+        """Waits for the workers; every flow in capture order."""
+        job, items = self.job, self.items
+        collector = FlowCollector(job.keep, job.max_kept)
+        kept = self.mine.flows
+        collector.flows.extend(kept[: self.head_kept])
+        vm = self.plugin.vm
+        totals = [self.mine.totals] if self.mine.counted() is not None else []
+        tables = [vm.metrics.table()]
+        callouts = list(vm.callouts[: self.head_callouts])
+        for worker in self.used:
+            worker.ready.result()  # its load error first
+            while worker.finish is None:
+                worker.take(items, wait=True)
+                worker.feed(items, self.full)
+            worker.take(items, wait=True)
+            ending = worker.finish.result()
+            _collect(collector, worker.done, self.on_flow)
+            if ending.totals is not None:
+                totals.append(ending.totals)
+            tables.append(ending.metrics)
+            callouts.extend(ending.callouts)
+        _collect(collector, kept[self.head_kept :], self.on_flow)
+        callouts.extend(vm.callouts[self.head_callouts :])
+        counted = collector.counted()
+        if counted is not None:
+            counted = ReplayTotals()
+            for part_totals in totals:
+                counted.merge(part_totals)
+            counted.kept = len(collector.flows)
+        parts = [(0, self.head)] + [(k + 1, w.part) for k, w in enumerate(self.used)]
+        parts.append((0, self.tail))
+        return ReplayResult(
+            filter=str(vm.module.name),
+            flows=collector.flows,
+            metrics=merge_metrics(tables),
+            callouts=callouts,
+            keep=job.keep,
+            counted=counted,
+            parts=[(k, r) for k, r in parts if len(r)] if self.used else [],
+        )
 
 
 def _collect(

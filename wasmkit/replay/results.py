@@ -18,6 +18,12 @@ Keep = Literal["all", "changed", "summary"]
 
 KEEP_MODES: tuple[Keep, ...] = ("all", "changed", "summary")
 
+Balance = Literal["measured", "even"]
+"""How a replay with several workers cuts the capture between them (see
+:func:`wasmkit.replay.parallel.replay_parallel`)."""
+
+BALANCE_MODES: tuple[Balance, ...] = ("measured", "even")
+
 DEFAULT_MAX_KEPT = 1000
 """How many flows the ``changed`` and ``summary`` modes keep in full."""
 
@@ -284,6 +290,10 @@ class ReplayResult:
     them all."""
     counted: ReplayTotals | None = None
     """The totals gathered while replaying; ``None``: count :attr:`flows`."""
+    parts: list[tuple[int, range]] = field(default_factory=list)
+    """With several workers: which VM replayed which flows, as ``(process,
+    positions among the replayed flows)`` runs in capture order (process 0
+    is the calling one); empty: one VM replayed them all."""
 
     @property
     def totals(self) -> ReplayTotals:
