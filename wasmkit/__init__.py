@@ -6,10 +6,11 @@ filters built by the real SDKs the way Envoy runs them.
 
 from __future__ import annotations
 
+import importlib
 import sys
-from typing import Any
+import types
+from typing import TYPE_CHECKING, Any
 
-from wasmkit.build import Artifact, build, doctor
 from wasmkit.errors import (
     FilterError,
     FilterLoadError,
@@ -28,9 +29,47 @@ from wasmkit.host import (
     request,
     response,
 )
-from wasmkit.replay.compare import compare
+
+if TYPE_CHECKING:
+    from wasmkit.build import Artifact, build, doctor
+    from wasmkit.replay.compare import compare
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "Artifact": "wasmkit.build",
+    "build": "wasmkit.build",
+    "doctor": "wasmkit.build",
+    "compare": "wasmkit.replay.compare",
+}
+"""Names loaded on first use: the build and compare layers cost a replay
+worker process (or a ``wasmkit run``) a third of its start-up otherwise."""
+
+
+def __getattr__(name: str) -> Any:
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module 'wasmkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(where), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
+class _Package(types.ModuleType):
+    # ``wasmkit.build`` is the build function. Importing the ``wasmkit.build``
+    # subpackage makes the import system set the subpackage as this package's
+    # ``build`` attribute: keep the function there instead.
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -23,7 +23,6 @@ import marshal
 import os
 import sys
 from collections.abc import Callable, Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -45,6 +44,8 @@ def cache_root() -> Path:
 
 
 def _mitmproxy_version() -> str:
+    from importlib import metadata  # not at import: it costs a replay worker 7 ms
+
     try:
         return metadata.version("mitmproxy")
     except metadata.PackageNotFoundError:  # pragma: no cover - a dependency
