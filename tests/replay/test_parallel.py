@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -15,6 +18,7 @@ from tests.host.test_safety import TRAP_ON_BOOM
 from tests.replay.test_run import ADD, FLOW
 from wasmkit.errors import FilterTrapError
 from wasmkit.host.vm import compile_module
+from wasmkit.replay import parallel
 from wasmkit.replay.parallel import (
     last_cut,
     measured_share,
@@ -277,3 +281,84 @@ def test_measured_share_and_last_cut():
     assert 50 * (10_000 - keep) + 2.5 * keep == pytest.approx(100_000 + 57 * keep, rel=1e-3)
     assert last_cut(10_000, 1e9, 50.0, 57.0, 2.5) == 0  # the worker is far behind
     assert last_cut(0, 0.0, 50.0, 57.0, 2.5) == 0
+
+
+REBUILT = filter_wat(
+    """(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+         (drop (call $proxy_add_header_map_value (i32.const 0)
+           (global.get $s_k) (global.get $s_k_len) (global.get $s_v) (global.get $s_v_len)))
+         (i32.const 0))""",
+    strings={"k": "x-rebuilt", "v": "yes"},
+)
+
+
+def _worker_pids():
+    return sorted(pool.submit(os.getpid).result() for _, pool, _ in parallel._IDLE)
+
+
+def test_worker_processes_wait_for_the_next_replay(tmp_path, monkeypatch):
+    monkeypatch.delenv("WASMKIT_WORKER_IDLE_S", raising=False)
+    parallel.shutdown_workers()
+    wat = tmp_path / "filter.wat"
+    wat.write_text(ADD)
+    first = replay(wat, FLOW, workers=2, balance="even")
+    assert parallel.idle_workers() == 1
+    pids = _worker_pids()
+    assert pids and os.getpid() not in pids
+    # The same process replays again, with the filter as rebuilt meanwhile.
+    wat.write_text(REBUILT)
+    second = replay(wat, FLOW, workers=2, balance="even")
+    assert _worker_pids() == pids
+    assert second.parts[1][0] == 1 and len(second.parts[1][1]) == 8
+    for a, b in zip(first, second, strict=True):
+        assert a.result.request_after.get(b"x-replayed") == b"yes"
+        assert b.result.request_after.get(b"x-rebuilt") == b"yes"
+        assert b.result.request_after.get(b"x-replayed") is None
+    parallel.shutdown_workers()
+    assert parallel.idle_workers() == 0
+
+
+def test_a_worker_that_died_while_idle_is_replaced():
+    parallel.shutdown_workers()
+    replay(ADD, FLOW, workers=2, balance="even")
+    (pid,) = _worker_pids()
+    os.kill(pid, signal.SIGKILL)
+    again = replay(ADD, FLOW, workers=2, balance="even")
+    assert [f.index for f in again] == list(range(17)) and not again.failed
+    assert _worker_pids() != [pid]
+    parallel.shutdown_workers()
+
+
+def test_workers_are_not_kept_when_asked_or_given_functions(monkeypatch):
+    parallel.shutdown_workers()
+    monkeypatch.setenv("WASMKIT_WORKER_IDLE_S", "0")
+    replay(ADD, FLOW, workers=2, balance="even")
+    assert parallel.idle_workers() == 0
+    monkeypatch.delenv("WASMKIT_WORKER_IDLE_S")
+    # A function's module may change before the next replay: new processes.
+    exchanges = list(load_capture(FLOW))
+    replay_parallel(ADD, exchanges, workers=2, upstream=answer_teapot, balance="even")
+    assert parallel.idle_workers() == 0
+
+
+def test_idle_workers_exit_after_their_time(monkeypatch):
+    parallel.shutdown_workers()
+    monkeypatch.setenv("WASMKIT_WORKER_IDLE_S", "0.5")
+    replay(ADD, FLOW, workers=2, balance="even")
+    assert parallel.idle_workers() == 1
+    deadline = time.monotonic() + 10
+    while parallel.idle_workers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert parallel.idle_workers() == 0
+
+
+def test_other_exchange_types_are_pickled_to_the_workers():
+    from wasmkit.replay._wire import RowExchange, _flat
+
+    exchanges = list(load_capture(FLOW))
+    rows = [RowExchange(_flat(e)) for e in exchanges]
+    one = replay_parallel(ADD, exchanges, workers=1)
+    two = replay_parallel(ADD, rows, workers=2, balance="even")
+    assert two.parts == [(0, range(9)), (1, range(9, 17))]
+    assert [f.exchange for f in two] == rows
+    _same_results(one, two)

@@ -34,8 +34,8 @@ from wasmkit.traffic.model import Exchange
 class Piece:
     """A worker's results for one piece of exchanges (see :class:`Packer`)."""
 
-    records: bytes
-    """``marshal`` of one record per kept flow."""
+    records: list[bytes]
+    """``marshal`` of one record per kept flow, a batch of flows per blob."""
     extras: list[Any]
     """Logs, trace, local reply, notes, callouts and error of flows that have any."""
     tables: list[Any]
@@ -56,8 +56,15 @@ class Ending:
     totals: ReplayTotals | None = None
 
 
+BATCH_FLOWS = 256
+"""Exchanges a worker decodes at once (and results it packs at once): a
+piece's rows are decoded batch by batch, just before they are replayed, and
+the results packed after each batch, so that both are still in the CPU's
+caches (a whole piece at once was 4 µs a flow slower)."""
+
+
 def encode_exchanges(items: Sequence[Any], *, full: bool) -> tuple[str, bytes]:
-    """One piece of exchanges for a worker.
+    """One piece of exchanges for a worker, in batches of :data:`BATCH_FLOWS`.
 
     ``full``: the worker needs real :class:`Exchange` objects (an ``upstream``
     function receives them), sent as warm-load cache rows; otherwise flat rows
@@ -65,11 +72,19 @@ def encode_exchanges(items: Sequence[Any], *, full: bool) -> tuple[str, bytes]:
     pickled.
     """
     if all(type(e) is Exchange for e in items):
+        row = cache.encode if full else _flat
+        dumps = marshal.dumps
         with _no_gc():
-            if full:
-                return "rows", marshal.dumps([cache.encode(e) for e in items])
-            return "flat", marshal.dumps([_flat(e) for e in items])
-    return "pickle", pickle.dumps(list(items), protocol=pickle.HIGHEST_PROTOCOL)
+            batches = [
+                dumps([row(e) for e in items[i : i + BATCH_FLOWS]])
+                for i in range(0, len(items), BATCH_FLOWS)
+            ]
+            return ("rows" if full else "flat"), dumps(batches)
+    batches = [
+        pickle.dumps(list(items[i : i + BATCH_FLOWS]), protocol=pickle.HIGHEST_PROTOCOL)
+        for i in range(0, len(items), BATCH_FLOWS)
+    ]
+    return "pickle", marshal.dumps(batches)
 
 
 def _flat(e: Exchange) -> tuple[Any, ...]:
@@ -115,16 +130,18 @@ def _flat(e: Exchange) -> tuple[Any, ...]:
     )
 
 
-def decode_exchanges(payload: tuple[str, bytes]) -> list[Any]:
-    """The exchanges of one piece (:func:`encode_exchanges`)."""
+def decode_exchanges(payload: tuple[str, bytes]) -> Iterator[list[Any]]:
+    """The exchanges of one piece (:func:`encode_exchanges`), batch by batch."""
     kind, data = payload
-    with _no_gc():
-        if kind == "flat":
-            return [RowExchange(row) for row in marshal.loads(data)]
-        if kind == "rows":
-            return [cache.decode(row) for row in marshal.loads(data)]
-        items: list[Any] = pickle.loads(data)
-    return items
+    loads = marshal.loads
+    for batch in loads(data):
+        with _no_gc():
+            if kind == "flat":
+                yield [RowExchange(row) for row in loads(batch)]
+            elif kind == "rows":
+                yield [cache.decode(row) for row in loads(batch)]
+            else:
+                yield pickle.loads(batch)
 
 
 @contextlib.contextmanager
@@ -235,15 +252,22 @@ class Packer:
     def __init__(self, upstream: Upstream | None) -> None:
         self.upstream = upstream
         self.records: list[tuple[Any, ...]] = []
+        self.blobs: list[bytes] = []
         self.extras: list[Any] = []
         self.tables: list[Any] = []
 
+    def flush(self) -> None:
+        """Packs the records added since the last flush (a batch)."""
+        if self.records:
+            self.blobs.append(marshal.dumps(self.records))
+            self.records.clear()
+
     def take(self, flows: int, began: float) -> Piece:
         """The records added since the last call: ``flows`` flows since ``began``."""
-        records = marshal.dumps(self.records)
+        self.flush()
         seconds = time.perf_counter() - began
-        piece = Piece(records, self.extras, self.tables, flows, seconds)
-        self.records, self.extras, self.tables = [], [], []
+        piece = Piece(self.blobs, self.extras, self.tables, flows, seconds)
+        self.blobs, self.extras, self.tables = [], [], []
         return piece
 
     def add(self, position: int, flow: FlowResult, request: HttpMessage) -> None:
@@ -410,15 +434,20 @@ def unpack_piece(
     """The flows of one piece; a record's position counts from ``start``."""
     extras = piece.extras
     failed = {i for i, extra in enumerate(extras) if extra[5] is not None}
+    flows: list[FlowResult] = []
+    loads = marshal.loads
     with young_gc_only():
-        if not failed:
-            return [
-                PackedFlow(exchanges[start + record[0]], record, piece, False)
-                for record in marshal.loads(piece.records)
+        for blob in piece.records:
+            if not failed:
+                flows += [
+                    PackedFlow(exchanges[start + record[0]], record, piece, False)
+                    for record in loads(blob)
+                ]
+                continue
+            flows += [
+                PackedFlow(
+                    exchanges[start + record[0]], record, piece, record[13] in failed
+                )
+                for record in loads(blob)
             ]
-        return [
-            PackedFlow(
-                exchanges[start + record[0]], record, piece, record[13] in failed
-            )
-            for record in marshal.loads(piece.records)
-        ]
+    return flows

@@ -51,15 +51,20 @@ and one module compile, while the calling process replays.
 from __future__ import annotations
 
 import contextlib
+import gc
+import hashlib
 import multiprocessing
 import os
 import pickle
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from wasmkit.errors import FilterLoadError
 from wasmkit.host.plugin import load
 from wasmkit.host.vm import CompiledModule, Limits, compile_module
 from wasmkit.replay import _wire
@@ -108,8 +113,12 @@ def _first_stamp(exchanges: Sequence[ExchangeLike]) -> float | None:
 # -- exchanges to the workers ------------------------------------------------------
 
 
-_COMPILED: dict[tuple[Any, bool], CompiledModule] = {}
-"""Modules a worker process compiled while the parent prepared its chunk."""
+_COMPILED: dict[tuple[Any, ...], CompiledModule] = {}
+"""Modules a worker process compiled, by source (a file: by its path and
+contents), most recent last."""
+
+COMPILED_KEPT = 4
+"""Modules a worker process keeps compiled between replays."""
 
 
 def _fuel(vm_options: dict[str, Any]) -> bool:
@@ -117,12 +126,41 @@ def _fuel(vm_options: dict[str, Any]) -> bool:
     return isinstance(limits, Limits) and limits.fuel is not None
 
 
+def _module_key(filter: FilterSource, fuel: bool) -> tuple[Any, ...] | None:
+    # A file by its contents (rebuilt, it compiles again); ``None``: unreadable.
+    if isinstance(filter, os.PathLike) or (
+        isinstance(filter, str) and not filter.lstrip().startswith("(")
+    ):
+        try:
+            data = Path(filter).read_bytes()
+        except OSError:
+            return None
+        return (os.fspath(filter), hashlib.blake2b(data).digest(), fuel)
+    return (filter, fuel)
+
+
+def _compiled(filter: FilterSource, fuel: bool) -> FilterSource | CompiledModule:
+    # The module compiled for ``filter`` (compiling it now), or ``filter``
+    # itself when it cannot be read: the load reports that.
+    key = _module_key(filter, fuel)
+    if key is None:
+        return filter
+    module = _COMPILED.pop(key, None)
+    if module is None:
+        try:
+            module = compile_module(filter, fuel=fuel)
+        except FilterLoadError:
+            return filter
+    _COMPILED[key] = module
+    while len(_COMPILED) > COMPILED_KEPT:
+        del _COMPILED[next(iter(_COMPILED))]
+    return module
+
+
 def _warm_up(filter: FilterSource, fuel: bool) -> None:
-    # Runs first in a new worker: imports done and the module compiled while
-    # the parent still encodes the exchanges.
-    key = (filter, fuel)
-    if key not in _COMPILED:
-        _COMPILED[key] = compile_module(filter, fuel=fuel)
+    # Runs first in a worker: imports done and the module compiled while the
+    # calling process reads the exchanges.
+    _compiled(filter, fuel)
 
 
 class _Run:
@@ -131,12 +169,8 @@ class _Run:
     __slots__ = ("collector", "gc", "packer", "plugin", "position", "runner")
 
     def __init__(self, job: _Job) -> None:
-        fuel = _fuel(job.vm_options)
-        source: FilterSource | CompiledModule = _COMPILED.get(
-            (job.filter, fuel), job.filter
-        )
         self.plugin = load(
-            source,
+            _compiled(job.filter, _fuel(job.vm_options)),
             config=job.config,
             root_id=job.root_id,
             fail_open=job.fail_open,
@@ -157,9 +191,17 @@ _RUN: list[_Run] = []
 
 
 def _start(job: _Job) -> None:
+    if _RUN:
+        _tidy()
+    _RUN.append(_Run(job))
+
+
+def _tidy() -> None:
+    # Frees the last replay's VM (its objects form cycles: only a full
+    # collection frees them) once the worker is idle.
     while _RUN:
         _RUN.pop().gc.close()
-    _RUN.append(_Run(job))
+    gc.collect()
 
 
 def _feed(payload: tuple[str, bytes]) -> _wire.Piece:
@@ -169,13 +211,15 @@ def _feed(payload: tuple[str, bytes]) -> _wire.Piece:
     runner, collector, packer = run.runner, run.collector, run.packer
     first = position = run.position
     kept = collector.flows
-    for exchange in _wire.decode_exchanges(payload):
-        flow = runner.run(exchange)
-        if collector.add(flow):
-            assert runner.request is not None
-            packer.add(position, flow, runner.request)
-            kept.clear()  # the record is what goes back
-        position += 1
+    for batch in _wire.decode_exchanges(payload):
+        for exchange in batch:
+            flow = runner.run(exchange)
+            if collector.add(flow):
+                assert runner.request is not None
+                packer.add(position, flow, runner.request)
+                kept.clear()  # the record is what goes back
+            position += 1
+        packer.flush()
     run.position = position
     return packer.take(position - first, began)
 
@@ -233,6 +277,7 @@ class _Worker:
     # The calling process's side of one worker process.
     pool: ProcessPoolExecutor
     ready: Future[Any]
+    context: str = "spawn"
     part: range = range(0)
     """The flows it replays (of the last worker's, the end may be cut off)."""
     final: bool = False
@@ -430,25 +475,20 @@ def replay_parallel(
                 "(responder...) to other processes, and they cannot be "
                 f"pickled: {exc}; use module-level functions or workers=1"
             ) from exc
+    # Processes kept for the next replay only when nothing sent to them can
+    # change meanwhile (a function's module may be edited and re-imported).
+    reusable = upstream is None and not any(map(callable, vm_options.values()))
     others: list[_Worker] = []
+    done = False
     try:
         # Full collections held for the whole replay: each would walk every
         # exchange and result so far (the young ones go on).
         with young_gc_only():
-            if workers > 1:
-                # Start the workers first: they start up while the exchanges are
-                # read, and this process replays while they finish starting.
-                context = multiprocessing.get_context(mp_context)
-                fuel = _fuel(vm_options)
-                for _ in range(workers - 1):
-                    # One pool per worker: its calls run in order in one process.
-                    pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
-                    try:
-                        warm = pool.submit(_warm_up, filter, fuel)
-                    except BaseException:
-                        pool.shutdown(wait=False, cancel_futures=True)
-                        raise
-                    others.append(_Worker(pool, warm))
+            # Start the workers first: they start up while the exchanges are
+            # read, and this process replays while they finish starting.
+            fuel = _fuel(vm_options)
+            for _ in range(workers - 1):
+                others.append(_new_worker(mp_context, filter, fuel))
             items = list(exchanges)
             job = _Job(
                 filter=filter,
@@ -462,21 +502,124 @@ def replay_parallel(
                 keep=keep,
                 max_kept=max_kept,
             )
-            if len(items) < 2:
-                _release(others)
-                others = []
-            for worker in others:
-                worker.ready = worker.pool.submit(_start, job)
-            return _replay_with(others, items, job, balance, on_flow)
+            if len(items) >= 2:
+                for worker in others:
+                    worker.ready = worker.pool.submit(_start, job)
+                result = _replay_with(others, items, job, balance, on_flow)
+            else:
+                result = _replay_with([], items, job, balance, on_flow)
+            done = True
+            return result
     finally:
-        # Every result is in (or an error ended the replay): the workers exit
-        # in the background.
-        _release(others)
+        # Every result is in (or an error ended the replay): idle workers
+        # wait for the next replay, the others exit in the background.
+        _release(others, reuse=done and reusable)
 
 
-def _release(others: list[_Worker]) -> None:
+# -- worker processes, kept between replays ----------------------------------------
+
+IDLE_S = 300.0
+"""Seconds an idle worker process waits for the next replay before it exits
+(``WASMKIT_WORKER_IDLE_S``; ``0``: new processes for every replay)."""
+
+IDLE_MAX = 8
+"""Idle worker processes kept at most."""
+
+_IDLE: list[tuple[str, ProcessPoolExecutor, float]] = []
+"""Idle workers: start method, the one-process pool, idle since (monotonic)."""
+
+_IDLE_LOCK = threading.Lock()
+_REAPER: list[threading.Timer] = []
+
+
+def _idle_s() -> float:
+    value = os.environ.get("WASMKIT_WORKER_IDLE_S", "")
+    try:
+        return max(0.0, float(value)) if value.strip() else IDLE_S
+    except ValueError:
+        return IDLE_S
+
+
+def _new_worker(mp_context: str, filter: FilterSource, fuel: bool) -> _Worker:
+    # An idle worker process that still answers, or a new one.
+    while True:
+        with _IDLE_LOCK:
+            found = next((e for e in _IDLE if e[0] == mp_context), None)
+            if found is None:
+                break
+            _IDLE.remove(found)
+        pool = found[1]
+        try:
+            pool.submit(os.getpid).result(timeout=5)
+            return _Worker(pool, pool.submit(_warm_up, filter, fuel), mp_context)
+        except Exception:  # it died while idle (BrokenProcessPool...)
+            pool.shutdown(wait=False, cancel_futures=True)
+    # One pool per worker: its calls run in order in one process.
+    context = multiprocessing.get_context(mp_context)
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+    try:
+        return _Worker(pool, pool.submit(_warm_up, filter, fuel), mp_context)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+
+
+def _release(others: list[_Worker], *, reuse: bool) -> None:
+    idle = _idle_s() if reuse else 0.0
+    now = time.monotonic()
     for worker in others:
-        worker.pool.shutdown(wait=False, cancel_futures=True)
+        pool = worker.pool
+        if idle > 0:
+            with _IDLE_LOCK:
+                if len(_IDLE) < IDLE_MAX:
+                    _IDLE.append((worker.context, pool, now))
+                    continue
+        pool.shutdown(wait=False, cancel_futures=True)
+    if idle > 0 and others:
+        _reap_after(idle)
+
+
+def _reap_after(seconds: float) -> None:
+    # One timer: it stops the workers idle for ``seconds`` by then.
+    with _IDLE_LOCK:
+        for timer in _REAPER:
+            timer.cancel()
+        _REAPER.clear()
+        timer = threading.Timer(seconds + 0.1, _reap, (seconds,))
+        timer.daemon = True
+        _REAPER.append(timer)
+    timer.start()
+
+
+def _reap(seconds: float) -> None:
+    now = time.monotonic()
+    with _IDLE_LOCK:
+        old = [e for e in _IDLE if now - e[2] >= seconds]
+        for entry in old:
+            _IDLE.remove(entry)
+        left = [now - e[2] for e in _IDLE]
+    for _, pool, _ in old:
+        pool.shutdown(wait=False, cancel_futures=True)
+    if left:
+        _reap_after(seconds - max(left))
+
+
+def idle_workers() -> int:
+    """Worker processes waiting for the next replay."""
+    with _IDLE_LOCK:
+        return len(_IDLE)
+
+
+def shutdown_workers(*, wait: bool = True) -> None:
+    """Stop the worker processes kept for the next replay."""
+    with _IDLE_LOCK:
+        pools = [pool for _, pool, _ in _IDLE]
+        _IDLE.clear()
+        for timer in _REAPER:
+            timer.cancel()
+        _REAPER.clear()
+    for pool in pools:
+        pool.shutdown(wait=wait, cancel_futures=True)
 
 
 def _replay_with(
@@ -656,6 +799,7 @@ class _Here:
                 worker.feed(items, self.full)
             worker.take(items, wait=True)
             ending = worker.finish.result()
+            worker.pool.submit(_tidy)  # while this process gathers the results
             _collect(collector, worker.done, self.on_flow)
             if ending.totals is not None:
                 totals.append(ending.totals)
