@@ -253,12 +253,12 @@ AHEAD = 2
 """Pieces each worker has been sent and not yet answered: it never waits for
 the next one, and the unsent rest can still be cut."""
 
-WORKER_EXTRA_US = 7.0
+WORKER_EXTRA_US = 3.0
 """A worker's cost per flow beyond the replay itself (µs): decoding the
 exchange it receives and packing the result it sends back. The first cut
 uses it; the last uses the worker's measured speed."""
 
-CALLER_EXTRA_US = 2.5
+CALLER_EXTRA_US = 3.5
 """The calling process's cost per flow a worker replays (µs): encoding the
 exchange and unpacking the result (the first cut; the last measures it)."""
 
@@ -359,7 +359,7 @@ def measured_share(remaining: int, micros: float, workers: int) -> int:
     #     == (micros + WORKER_EXTRA_US) * n
     cost = micros * (workers + 1) + WORKER_EXTRA_US - CALLER_EXTRA_US * workers
     share = int(micros * remaining / max(cost, micros))
-    share = min(share, remaining // (workers + 1))
+    share = min(share, remaining // workers)
     if share * micros * 1e-6 < MIN_SHARE_S:
         return 0
     return share
@@ -655,7 +655,8 @@ def _replay_with(
             # The last worker's run is cut again when the head is done: it
             # starts with more than its share (more than it can have in
             # flight), so that the head ends first.
-            extra = min(share, max(share // 8, 2 * AHEAD * largest))
+            left = count - done - share * len(others)
+            extra = min(left, share, max(share // 8, 2 * AHEAD * largest))
             stop = count - share * len(others) - extra
             here.head = range(stop)
             for k, worker in enumerate(others):
