@@ -81,27 +81,22 @@ def make_exchanges(n: int) -> list[Exchange]:
     return [make_exchange(i) for i in range(n)]
 
 
-def rate(
-    exchanges: list[Exchange], workers: int, repeat: int, *, new: bool = True
-) -> float:
-    """Best flows/s over ``repeat`` runs (``new``: new worker processes)."""
-    best = 0.0
-    for _ in range(repeat):
-        if new:
-            shutdown_workers()
-        start = time.perf_counter()
-        result = replay_parallel(
-            HEADER_FILTER,
-            exchanges,
-            workers=workers,
-            options=ReplayOptions(),
-            trace=False,
-        )
-        elapsed = time.perf_counter() - start
-        assert len(result) == len(exchanges) and not result.failed
-        best = max(best, len(exchanges) / elapsed)
-        del result
-    return best
+def once(exchanges: list[Exchange], workers: int, *, new: bool = True) -> float:
+    """Flows/s of one replay (``new``: with new worker processes)."""
+    if new:
+        shutdown_workers()
+    start = time.perf_counter()
+    result = replay_parallel(
+        HEADER_FILTER,
+        exchanges,
+        workers=workers,
+        options=ReplayOptions(),
+        trace=False,
+    )
+    elapsed = time.perf_counter() - start
+    assert len(result) == len(exchanges) and not result.failed
+    del result
+    return len(exchanges) / elapsed
 
 
 def main() -> None:
@@ -112,15 +107,18 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     exchanges = make_exchanges(args.flows)
-    rate(exchanges[:2000], 1, 1)  # warm up: imports, compile caches
-    rows: dict[str, float] = {}
+    once(exchanges[:2000], 1)  # warm up: imports, compile caches
+    # Round by round, every configuration once: the best of each, so that a
+    # slow spell of the machine (or the heap's growth) biases none of them.
+    configs = [("1", 1, True)] if 1 in args.workers else []
     for w in args.workers:
-        if w == 1:
-            rows["1"] = rate(exchanges, 1, args.repeat)
-            continue
-        rows[f"{w} new"] = rate(exchanges, w, args.repeat, new=True)
-        rate(exchanges[:2000], w, 1, new=True)  # leaves its workers waiting
-        rows[f"{w} kept"] = rate(exchanges, w, args.repeat, new=False)
+        if w > 1:
+            configs += [(f"{w} new", w, True), (f"{w} kept", w, False)]
+    rows: dict[str, float] = {key: 0.0 for key, _, _ in configs}
+    for _ in range(args.repeat):
+        for key, w, new in configs:
+            # "kept": the workers the "new" run just left waiting.
+            rows[key] = max(rows[key], once(exchanges, w, new=new))
     shutdown_workers()
     base = rows.get("1")
     if args.json:

@@ -1,13 +1,16 @@
 """How replay workers and the calling process exchange data.
 
-Exchanges go to a worker as ``marshal`` rows (the warm-load cache's layout,
-:func:`wasmkit.traffic.cache.encode`), one blob per row, decoded as the worker
-reaches it and read in place by :class:`RowExchange`; other exchange types are
-pickled. Results come back as compact records, one
-per kept flow (:class:`Packer`): the states after the filter as changes to the
-states before it, and the before states themselves only when the parent
-cannot rebuild them from its own exchanges. :class:`PackedFlow` rebuilds a
-flow's :class:`StreamResult` when its ``result`` is first read.
+Exchanges go to a worker in pieces, each a ``marshal`` list of batches of
+:data:`BATCH_FLOWS` rows: flat rows of what the engine reads, read in place by
+:class:`RowExchange` (with an ``upstream`` function, the warm-load cache's rows,
+:func:`wasmkit.traffic.cache.encode`, rebuilt as exchanges; other exchange
+types are pickled). A worker decodes a batch just before replaying it.
+Results come back per batch (:class:`Packer`): positions, times and flags as
+arrays, and one compact record per kept flow: the states after the filter as
+changes to the states before it, and the before states themselves only when
+the parent cannot rebuild them from its own exchanges. :class:`PackedFlow`
+decodes its batch's records and rebuilds its :class:`StreamResult` when its
+``result`` is first read.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import gc
 import marshal
 import pickle
 import time
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,8 +38,10 @@ from wasmkit.traffic.model import Exchange
 class Piece:
     """A worker's results for one piece of exchanges (see :class:`Packer`)."""
 
-    records: list[bytes]
-    """``marshal`` of one record per kept flow, a batch of flows per blob."""
+    records: list[tuple[bytes, bytes, bytes, bytes]]
+    """Per batch of kept flows: their positions (``array('I')``), times in µs
+    (``array('d')``), flags (a byte each: no response, failed) and ``marshal``
+    of one record each (the rest, decoded when a result is first read)."""
     extras: list[Any]
     """Logs, trace, local reply, notes, callouts and error of flows that have any."""
     tables: list[Any]
@@ -247,19 +253,32 @@ def _undelta(before: HttpMessage | None, delta: Any) -> HttpMessage | None:
 
 
 class Packer:
-    """Turns a worker's flows into compact records, piece by piece."""
+    """Turns a worker's flows into compact records, batch by batch."""
 
     def __init__(self, upstream: Upstream | None) -> None:
         self.upstream = upstream
+        self.positions = array("I")
+        self.micros = array("d")
+        self.flags = bytearray()
         self.records: list[tuple[Any, ...]] = []
-        self.blobs: list[bytes] = []
+        self.blobs: list[tuple[bytes, bytes, bytes, bytes]] = []
         self.extras: list[Any] = []
         self.tables: list[Any] = []
 
     def flush(self) -> None:
         """Packs the records added since the last flush (a batch)."""
         if self.records:
-            self.blobs.append(marshal.dumps(self.records))
+            self.blobs.append(
+                (
+                    self.positions.tobytes(),
+                    self.micros.tobytes(),
+                    bytes(self.flags),
+                    marshal.dumps(self.records),
+                )
+            )
+            self.positions = array("I")
+            self.micros = array("d")
+            self.flags.clear()
             self.records.clear()
 
     def take(self, flows: int, began: float) -> Piece:
@@ -294,8 +313,8 @@ class Packer:
         if not tables or (tables[-1] is not metrics and tables[-1] != metrics):
             tables.append(metrics)
         extra = -1
-        if r.logs or r.trace or r.local_reply or r.notes or r.callouts or r.error:
-            error = r.error
+        error = r.error
+        if r.logs or r.trace or r.local_reply or r.notes or r.callouts or error:
             state = (
                 None if error is None else (type(error), str(error), dict(vars(error)))
             )
@@ -303,11 +322,11 @@ class Packer:
             self.extras.append(
                 (r.logs, r.trace, r.local_reply, r.notes, r.callouts, state)
             )
+        self.positions.append(position)
+        self.micros.append(flow.micros)
+        self.flags.append(flow.no_response | (error is not None) << 1)
         self.records.append(
             (
-                position,
-                flow.micros,
-                flow.no_response,
                 r.context_id,
                 r.request_forwarded,
                 r.stalled,
@@ -323,30 +342,53 @@ class Packer:
         )
 
 
+class _Batch:
+    # One batch of a piece's records, decoded when a result is first read.
+    __slots__ = ("blob", "piece", "records")
+
+    def __init__(self, piece: Piece, blob: bytes) -> None:
+        self.piece = piece
+        self.blob = blob
+        self.records: list[tuple[Any, ...]] | None = None
+
+    def record(self, i: int) -> tuple[Any, ...]:
+        records = self.records
+        if records is None:
+            records = self.records = marshal.loads(self.blob)
+            self.blob = b""
+        return records[i]
+
+
 _RESULT = FlowResult.__dict__["result"]  # the slot behind FlowResult.result
 
 
 class PackedFlow(FlowResult):
     # A flow replayed by a worker: its result is rebuilt when first read.
-    __slots__ = ("_failed", "_piece", "_record")
+    __slots__ = ("_batch", "_failed", "_i")
 
     def __init__(
-        self, exchange: Any, record: tuple[Any, ...], piece: Piece, failed: bool
+        self,
+        exchange: Any,
+        micros: float,
+        flags: int,
+        batch: _Batch,
+        i: int,
     ) -> None:
         self.index = exchange.index
         self.exchange = exchange
-        self.micros = record[1]
-        self.no_response = record[2]
-        self._record = record
-        self._piece = piece
-        self._failed = failed
+        self.micros = micros
+        self.no_response = bool(flags & 1)
+        self._failed = bool(flags & 2)
+        self._batch = batch
+        self._i = i
 
     @property
     def result(self) -> StreamResult:
         try:
             made: StreamResult = _RESULT.__get__(self, FlowResult)
         except AttributeError:
-            made = _unpack(self.exchange, self._record, self._piece)
+            batch = self._batch
+            made = _unpack(self.exchange, batch.record(self._i), batch.piece)
             _RESULT.__set__(self, made)
         return made
 
@@ -362,9 +404,6 @@ class PackedFlow(FlowResult):
 
 def _unpack(exchange: Any, record: tuple[Any, ...], piece: Piece) -> StreamResult:
     (
-        _,
-        _,
-        _,
         context_id,
         forwarded,
         stalled,
@@ -432,22 +471,14 @@ def unpack_piece(
     piece: Piece, exchanges: Sequence[Any], start: int
 ) -> list[FlowResult]:
     """The flows of one piece; a record's position counts from ``start``."""
-    extras = piece.extras
-    failed = {i for i, extra in enumerate(extras) if extra[5] is not None}
     flows: list[FlowResult] = []
-    loads = marshal.loads
     with young_gc_only():
-        for blob in piece.records:
-            if not failed:
-                flows += [
-                    PackedFlow(exchanges[start + record[0]], record, piece, False)
-                    for record in loads(blob)
-                ]
-                continue
+        for positions, micros, flags, blob in piece.records:
+            batch = _Batch(piece, blob)
+            where = array("I", positions).tolist()
+            took = array("d", micros).tolist()
             flows += [
-                PackedFlow(
-                    exchanges[start + record[0]], record, piece, record[13] in failed
-                )
-                for record in loads(blob)
+                PackedFlow(exchanges[start + where[i]], took[i], flag, batch, i)
+                for i, flag in enumerate(flags)
             ]
     return flows
