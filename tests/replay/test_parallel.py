@@ -364,3 +364,49 @@ def test_other_exchange_types_are_pickled_to_the_workers():
     assert two.parts == [(0, range(9)), (1, range(9, 17))]
     assert [f.exchange for f in two] == rows
     _same_results(one, two)
+
+
+def _killing_the_worker(monkeypatch):
+    # An on_flow that kills the (first) worker process at the first flow.
+    made = []
+    new_worker = parallel._new_worker
+
+    def recording(*args):
+        worker = new_worker(*args)
+        made.append(worker)
+        return worker
+
+    monkeypatch.setattr(parallel, "_new_worker", recording)
+    killed = []
+
+    def kill(flow):
+        if not killed:
+            # Queued behind its first pieces: it has answered some by now.
+            pid = made[-1].pool.submit(os.getpid).result()
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    return kill, killed
+
+
+@pytest.mark.parametrize("keep", ["all", "changed"])
+def test_a_worker_process_that_dies_leaves_its_flows_to_this_one(monkeypatch, keep):
+    parallel.shutdown_workers()
+    kill, killed = _killing_the_worker(monkeypatch)
+    exchanges = _many(3000)
+    one = replay_parallel(TRAP_ON_BOOM, exchanges, workers=1, keep=keep)
+    with pytest.warns(RuntimeWarning, match="replay worker process 1 stopped"):
+        two = replay_parallel(
+            TRAP_ON_BOOM, exchanges, workers=2, balance="even", on_flow=kill, keep=keep
+        )
+    assert killed
+    assert [f.index for f in two] == [f.index for f in one]
+    _same_results(one, two)
+    assert two.totals.flows == 3000
+    assert (two.totals.failed, two.totals.modified) == (one.totals.failed, one.totals.modified)
+    # The worker answered its first pieces; this process replayed the rest.
+    (head, worker, recovered) = two.parts
+    assert head == (0, range(1500)) and worker[0] == 1 and recovered[0] == 0
+    assert worker[1].start == 1500 and recovered[1].stop == 3000
+    assert worker[1].stop == recovered[1].start and len(worker[1]) >= 256
+    assert parallel.idle_workers() == 0  # a stopped worker is not kept

@@ -50,6 +50,8 @@ class Piece:
     """Flows the piece had (kept or not)."""
     seconds: float = 0.0
     """The worker's time on the piece (decoding, replaying, packing)."""
+    totals: ReplayTotals | None = None
+    """The worker's counts so far (compact replays), should it stop."""
 
 
 @dataclass(slots=True)

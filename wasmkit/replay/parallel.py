@@ -51,6 +51,7 @@ and one module compile, while the calling process replays.
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 import hashlib
 import multiprocessing
@@ -58,8 +59,10 @@ import os
 import pickle
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -221,7 +224,11 @@ def _feed(payload: tuple[str, bytes]) -> _wire.Piece:
             position += 1
         packer.flush()
     run.position = position
-    return packer.take(position - first, began)
+    piece = packer.take(position - first, began)
+    counted = collector.counted()
+    if counted is not None:
+        piece.totals = copy.deepcopy(counted)
+    return piece
 
 
 def _finish() -> _wire.Ending:
@@ -296,33 +303,61 @@ class _Worker:
     """Flows of the unpacked pieces."""
     seconds: float = 0.0
     """The worker's time on the unpacked pieces."""
+    totals: ReplayTotals | None = None
+    """Its counts up to the last unpacked piece (compact replays)."""
     finish: Future[_wire.Ending] | None = None
+    lost: BaseException | None = None
+    """Why the worker process stopped before it answered everything."""
+    recovered: range = range(0)
+    """The flows of :attr:`part` replayed here after it stopped."""
 
     def feed(self, items: list[Any], full: bool) -> None:
         # Keeps AHEAD pieces in flight; asks for the end once all are sent.
         part = self.part
-        while self.sent < len(part) and len(self.pieces) - self.taken < AHEAD:
-            start = part.start + self.sent
-            stop = min(start + min(self.size, self.largest), part.stop)
-            payload = _wire.encode_exchanges(items[start:stop], full=full)
-            self.pieces.append((stop - start, self.pool.submit(_feed, payload)))
-            self.sent += stop - start
-            self.size = min(self.size * 2, self.largest)
-        if self.final and self.finish is None and self.sent == len(part):
-            self.finish = self.pool.submit(_finish)
+        try:
+            while (
+                self.lost is None
+                and self.sent < len(part)
+                and len(self.pieces) - self.taken < AHEAD
+            ):
+                start = part.start + self.sent
+                stop = min(start + min(self.size, self.largest), part.stop)
+                payload = _wire.encode_exchanges(items[start:stop], full=full)
+                self.pieces.append((stop - start, self.pool.submit(_feed, payload)))
+                self.sent += stop - start
+                self.size = min(self.size * 2, self.largest)
+            if self.final and self.finish is None and self.sent == len(part):
+                self.finish = self.pool.submit(_finish)
+        except BrokenProcessPool as exc:
+            self.lost = exc
 
     def take(self, items: list[Any], wait: bool) -> None:
         # Unpacks the pieces that came back, in order (all of them: ``wait``).
         pieces = self.pieces
-        while self.taken < len(pieces):
+        while self.lost is None and self.taken < len(pieces):
             future = pieces[self.taken][1]
             if not (wait or future.done()):
                 return
-            piece = future.result()
+            try:
+                piece = future.result()
+            except BrokenProcessPool as exc:
+                self.lost = exc
+                return
             self.done += _wire.unpack_piece(piece, items, self.part.start)
             self.flows += piece.flows
             self.seconds += piece.seconds
+            if piece.totals is not None:
+                self.totals = piece.totals
             self.taken += 1
+
+    def started(self) -> bool:
+        """Whether it started (``False``: its process stopped first)."""
+        try:
+            self.ready.result()
+        except BrokenProcessPool as exc:
+            self.lost = exc
+            return False
+        return True
 
     def busy_us(self, micros: float) -> float:
         """Work (µs) sent and not answered, at ``micros`` per flow.
@@ -569,7 +604,7 @@ def _release(others: list[_Worker], *, reuse: bool) -> None:
     now = time.monotonic()
     for worker in others:
         pool = worker.pool
-        if idle > 0:
+        if idle > 0 and worker.lost is None:
             with _IDLE_LOCK:
                 if len(_IDLE) < IDLE_MAX:
                     _IDLE.append((worker.context, pool, now))
@@ -645,10 +680,11 @@ def _replay_with(
         here.calibrate()
         micros = here.micros()
         done = here.position
+        # A worker whose process stopped before it was ready is left out (its
+        # load error, should the filter not load there, is raised).
+        others = [w for w in others if not w.ready.done() or w.started()]
         share = measured_share(count - done, micros, len(others))
         if share:
-            for worker in others:
-                worker.ready.result()  # a worker that failed to start
             largest = min(
                 PIECE_FLOWS, max(POLL_FLOWS, int(PIECE_SECONDS * 1e6 / micros))
             )
@@ -765,6 +801,8 @@ class _Here:
         together.
         """
         last = self.used[-1]
+        if last.lost is not None:
+            return range(0)  # what it did not answer is replayed at the end
         caller_us = self.micros()
         moved = sum(w.sent for w in self.used)
         moving_us = self.moving_s * 1e6 / moved if moved else CALLER_EXTRA_US
@@ -783,6 +821,36 @@ class _Here:
         self._poll()
         return range(last.part.stop, part.stop)
 
+    def _recover(self, number: int, worker: _Worker) -> _wire.Ending:
+        # The worker process stopped: the flows it did not answer are replayed
+        # here, in order, in a new VM (as if its VM restarted there).
+        job = self.job
+        part = worker.part
+        lost = range(part.start + worker.flows, part.stop)
+        worker.recovered = lost
+        warnings.warn(_recover_note(number, worker, lost), RuntimeWarning, stacklevel=4)
+        plugin = load(
+            job.filter,
+            config=job.config,
+            root_id=job.root_id,
+            fail_open=job.fail_open,
+            **job.vm_options,
+        )
+        runner = FlowRunner(plugin, job.options, job.upstream, job.origin)
+        collector = FlowCollector(job.keep, job.max_kept)
+        for exchange in self.items[lost.start : lost.stop]:
+            collector.add(runner.run(exchange))
+        worker.done += collector.flows
+        totals = collector.counted()
+        if totals is not None and worker.totals is not None:
+            totals.merge(worker.totals)
+        return _wire.Ending(
+            metrics=plugin.vm.metrics.table(),
+            callouts=list(plugin.vm.callouts),
+            name=plugin.vm.module.name,
+            totals=totals,
+        )
+
     def result(self) -> ReplayResult:
         """Waits for the workers; every flow in capture order."""
         job, items = self.job, self.items
@@ -793,14 +861,22 @@ class _Here:
         totals = [self.mine.totals] if self.mine.counted() is not None else []
         tables = [vm.metrics.table()]
         callouts = list(vm.callouts[: self.head_callouts])
-        for worker in self.used:
-            worker.ready.result()  # its load error first
-            while worker.finish is None:
+        for k, worker in enumerate(self.used):
+            ending = None
+            if worker.started():  # or its load error
+                while worker.finish is None and worker.lost is None:
+                    worker.take(items, wait=True)
+                    worker.feed(items, self.full)
                 worker.take(items, wait=True)
-                worker.feed(items, self.full)
-            worker.take(items, wait=True)
-            ending = worker.finish.result()
-            worker.pool.submit(_tidy)  # while this process gathers the results
+                if worker.lost is None:
+                    assert worker.finish is not None
+                    try:
+                        ending = worker.finish.result()
+                        worker.pool.submit(_tidy)  # while this process goes on
+                    except BrokenProcessPool as exc:
+                        worker.lost = exc
+            if ending is None:
+                ending = self._recover(k + 1, worker)
             _collect(collector, worker.done, self.on_flow)
             if ending.totals is not None:
                 totals.append(ending.totals)
@@ -814,7 +890,10 @@ class _Here:
             for part_totals in totals:
                 counted.merge(part_totals)
             counted.kept = len(collector.flows)
-        parts = [(0, self.head)] + [(k + 1, w.part) for k, w in enumerate(self.used)]
+        parts = [(0, self.head)]
+        for k, w in enumerate(self.used):
+            stop = w.recovered.start if len(w.recovered) else w.part.stop
+            parts += [(k + 1, range(w.part.start, stop)), (0, w.recovered)]
         parts.append((0, self.tail))
         return ReplayResult(
             filter=str(vm.module.name),
@@ -825,6 +904,15 @@ class _Here:
             counted=counted,
             parts=[(k, r) for k, r in parts if len(r)] if self.used else [],
         )
+
+
+def _recover_note(number: int, worker: _Worker, lost: range) -> str:
+    return (
+        f"replay worker process {number} stopped ({worker.lost!r}) with flows "
+        f"{lost.start} to {lost.stop - 1} of the replay unanswered: they were "
+        "replayed in this process, in a new VM (the metrics and callouts the "
+        "worker's VM had gathered are lost)"
+    )
 
 
 def _collect(
