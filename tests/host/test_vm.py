@@ -8,6 +8,7 @@ import pytest
 
 from wasmkit.errors import FilterLoadError, FilterTrapError
 from wasmkit.host import load, request, response, to_record
+from wasmkit.host.memory import GuestMemory
 from wasmkit.host.vm import GuestExit, Limits, WasmtimeVm, compile_module
 from wasmkit.testing import filter_wat
 
@@ -155,3 +156,35 @@ def test_limits_validate():
             [lambda a, b: 0, lambda c: None],
             limits=Limits(fuel=10),
         )
+
+
+READER = """(module
+  (import "env" "read" (func $read (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "grow_and_read") (result i32)
+    (i32.store (i32.const 16) (i32.const 0x01020304))
+    (drop (call $read (i32.const 16) (i32.const 4)))
+    (drop (memory.grow (i32.const 2)))
+    (i32.store (i32.const 131072) (i32.const 0x2a2b2c2d))
+    (drop (call $read (i32.const 131072) (i32.const 4)))
+    (call $read (i32.const 196604) (i32.const 8))))"""
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_memory_grown_since_last_seen_is_read_and_bounds_still_hold(fast):
+    # Host reads check the size last seen first; one past it asks again.
+    reads = []
+
+    def read(ptr, size):
+        data = memory.read(ptr, size)
+        reads.append(data)
+        return 0 if data is None else 1
+
+    vm = WasmtimeVm(compile_module(READER), [read], fast=fast)
+    memory = GuestMemory(vm.memory_region, lambda size: 0, vm.memory_seen)
+    base = vm.memory_seen()[0]
+    assert vm.call("grow_and_read", []) == 0  # the last read is out of range
+    assert reads == [bytes([4, 3, 2, 1]), bytes([0x2D, 0x2C, 0x2B, 0x2A]), None]
+    # The memory grew in place: the address seen before is still its address.
+    assert vm.memory_region() == (base, 3 * 65536) == vm.memory_seen()
+    assert memory.writable(3 * 65536 - 4, 4) and not memory.writable(3 * 65536 - 3, 4)

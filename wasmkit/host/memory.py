@@ -1,9 +1,11 @@
 """Bounds-checked access to guest linear memory.
 
-Every read and write checks ``ptr + size`` against the memory's current size,
-asked of the VM on each access because the guest may grow (and move) its
-memory; the VM answers from a cache it re-checks after anything that may have
-run wasm (``WasmtimeVm.memory_region``).
+Every read and write checks ``ptr + size`` against the memory's size. The
+address never changes (the engine reserves a 32-bit memory's whole range), so
+an access is first checked against the size last seen
+(``WasmtimeVm.memory_seen``, no call into wasmtime); only when that check fails
+is the current size asked for (``WasmtimeVm.memory_region``: the guest may have
+grown its memory since), and the access refused if it still does not fit.
 Out-of-range accesses return ``None`` / ``False`` so host functions can answer
 ``INVALID_MEMORY_ACCESS`` instead of raising.
 """
@@ -27,14 +29,27 @@ class GuestMemory:
     """
 
     def __init__(
-        self, region: Callable[[], tuple[int, int]], allocate: Callable[[int], int]
+        self,
+        region: Callable[[], tuple[int, int]],
+        allocate: Callable[[int], int],
+        seen: Callable[[], tuple[int, int]] | None = None,
     ) -> None:
         self._region = region
+        self._seen = seen or region
         self._allocate = allocate
 
-    def bind(self, region: Callable[[], tuple[int, int]]) -> None:
-        """Read the memory's place from ``region`` from now on."""
+    def bind(
+        self,
+        region: Callable[[], tuple[int, int]],
+        seen: Callable[[], tuple[int, int]] | None = None,
+    ) -> None:
+        """Read the memory's place from ``region`` from now on.
+
+        ``seen``: the address and the size last seen, which may be smaller
+        than the current one (accesses beyond it ask ``region``).
+        """
         self._region = region
+        self._seen = seen or region
 
     def size(self) -> int:
         """Current size of linear memory (bytes)."""
@@ -44,9 +59,11 @@ class GuestMemory:
         """``size`` bytes at ``ptr``, or ``None`` if out of range."""
         if size == 0:
             return b""
-        base, limit = self._region()
+        base, limit = self._seen()
         if ptr + size > limit or ptr < 0 or size < 0:
-            return None
+            base, limit = self._region()
+            if ptr + size > limit or ptr < 0 or size < 0:
+                return None
         return ctypes.string_at(base + ptr, size)
 
     def write(self, ptr: int, data: bytes) -> bool:
@@ -54,9 +71,11 @@ class GuestMemory:
         size = len(data)
         if size == 0:
             return True
-        base, limit = self._region()
+        base, limit = self._seen()
         if ptr + size > limit or ptr < 0:
-            return False
+            base, limit = self._region()
+            if ptr + size > limit or ptr < 0:
+                return False
         ctypes.memmove(base + ptr, data, size)
         return True
 
@@ -75,7 +94,9 @@ class GuestMemory:
 
     def writable(self, ptr: int, size: int) -> bool:
         """Whether ``size`` bytes at ``ptr`` are inside memory."""
-        return ptr >= 0 and ptr + size <= self._region()[1]
+        return ptr >= 0 and (
+            ptr + size <= self._seen()[1] or ptr + size <= self._region()[1]
+        )
 
     def copy_out(self, data: bytes, ret_ptr: int, ret_size: int | None) -> bool:
         """Copy ``data`` into fresh guest memory and return pointer and size.

@@ -403,7 +403,7 @@ class FilterVm:
         self.vm = WasmtimeVm(
             self.module, self._link(), limits=self.limits, fast=self.fast
         )
-        self.mem.bind(self.vm.memory_region)
+        self.mem.bind(self.vm.memory_region, self.vm.memory_seen)
         try:
             if self.vm.has_export("_initialize"):
                 self.invoke("_initialize", (), self._vm_ctx, startup=True)

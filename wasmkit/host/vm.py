@@ -174,6 +174,11 @@ def _engine(fuel: bool) -> Any:
             config = wasmtime.Config()
             config.epoch_interruption = True
             config.consume_fuel = fuel
+            # A 32-bit memory reserves its whole 4 GiB and never moves when it
+            # grows: its address stays valid, only its size changes (see
+            # WasmtimeVm.memory_seen).
+            config.memory_reservation = 1 << 32
+            config.memory_may_move = False
             engine = wasmtime.Engine(config)
             _engines[fuel] = engine
         return engine
@@ -766,6 +771,18 @@ class WasmtimeVm:
             region = (_memory_data(self._ctx, ref) or 0, size)
             self._region = region
         self._stale = False
+        return region
+
+    def memory_seen(self) -> tuple[int, int]:
+        """The memory's address and its size when last looked at.
+
+        The address is current (memories do not move here); the size may have
+        grown since, if wasm ran: a bounds check that fails against it asks
+        :meth:`memory_region` before it refuses an access.
+        """
+        region = self._region
+        if region is None:
+            return self.memory_region()
         return region
 
     def memory_exhausted(self) -> bool:

@@ -45,7 +45,13 @@ What differs from one worker:
   keeps the last VM's value. Callouts are concatenated in capture order.
 
 Workers start with the ``spawn`` method, so each pays one interpreter start
-and one module compile, while the calling process replays.
+and one module compile, while the calling process replays. After a replay
+they wait for the next one (:data:`IDLE_S`, ``WASMKIT_WORKER_IDLE_S``;
+:func:`shutdown_workers`), keeping the modules they compiled (by the file's
+contents: a rebuilt filter compiles again); not when ``upstream`` or a VM
+option is a function, whose module may change in between. A worker process
+that stops mid-replay (killed, crashed) leaves the flows it had not answered
+to the calling process, which replays them in a new VM and warns.
 """
 
 from __future__ import annotations
