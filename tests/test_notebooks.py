@@ -97,6 +97,7 @@ CHECKS: dict[str, list[str]] = {
         "sorted(files['file'])"
         " == ['records.json', 'report.html', 'rewritten.flow', 'rewritten.har']",
         'b\'"via":"wasmkit"\' in back[0].response.body',
+        "two.parts == [(0, range(9)), (1, range(9, 17))] and same",
     ],
     "09-comparing-filters.ipynb": [
         "[f.index for f in comparison.differing] == [10, 15]",
