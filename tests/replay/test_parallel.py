@@ -410,3 +410,44 @@ def test_a_worker_process_that_dies_leaves_its_flows_to_this_one(monkeypatch, ke
     assert worker[1].start == 1500 and recovered[1].stop == 3000
     assert worker[1].stop == recovered[1].start and len(worker[1]) >= 256
     assert parallel.idle_workers() == 0  # a stopped worker is not kept
+
+
+# SLOW's spin, then a trap on 5-byte paths (as TRAP_ON_BOOM): failures all
+# along the capture.
+TRAP_ON_BOOM_SLOW = filter_wat(
+    """(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+         (local $i i32)
+         (local.set $i (i32.const 8000000))
+         (loop $spin
+           (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+           (br_if $spin (i32.ne (local.get $i) (i32.const 0))))
+         (drop (call $proxy_get_header_map_value (i32.const 0)
+           (global.get $s_path) (global.get $s_path_len) (i32.const 512) (i32.const 516)))
+         (if (i32.eq (i32.load (i32.const 516)) (i32.const 5)) (then unreachable))
+         (i32.const 0))""",
+    strings={"path": ":path"},
+)
+
+
+def test_measured_cut_keeps_capture_order_for_caps_and_callbacks():
+    exchanges = _many(600)
+    seen: list[int] = []
+    one = replay_parallel(TRAP_ON_BOOM_SLOW, exchanges, workers=1, keep="summary")
+    two = replay_parallel(
+        TRAP_ON_BOOM_SLOW,
+        exchanges,
+        workers=2,
+        keep="summary",
+        max_kept=50,
+        on_flow=lambda f: seen.append(f.index),
+    )
+    assert {k for k, _ in two.parts} == {0, 1}
+    # Failures all along the capture: the cap falls past this process's head.
+    kept = [f.index for f in one][:50]
+    assert len(one) > 50 and kept[-1] > two.parts[0][1].stop
+    assert [f.index for f in two] == kept == seen
+    assert two.totals.flows == 600 and two.totals.kept == 50
+    assert (two.totals.failed, two.totals.modified) == (
+        one.totals.failed,
+        one.totals.modified,
+    )

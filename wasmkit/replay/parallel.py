@@ -932,7 +932,8 @@ def _collect(
         collector.flows.extend(flows)
         return
     for flow in flows:
-        if cap is None or len(collector.flows) < cap:
-            collector.flows.append(flow)
+        if cap is not None and len(collector.flows) >= cap:
+            return
+        collector.flows.append(flow)
         if on_flow is not None:
             on_flow(flow)
