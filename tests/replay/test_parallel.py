@@ -451,3 +451,22 @@ def test_measured_cut_keeps_capture_order_for_caps_and_callbacks():
         one.totals.failed,
         one.totals.modified,
     )
+
+
+def test_progress_counts_every_flow_with_workers_and_compact_keeps():
+    failed = len(replay(TRAP_ON_BOOM, FLOW).failed)
+    for workers, balance in ((1, "measured"), (2, "even"), (2, "measured")):
+        done: list[int] = []
+        result = replay(
+            TRAP_ON_BOOM,
+            FLOW,
+            workers=workers,
+            balance=balance,
+            keep="summary",
+            on_progress=done.append,
+        )
+        assert sum(done) == 17 == result.totals.flows
+        assert len(result) == result.totals.failed == failed > 0
+    done = []
+    replay_parallel(SLOW, _many(600), workers=2, on_progress=done.append)
+    assert sum(done) == 600 and len(done) > 2

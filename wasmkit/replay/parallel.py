@@ -460,6 +460,7 @@ def replay_parallel(
     keep: Keep = "all",
     max_kept: int | None = None,
     balance: Balance = "measured",
+    on_progress: Callable[[int], None] | None = None,
     **vm_options: Any,
 ) -> ReplayResult:
     """Replay ``exchanges`` in ``workers`` processes, one contiguous chunk each.
@@ -490,6 +491,9 @@ def replay_parallel(
             replay done before they are ready runs here alone); the cut
             depends on timing. ``even``: equal chunks, the same every run
             (for filters whose state makes the cut matter).
+        on_progress: called in this process with how many more flows are
+            done (kept or not) as this process replays them and as workers'
+            results come back (a progress bar).
         **vm_options: for :class:`wasmkit.host.FilterVm` (picklable values).
 
     Raises:
@@ -546,9 +550,9 @@ def replay_parallel(
             if len(items) >= 2:
                 for worker in others:
                     worker.ready = worker.pool.submit(_start, job)
-                result = _replay_with(others, items, job, balance, on_flow)
+                result = _replay_with(others, items, job, balance, on_flow, on_progress)
             else:
-                result = _replay_with([], items, job, balance, on_flow)
+                result = _replay_with([], items, job, balance, on_flow, on_progress)
             done = True
             return result
     finally:
@@ -669,10 +673,11 @@ def _replay_with(
     job: _Job,
     balance: Balance,
     on_flow: Callable[[FlowResult], None] | None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> ReplayResult:
     # The calling process's side of replay_parallel: its own runs, the cuts,
     # the workers' pieces out and their results back.
-    here = _Here(job, items, others, on_flow)
+    here = _Here(job, items, others, on_flow, on_progress)
     count = len(items)
     if others and balance == "even":
         ranges = split(count, len(others) + 1)
@@ -728,8 +733,10 @@ class _Here:
         items: list[Any],
         others: list[_Worker],
         on_flow: Callable[[FlowResult], None] | None,
+        on_progress: Callable[[int], None] | None = None,
     ) -> None:
         self.job = job
+        self.on_progress = on_progress
         self.items = items
         self.others = others
         self.used: list[_Worker] = []
@@ -789,6 +796,8 @@ class _Here:
         self.replay_s += time.perf_counter() - began
         self.replayed += len(flows)
         self.position = flows.stop
+        if self.on_progress is not None:
+            self.on_progress(len(flows))
         if live:
             self.head_kept = len(kept)
             self.head_callouts = len(self.plugin.vm.callouts)
@@ -796,8 +805,11 @@ class _Here:
     def _poll(self) -> None:
         began = time.perf_counter()
         for worker in self.used:
+            answered = worker.flows
             worker.take(self.items, wait=False)
             worker.feed(self.items, self.full)
+            if self.on_progress is not None and worker.flows != answered:
+                self.on_progress(worker.flows - answered)
         self.moving_s += time.perf_counter() - began
 
     def cut_last(self) -> range:
@@ -869,6 +881,7 @@ class _Here:
         callouts = list(vm.callouts[: self.head_callouts])
         for k, worker in enumerate(self.used):
             ending = None
+            answered = worker.flows
             if worker.started():  # or its load error
                 while worker.finish is None and worker.lost is None:
                     worker.take(items, wait=True)
@@ -883,6 +896,9 @@ class _Here:
                         worker.lost = exc
             if ending is None:
                 ending = self._recover(k + 1, worker)
+            if self.on_progress is not None:
+                done = len(worker.part) if len(worker.recovered) else worker.flows
+                self.on_progress(done - answered)
             _collect(collector, worker.done, self.on_flow)
             if ending.totals is not None:
                 totals.append(ending.totals)

@@ -34,19 +34,31 @@ def _with_progress(fn: Callable[P, ReplayResult]) -> Callable[P, ReplayResult]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> ReplayResult:
         enabled = cast("bool | None", kwargs.get("progress"))
         user = cast("Callable[[FlowResult], None] | None", kwargs.get("on_flow"))
+        user_progress = cast("Callable[[int], None] | None", kwargs.get("on_progress"))
+        # The bar counts every flow done (on_progress); with several workers
+        # only the kept flows reach on_flow, so the totals give the counts.
+        workers = kwargs.get("workers", 1) != 1
         counts = {"modified": 0, "failed": 0}
         with Progress(desc="replaying", unit="flows", enabled=enabled) as bar:
 
             def on_flow(flow: FlowResult) -> None:
-                if bar.mode != "off":
+                if bar.mode != "off" and not workers:
                     counts["modified"] += modified(flow)
                     counts["failed"] += flow.failed
-                bar.update()
                 if user is not None:
                     user(flow)
 
+            def on_progress(n: int) -> None:
+                bar.update(n)
+                if user_progress is not None:
+                    user_progress(n)
+
             kwargs["on_flow"] = on_flow
+            kwargs["on_progress"] = on_progress
             result = fn(*args, **kwargs)
+            if workers or result.counted is not None:
+                totals = result.totals
+                counts = {"modified": totals.modified, "failed": totals.failed}
             replayed = (
                 len(result.flows) if result.counted is None else result.counted.flows
             )
@@ -74,6 +86,7 @@ def replay(
     follow_time: bool = True,
     upstream: Upstream | None = None,
     on_flow: Callable[[FlowResult], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
     workers: int = 1,
     balance: Balance = "measured",
     callouts_from_capture: bool = False,
@@ -102,7 +115,10 @@ def replay(
         chunk_size: deliver bodies in chunks of this many bytes.
         follow_time: let virtual time follow the capture's timestamps.
         upstream: answer requests instead of the recorded responses.
-        on_flow: called with each flow's result (progress).
+        on_flow: called with each flow's result (with several workers: each
+            kept flow's).
+        on_progress: called with how many more flows are done, kept or not
+            (a progress bar; the ``progress`` bar uses it).
         callouts_from_capture: answer the filter's HTTP callouts with the
             recorded responses of matching flows of the same captures (see
             :class:`wasmkit.replay.responders.CaptureResponder`); reads the
@@ -159,6 +175,7 @@ def replay(
             options=ReplayOptions(chunk_size=chunk_size, follow_time=follow_time),
             upstream=upstream,
             on_flow=on_flow,
+            on_progress=on_progress,
             keep=keep,
             max_kept=max_kept,
             **vm_options,
@@ -177,6 +194,8 @@ def replay(
             plugin, capture, options=options, upstream=upstream, on_flow=on_flow
         ):
             collector.add(flow)
+            if on_progress is not None:
+                on_progress(1)
     except CaptureReadError as exc:
         capture_error = str(exc)
     stats = capture.stats
