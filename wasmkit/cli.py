@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from wasmkit import compat
+from wasmkit import compat, options
 from wasmkit.build import LANGUAGES, build, doctor
 from wasmkit.errors import (
     BuildError,
@@ -22,7 +22,6 @@ from wasmkit.host import message
 from wasmkit.host.callouts import load_responder
 from wasmkit.host.plugin import load
 from wasmkit.host.record import error_json, render_text, to_record
-from wasmkit.host.vm import Limits
 from wasmkit.replay.results import BALANCE_MODES, KEEP_MODES, FlowResult
 
 SAMPLES = Path(__file__).resolve().parent.parent / "build" / "samples"
@@ -30,26 +29,10 @@ SAMPLES = Path(__file__).resolve().parent.parent / "build" / "samples"
 
 def _text_or_file(value: str | None) -> bytes:
     """``TEXT`` as UTF-8, or the contents of ``@FILE``."""
-    if value is None:
-        return b""
-    if value.startswith("@"):
-        path = Path(value[1:])
-        try:
-            return path.read_bytes()
-        except OSError as exc:
-            raise SystemExit(f"wasmkit: cannot read {path}: {exc.strerror}") from exc
-    return value.encode("utf-8")
-
-
-def _property(text: str) -> tuple[str, str | int | bool]:
-    path, sep, value = text.partition("=")
-    if not sep or not path:
-        raise SystemExit(f"wasmkit: --property must look like PATH=VALUE, not {text!r}")
-    if value in ("true", "false"):
-        return path, value == "true"
-    if value.lstrip("-").isdigit():
-        return path, int(value)
-    return path, value
+    try:
+        return options.text_or_file(value)
+    except ValueError as exc:
+        raise SystemExit(f"wasmkit: {exc}") from exc
 
 
 def _header(text: str) -> tuple[str, str]:
@@ -74,7 +57,6 @@ def _add_run(sub: Any) -> None:
         "file (built first)",
     )
     run.add_argument("--config", help="plugin configuration: TEXT or @FILE")
-    run.add_argument("--vm-config", help="VM configuration: TEXT or @FILE")
     run.add_argument("--root-id", default="", help="the plugin's root id")
     run.add_argument("--method", default="GET", help="request method (default GET)")
     run.add_argument("--url", default="http://example.com/", help="request URL")
@@ -105,27 +87,7 @@ def _add_run(sub: Any) -> None:
         "responder(callout)",
     )
     run.add_argument(
-        "--property",
-        action="append",
-        default=[],
-        metavar="PATH=VALUE",
-        help="set a property the filter reads, e.g. xds.route_name=api "
-        "(repeatable; integers and true/false are typed)",
-    )
-    run.add_argument(
         "--chunk-size", type=int, help="deliver bodies in chunks of N bytes"
-    )
-    run.add_argument(
-        "--log-level",
-        default="info",
-        choices=["trace", "debug", "info", "warn", "error", "critical"],
-        help="lowest log level kept (default info)",
-    )
-    run.add_argument(
-        "--timeout-ms", type=int, default=2000, help="time limit per callback"
-    )
-    run.add_argument(
-        "--memory-mb", type=int, default=256, help="memory limit of the VM"
     )
     run.add_argument(
         "--fail-open", action="store_true", help="let traffic through on failure"
@@ -134,10 +96,20 @@ def _add_run(sub: Any) -> None:
     run.add_argument(
         "--trace", action="store_true", help="print the trace (text output)"
     )
+    options.add_vm_arguments(run)
+    options.add_build_arguments(run)
+
+
+def _vm_options(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        return options.vm_options(args)
+    except ValueError as exc:
+        raise SystemExit(f"wasmkit {args.command}: {exc}") from exc
 
 
 def _run(args: argparse.Namespace) -> int:
-    filter_path = _built_filter(args.filter)
+    vm_options = _vm_options(args)
+    filter_path = _built_filter(args.filter, args)
     if filter_path is None:
         return 1
     try:
@@ -155,20 +127,15 @@ def _run(args: argparse.Namespace) -> int:
             responder = load_responder(args.callouts)
         except (OSError, ValueError) as exc:
             raise SystemExit(f"wasmkit: --callouts: {exc}") from exc
-    props = dict(_property(p) for p in args.property)
     try:
         plugin = load(
             filter_path,
             responder=responder,
-            properties=props,
             config=_text_or_file(args.config),
             root_id=args.root_id,
             fail_open=args.fail_open,
-            vm_configuration=_text_or_file(args.vm_config),
-            log_level=args.log_level,
-            limits=Limits(
-                timeout_ms=args.timeout_ms, memory_bytes=args.memory_mb * 1024 * 1024
-            ),
+            progress=True,
+            **vm_options,
         )
     except FilterError as exc:
         return _failed_load(args, exc)
@@ -281,16 +248,18 @@ def _demo_replay(samples: Path) -> int:
 _SOURCE_SUFFIXES = (".rs", ".go", ".ts")
 
 
-def _built_filter(arg: str) -> str | None:
+def _built_filter(arg: str, args: argparse.Namespace | None = None) -> str | None:
     """``arg`` itself for a .wasm/.wat file; a source folder or file is built first.
 
-    Returns ``None`` (after saying why on stderr) when the build fails.
+    ``args`` carries the build flags (``--tags`` ...). Returns ``None`` (after
+    saying why on stderr) when the build fails.
     """
     path = Path(arg)
     if not (path.is_dir() or path.suffix in _SOURCE_SUFFIXES):
         return arg
+    wanted = options.build_options(args) if args is not None else {}
     try:
-        artifact = build(path)
+        artifact = build(path, **wanted)
     except (BuildError, ValueError, OSError) as exc:
         print(f"wasmkit: cannot build {arg}: {exc}", file=sys.stderr)
         return None
@@ -320,6 +289,7 @@ def _add_build(sub: Any) -> None:
     cmd.add_argument("--debug", action="store_true", help="build without optimizations")
     cmd.add_argument("--root-id", help="root id (names a generated project)")
     cmd.add_argument("--json", action="store_true", help="print one JSON record")
+    options.add_build_arguments(cmd)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -330,6 +300,7 @@ def _build(args: argparse.Namespace) -> int:
             root_id=args.root_id,
             optimize=not args.debug,
             force=args.force,
+            **options.build_options(args),
         )
     except (ValueError, OSError) as exc:
         raise SystemExit(f"wasmkit build: {exc}") from exc
@@ -474,6 +445,8 @@ def _add_replay(sub: Any) -> None:
     cmd.add_argument(
         "--max-kept", type=int, metavar="N", help="keep at most N flows in full"
     )
+    options.add_vm_arguments(cmd)
+    options.add_build_arguments(cmd)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -498,7 +471,8 @@ def _replay(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
-    path = _built_filter(args.filter)
+    vm_options = _vm_options(args)
+    path = _built_filter(args.filter, args)
     if path is None:
         return 1
     responder = None
@@ -527,6 +501,7 @@ def _replay(args: argparse.Namespace) -> int:
             keep=args.keep,
             max_kept=args.max_kept,
             on_flow=records.write if records else None,
+            **vm_options,
         )
     except (WasmkitError, ValueError) as exc:
         print(f"wasmkit replay: {exc}", file=sys.stderr)

@@ -243,3 +243,62 @@ def test_other_streams_in_flight_survive_a_trap():
     # The next stream starts on a fresh instance: context ids restart at 2.
     after = plugin.run_http(request("GET", "http://h/ok"), response())
     assert after.error is None and after.context_id == 2
+
+
+# Counts down from the configuration's size times a million: seconds of work
+# with a large configuration, none with an empty one.
+SLOW_CONFIGURE = filter_wat(
+    """(func (export "proxy_on_configure") (param i32 i32) (result i32)
+         (local $n i64)
+         (local.set $n (i64.mul (i64.extend_i32_u (local.get 1)) (i64.const 1000000)))
+         (block $done (loop $l
+           (br_if $done (i64.eqz (local.get $n)))
+           (local.set $n (i64.sub (local.get $n) (i64.const 1)))
+           (br $l)))
+         (i32.const 1))
+       (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+         (local $n i64)
+         (local.set $n (i64.const 200000000))
+         (block $done (loop $l
+           (br_if $done (i64.eqz (local.get $n)))
+           (local.set $n (i64.sub (local.get $n) (i64.const 1)))
+           (br $l)))
+         (i32.const 0))"""
+)
+
+
+def test_configure_has_the_start_up_limit_not_the_callback_limit():
+    # Far past the 5 ms callback limit, well inside the start-up one.
+    started = time.monotonic()
+    plugin = load(
+        SLOW_CONFIGURE,
+        config=b"x" * 200,
+        limits=Limits(timeout_ms=5, startup_timeout_ms=120_000),
+    )
+    assert time.monotonic() - started > 0.005
+    configure = next(t for t in plugin.vm.trace if t.name == "proxy_on_configure")
+    assert configure.result == 1
+    # A stream callback doing the same work runs into the callback limit.
+    result = plugin.run_http(request(), response())
+    assert result.error is not None and result.error.kind == "timeout"
+    assert "5 ms per callback" in str(result.error)
+    assert "--timeout-ms" in str(result.error)
+
+
+def test_default_start_up_limit_is_a_minute():
+    assert Limits().startup_timeout_ms == 60_000
+    assert Limits().timeout_ms == 2000
+
+
+def test_start_up_timeout_names_its_limit_and_how_to_raise_it():
+    wat = filter_wat(
+        """(func (export "proxy_on_configure") (param i32 i32) (result i32)
+             (loop $l (br $l)) (i32.const 1))"""
+    )
+    with pytest.raises(FilterLoadError) as info:
+        load(wat, config=b"{}", limits=Limits(startup_timeout_ms=50))
+    text = str(info.value)
+    assert "proxy_on_configure" in text
+    assert "start-up limit of 50 ms" in text
+    assert "--start-timeout-ms" in text
+    assert info.value.__cause__.kind == "timeout"

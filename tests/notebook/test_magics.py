@@ -190,3 +190,46 @@ def test_unload_removes_the_magics_and_load_brings_them_back(shell):
     finally:
         ip.run_line_magic("load_ext", "wasmkit")
     assert "wasm" in ip.magics_manager.magics["cell"]
+
+
+@pytest.mark.toolchain("go")
+def test_wasm_cell_takes_build_tags_limits_and_vm_options(shell):
+    gated = "//go:build wasmkit_cell\n\n" + GO_CELL
+    # Without the tag every file is excluded: the build fails, clearly.
+    with pytest.raises(UsageError, match="build constraints exclude"):
+        shell.run("%%wasm gated --lang go --config '{}'\n" + gated)
+    shell.run(
+        "%%wasm gated --lang go --config '{}' --tags wasmkit_cell "
+        "--timeout-ms 7 --start-timeout-ms 9000 --memory-mb 64 --log-level debug "
+        "--property xds.route_name=api --vm-config vm-text\n" + gated
+    )
+    gated = shell.user_ns["gated"]
+    limits = gated.vm_options["limits"]
+    assert (limits.timeout_ms, limits.startup_timeout_ms) == (7, 9000)
+    assert limits.memory_bytes == 64 << 20
+    assert gated.vm_options["log_level"] == "debug"
+    assert gated.vm_options["properties"] == {"xds.route_name": "api"}
+    vm = gated.plugin.vm
+    assert vm.limits == limits and vm.vm_configuration == b"vm-text"
+    assert vm.log_level.name == "DEBUG"
+    result = gated.run()
+    assert result.request_after is not None
+    assert result.request_after.get(b"x-wasmkit") == b"cell"
+    with pytest.raises(UsageError, match="--timeout-ms must be 0"):
+        shell.run("%%wasm bad --lang go --timeout-ms -3\n" + GO_CELL)
+
+
+@pytest.mark.toolchain("go")
+def test_filter_card_reports_load_time_apart_from_build_time(shell):
+    shell.run("%%wasm card --lang go --config '{}'\n" + GO_CELL)
+    card = shell.user_ns["card"]
+    page = card._repr_html_()
+    assert "build time" in page and "load time" in page
+    assert card.load_ms > 0
+    origin = card.plugin.vm.module.origin
+    wording = {
+        "compiled": "compiled by wasmtime",
+        "disk": "code from the module cache",
+        "memory": "code already in this kernel",
+    }[origin]
+    assert wording in page

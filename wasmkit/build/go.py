@@ -72,20 +72,30 @@ func (*root) NewHttpContext(uint32) types.HttpContext {
 _LOCATION = re.compile(r"^(?:\./)?(\S[^:]*\.go):(\d+)(?::(\d+))?: (.*)$")
 
 
-def _env(**extra: str) -> dict[str, str]:
-    # The kit's own settings: a user's GOFLAGS (-mod=vendor...) or go.work must
-    # not change what is built; GOTOOLCHAIN=local never fetches another Go.
+def _env(*, go_flags: tuple[str, ...] = (), **extra: str) -> dict[str, str]:
+    # The kit's module and build caches; a go.work elsewhere must not change
+    # what is built; GOTOOLCHAIN=local never fetches another Go. A user's own
+    # GOFLAGS are kept (after the kit's), then the build's go_flags.
     cache = kit_cache()
     env = dict(os.environ)
+    flags = ["-modcacherw"]
+    user = os.environ.get("GOFLAGS", "").strip()
+    if user:
+        flags.append(user)
+    flags.extend(go_flags)
     env.update(
         GOMODCACHE=str(cache / "gomod"),
         GOCACHE=str(cache / "gocache"),
-        GOFLAGS="-modcacherw",
+        GOFLAGS=" ".join(flags),
         GOWORK="off",
         GOTOOLCHAIN=os.environ.get("GOTOOLCHAIN") or "local",
     )
     env.update(extra)
     return env
+
+
+def _tags(options: Options) -> list[str]:
+    return [f"-tags={','.join(options.tags)}"] if options.tags else []
 
 
 def _which(tool: str, install: str) -> Path:
@@ -170,22 +180,28 @@ class Go:
             "-buildmode=c-shared",
             "-trimpath",
             "-buildvcs=false",
+            *_tags(options),
             *options.extra_args,
             "-o",
             str(out),
             ".",
         ]
 
-    def _build_env(self) -> dict[str, str]:
-        return _env(GOPROXY="off", GOOS="wasip1", GOARCH="wasm", CGO_ENABLED="0")
+    def _build_env(self, options: Options | None = None) -> dict[str, str]:
+        return _env(
+            go_flags=options.go_flags if options else (),
+            GOPROXY="off",
+            GOOS="wasip1",
+            GOARCH="wasm",
+            CGO_ENABLED="0",
+        )
 
     def compile(self, project: Project, out: Path, options: Options) -> Compiled:
         """``go build`` offline into ``out``."""
         command = self._command(out, options)
-        Path(self._build_env()["GOCACHE"]).mkdir(parents=True, exist_ok=True)
-        proc = run(
-            command, cwd=project.root, env=self._build_env(), timeout=options.timeout
-        )
+        env = self._build_env(options)
+        Path(env["GOCACHE"]).mkdir(parents=True, exist_ok=True)
+        proc = run(command, cwd=project.root, env=env, timeout=options.timeout)
         log = proc.stderr + proc.stdout
         if proc.returncode != 0:
             raise project.compile_error(self.lang, proc, log, _diagnostics(log))
@@ -225,9 +241,10 @@ class TinyGo(Go):
             "-target=wasip1",
             "-buildmode=c-shared",
             "-opt=2" if options.optimize else "-opt=1",
+            *_tags(options),
             *options.extra_args,
             ".",
         ]
 
-    def _build_env(self) -> dict[str, str]:
-        return _env(GOPROXY="off")
+    def _build_env(self, options: Options | None = None) -> dict[str, str]:
+        return _env(go_flags=options.go_flags if options else (), GOPROXY="off")

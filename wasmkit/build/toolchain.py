@@ -75,10 +75,22 @@ class Options:
     """Extra compiler arguments, appended to the kit's."""
     timeout: float = 600.0
     """Time limit of the compile (s)."""
+    tags: tuple[str, ...] = ()
+    """Go build tags (``go build -tags``); Go and TinyGo only."""
+    go_flags: tuple[str, ...] = ()
+    """Flags added to ``GOFLAGS`` after the user's own; Go and TinyGo only."""
 
     def key(self) -> dict[str, object]:
         """The options that change the module."""
-        return {"optimize": self.optimize, "extra_args": list(self.extra_args)}
+        key: dict[str, object] = {
+            "optimize": self.optimize,
+            "extra_args": list(self.extra_args),
+        }
+        if self.tags:
+            key["tags"] = list(self.tags)
+        if self.go_flags:
+            key["go_flags"] = list(self.go_flags)
+        return key
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ SUMMARY_COLUMNS = [
     ("resp -", "response_removed"), ("resp ~", "response_changed"),
     ("body", "body_changed"), ("local reply", "local_reply"), ("logs", "logs"),
     ("host calls", "host_calls"), ("µs", "us"), ("error", "error"),
+    ("reason", "reason"),
 ]  # fmt: skip
 
 _CSS = """

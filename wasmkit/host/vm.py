@@ -15,28 +15,41 @@ exactly one place, :meth:`WasmtimeVm.call`.
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import hashlib
 import math
 import os
 import threading
+import time
+import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import wasmtime
 from wasmtime import _ffi as ffi
 
 from wasmkit.abi.constants import WASM_PAGE
 from wasmkit.abi.signatures import Signature
-from wasmkit.errors import ErrorKind, FilterLoadError, FilterTrapError
+from wasmkit.errors import (
+    ErrorKind,
+    FilterLoadError,
+    FilterTrapError,
+    ModuleCacheWarning,
+)
+from wasmkit.host import module_cache
 
 WASMTIME_VERSION = "50.0.1"
 """The wasmtime-py release the fast path is written against."""
 
 EPOCH_TICK_MS = 5
 """How often the engine's epoch advances (ms): the granularity of time limits."""
+
+ModuleOrigin = Literal["compiled", "disk", "memory"]
+"""Where a :class:`CompiledModule`'s code came from."""
 
 HostFunction = Callable[..., int | None]
 """A host function: called with the guest's integer arguments, returns the result."""
@@ -59,15 +72,19 @@ class Limits:
 
     Time is limited per call into the guest, by wall clock (an epoch deadline)
     unless ``fuel`` is given, which counts wasm instructions instead and so is
-    deterministic.
+    deterministic. Start-up (instantiation, ``_initialize`` / ``_start``,
+    ``proxy_on_vm_start``, ``proxy_on_configure``) has its own, larger limit:
+    Envoy sets none there, and real filters (a WAF loading its rule set) take
+    seconds to configure.
     """
 
     timeout_ms: int | None = 2000
-    """Wall-clock limit of one callback (ms); ``None`` disables it."""
-    startup_timeout_ms: int | None = 20000
-    """Limit for instantiation and ``_initialize`` / ``_start`` (ms)."""
+    """Wall-clock limit of one stream or timer callback (ms); ``None``: none."""
+    startup_timeout_ms: int | None = 60_000
+    """Wall-clock limit of each start-up call (ms); ``None``: none."""
     fuel: int | None = None
-    """Instructions one callback may run, instead of the wall-clock limit."""
+    """Instructions one callback may run, instead of the wall-clock limit
+    (start-up calls are not metered)."""
     memory_bytes: int | None = 256 * 1024 * 1024
     """Largest linear memory (bytes); growth beyond it fails."""
 
@@ -76,6 +93,24 @@ class Limits:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"Limits.{name} must be positive or None")
+
+    def describe(self, *, startup: bool) -> str:
+        """The limit a timed-out call ran into, and how to raise it."""
+        if startup:
+            return (
+                f"the start-up limit of {self.startup_timeout_ms} ms "
+                "(Limits.startup_timeout_ms; --start-timeout-ms on the command "
+                "line and in %%wasm)"
+            )
+        if self.fuel is not None:
+            return (
+                f"its limit of {self.fuel} instructions (Limits.fuel; --fuel on "
+                "the command line and in %%wasm)"
+            )
+        return (
+            f"its limit of {self.timeout_ms} ms per callback (Limits.timeout_ms; "
+            "--timeout-ms on the command line and in %%wasm)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,16 +152,40 @@ class CompiledModule:
         exports: the module's exports by name, in order.
         sha256: hex digest of the binary.
         size: the binary's size (bytes).
+        origin: where the code came from: ``compiled`` (now, by wasmtime),
+            ``disk`` (the compiled-module cache) or ``memory`` (this process had
+            it already).
+        load_ms: how long getting the code took (ms): the compile, or reading
+            it back.
     """
 
-    def __init__(self, raw: Any, binary: bytes, fuel: bool, name: str) -> None:
+    def __init__(
+        self,
+        raw: Any,
+        binary: bytes,
+        fuel: bool,
+        name: str,
+        *,
+        sha256: str | None = None,
+        origin: ModuleOrigin = "compiled",
+        load_ms: float = 0.0,
+    ) -> None:
         self._raw = raw
         self.fuel = fuel
         self.name = name
         self.size = len(binary)
-        self.sha256 = hashlib.sha256(binary).hexdigest()
+        self.sha256 = sha256 or hashlib.sha256(binary).hexdigest()
+        self.origin: ModuleOrigin = origin
+        self.load_ms = load_ms
         self.imports = [_import_spec(i) for i in raw.imports]
         self.exports = {e.name: _export_spec(e) for e in raw.exports}
+
+    def _again(self, name: str, load_ms: float) -> CompiledModule:
+        twin = copy.copy(self)
+        twin.name = name
+        twin.origin = "memory"
+        twin.load_ms = load_ms
+        return twin
 
 
 def _valtype(ty: Any) -> str:
@@ -166,6 +225,15 @@ _engines: dict[bool, Any] = {}
 _engine_lock = threading.Lock()
 _ticker_started = False
 
+_MEMORY_RESERVATION = 1 << 32
+
+ENGINE_SETTINGS: dict[str, object] = {
+    "epoch_interruption": True,
+    "memory_reservation": _MEMORY_RESERVATION,
+    "memory_may_move": False,
+}
+"""The engine configuration (besides fuel): part of the compiled-module key."""
+
 
 def _engine(fuel: bool) -> Any:
     with _engine_lock:
@@ -177,7 +245,7 @@ def _engine(fuel: bool) -> Any:
             # A 32-bit memory reserves its whole 4 GiB and never moves when it
             # grows: its address stays valid, only its size changes (see
             # WasmtimeVm.memory_seen).
-            config.memory_reservation = 1 << 32
+            config.memory_reservation = _MEMORY_RESERVATION
             config.memory_may_move = False
             engine = wasmtime.Engine(config)
             _engines[fuel] = engine
@@ -201,20 +269,108 @@ def _start_ticker() -> None:
     threading.Thread(target=tick, name="wasmkit-epoch", daemon=True).start()
 
 
+MODULES_KEPT = 8
+"""Compiled modules a process keeps in memory for the next load of the same bytes."""
+
+_kept: OrderedDict[tuple[str, bool], CompiledModule] = OrderedDict()
+_kept_lock = threading.Lock()
+
+
 def compile_module(
-    source: bytes | str | os.PathLike[str], *, fuel: bool = False
+    source: bytes | str | os.PathLike[str],
+    *,
+    fuel: bool = False,
+    check: Callable[[bytes, str], None] | None = None,
 ) -> CompiledModule:
     r"""Compile a module from wasm bytes, WAT text, or a ``.wasm`` / ``.wat`` path.
+
+    The code comes from this process's last compiles of the same bytes, else
+    from the compiled-module cache on disk (:mod:`wasmkit.host.module_cache`),
+    else from wasmtime, which compiles it (and the cache keeps it).
 
     Args:
         source: the binary, WAT text (``str`` or bytes not starting with
             ``\\0asm``), or a path.
         fuel: compile for fuel metering (``Limits.fuel``).
+        check: called with the binary and its name before wasmtime compiles
+            it (not when the code comes from a cache); it raises to refuse
+            the module without paying for the compile.
 
     Raises:
         FilterLoadError: the file is missing or the module is invalid.
     """
-    name = "<bytes>"
+    started = time.perf_counter()
+    name, binary = _read_binary(source)
+    digest = hashlib.sha256(binary).hexdigest()
+    with _kept_lock:
+        known = _kept.get((digest, fuel))
+        if known is not None:
+            _kept.move_to_end((digest, fuel))
+    if known is not None:
+        return known._again(name, (time.perf_counter() - started) * 1000)
+    settings = {
+        "wasmtime": WASMTIME_VERSION,
+        "wasmtime_py": getattr(wasmtime, "__version__", ""),
+        "fuel": fuel,
+        **ENGINE_SETTINGS,
+    }
+    entry = module_cache.key(digest, settings)
+    raw = _from_disk(entry, fuel)
+    origin: ModuleOrigin = "disk"
+    if raw is None:
+        origin = "compiled"
+        if check is not None:
+            check(binary, name)
+        try:
+            raw = wasmtime.Module(_engine(fuel), binary)
+        except wasmtime.WasmtimeError as exc:
+            raise FilterLoadError(f"{name}: invalid wasm module: {exc}") from exc
+        module_cache.write(entry, raw.serialize())
+    module = CompiledModule(
+        raw,
+        binary,
+        fuel,
+        name,
+        sha256=digest,
+        origin=origin,
+        load_ms=(time.perf_counter() - started) * 1000,
+    )
+    with _kept_lock:
+        _kept[(digest, fuel)] = module
+        while len(_kept) > MODULES_KEPT:
+            _kept.popitem(last=False)
+    return module
+
+
+def _from_disk(entry: str, fuel: bool) -> Any:
+    try:
+        payload = module_cache.read(entry)
+    except module_cache.Corrupt as exc:
+        warnings.warn(f"{exc}; compiling the module again", ModuleCacheWarning, 3)
+        return None
+    if payload is None:
+        return None
+    try:
+        return wasmtime.Module.deserialize(_engine(fuel), payload)
+    except wasmtime.WasmtimeError as exc:
+        module_cache.discard(entry)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "refused"
+        warnings.warn(
+            f"compiled-module cache entry {entry[:16]} was made for another "
+            f"engine ({first}); compiling the module again",
+            ModuleCacheWarning,
+            3,
+        )
+        return None
+
+
+def forget_compiled() -> None:
+    """Drop the compiled modules this process keeps (the disk cache stays)."""
+    with _kept_lock:
+        _kept.clear()
+
+
+def _read_binary(source: bytes | str | os.PathLike[str]) -> tuple[str, bytes]:
     if isinstance(source, os.PathLike) or (
         isinstance(source, str) and not source.lstrip().startswith("(")
     ):
@@ -234,13 +390,12 @@ def compile_module(
             raise FilterLoadError(
                 f"{name}: not a wasm binary (no \\0asm header) nor WAT text"
             ) from exc
-    try:
-        binary = wasmtime.wat2wasm(data) if isinstance(data, str) else data
-        binary = bytes(binary)
-        raw = wasmtime.Module(_engine(fuel), binary)
-    except wasmtime.WasmtimeError as exc:
-        raise FilterLoadError(f"{name}: invalid wasm module: {exc}") from exc
-    return CompiledModule(raw, binary, fuel, name)
+    if isinstance(data, str):
+        try:
+            return name, bytes(wasmtime.wat2wasm(data))
+        except wasmtime.WasmtimeError as exc:
+            raise FilterLoadError(f"{name}: invalid wasm module: {exc}") from exc
+    return name, bytes(data)
 
 
 class WasmVm(Protocol):
@@ -470,6 +625,7 @@ class WasmtimeVm:
         self._pending: BaseException | None = None
         self._mem: Any = None
         self._depth = 0
+        self._startup_call = True
         self._funcs: dict[str, _Export] = {}
         # The memory's (address, size), re-checked after anything that may
         # have run wasm (a call, a host call's entry): see memory_region.
@@ -629,6 +785,7 @@ class WasmtimeVm:
         """
         export = self._funcs[name]
         if self._depth == 0:
+            self._startup_call = startup
             if startup or self.module.fuel:
                 self._arm(startup=startup)
             else:
@@ -726,12 +883,8 @@ class WasmtimeVm:
                 )
             if code_name in ("INTERRUPT", "OUT_OF_FUEL"):
                 kind = "timeout"
-                limit = (
-                    f"{self.limits.fuel} instructions"
-                    if code_name == "OUT_OF_FUEL"
-                    else f"{self.limits.timeout_ms} ms"
-                )
-                message = f"ran past its limit of {limit}"
+                startup = self._startup_call and code_name == "INTERRUPT"
+                message = f"ran past {self.limits.describe(startup=startup)}"
         else:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if kind == "trap" and self.memory_exhausted():

@@ -63,6 +63,8 @@ class Filter:
         self.root_id = root_id
         self.vm_options = vm_options
         self._plugin: Plugin | None = None
+        self.load_ms = 0.0
+        """How long the last load took (ms): module code, instantiation, start."""
         self.reload()
 
     @property
@@ -79,6 +81,7 @@ class Filter:
         self._plugin = load(
             self.artifact, config=self.config, root_id=self.root_id, **self.vm_options
         )
+        self.load_ms = self._plugin.load_ms or 0.0
         return self._plugin
 
     def run(
@@ -151,12 +154,19 @@ class Filter:
             else f"{a.build_ms / 1000:.1f} s (compiled)"
         )
         tools = ", ".join(f"{k} {v}" for k, v in a.toolchain.items())
+        module = self.plugin.vm.module
+        code = {
+            "compiled": f"compiled by wasmtime in {module.load_ms / 1000:.1f} s",
+            "disk": f"code from the module cache, {module.load_ms:.0f} ms",
+            "memory": "code already in this kernel",
+        }[module.origin]
         rows = [
             ("language", f"{a.lang} ({tools})" if tools else a.lang),
             ("size", f"{a.size:,} bytes"),
             ("ABI version", self.abi_version),
             ("root id", self.root_id or '""'),
             ("build time", timing),
+            ("load time", f"{self.load_ms:.0f} ms ({code})"),
             ("cache hit", "yes" if a.cache_hit else "no"),
             ("callbacks", ", ".join(self.callbacks) or "none"),
             ("module", str(a.path)),

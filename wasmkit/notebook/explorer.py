@@ -15,9 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 import ipywidgets as widgets
-import pandas as pd
 
-from wasmkit.diff.frames import SUMMARY_COLUMNS
+from wasmkit.diff.frames import summary_frame
 from wasmkit.notebook import flow_pages, tables
 from wasmkit.notebook.tables import e
 from wasmkit.replay.results import FlowResult, ReplayResult
@@ -202,7 +201,7 @@ class ReplayExplorer(widgets.VBox):  # type: ignore[misc]
                 classes.append("wk-local-reply")
             else:
                 classes.append("wk-modified" if modified(row) else "wk-unchanged")
-        frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+        frame = summary_frame(rows)
         html = tables.styled(frame, table_class="wasmkit-summary", row_classes=classes)
         return html + self._more(len(self.rows))
 

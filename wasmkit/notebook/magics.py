@@ -21,6 +21,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from traitlets import Bool, TraitError, Unicode, validate
 
+from wasmkit import options
 from wasmkit.build import build, doctor
 from wasmkit.build.languages import normalize
 from wasmkit.build.toolchain import TEXT_NAME
@@ -101,6 +102,8 @@ def _wasm_parser() -> _Parser:
     parser.add_argument(
         "--force", action="store_true", help="compile even if the cache has it"
     )
+    options.add_vm_arguments(parser)
+    options.add_build_arguments(parser)
     return parser
 
 
@@ -169,7 +172,10 @@ class WasmkitMagics(Magics):
         """Build the cell's source into a proxy-wasm filter and bind NAME to it.
 
         ``%%wasm NAME [--lang assemblyscript|rust|go|tinygo] [--config JSON]
-        [--root-id ID] [--force]``
+        [--root-id ID] [--force]`` and the options ``wasmkit run`` shares:
+        limits (``--timeout-ms``, ``--start-timeout-ms``, ``--memory-mb``,
+        ``--fuel``), ``--log-level``, ``--vm-config``, ``--property``, and
+        for the build ``--tags``, ``--go-flags``, ``--build-arg``.
 
         The build goes through the build cache (an unchanged cell is not
         compiled again); the module is loaded and started with the plugin
@@ -190,8 +196,17 @@ class WasmkitMagics(Magics):
         config = (
             self.default_config if args.config is None else self._config(args.config)
         )
-        artifact = build(cell, lang, root_id=root_id or None, force=args.force)
-        loaded = Filter(artifact, config=config, root_id=root_id, name=name)
+        vm_options = options.vm_options(args)
+        artifact = build(
+            cell,
+            lang,
+            root_id=root_id or None,
+            force=args.force,
+            **options.build_options(args),
+        )
+        loaded = Filter(
+            artifact, config=config, root_id=root_id, name=name, **vm_options
+        )
         previous = self._ns.get(name)
         if isinstance(previous, Filter) and previous is not loaded:
             previous.close()

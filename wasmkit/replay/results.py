@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from wasmkit.abi.constants import LogLevel
 from wasmkit.diff.compare import body_change, header_changes
 from wasmkit.host.callouts import Callout
 from wasmkit.host.record import to_record
@@ -63,9 +64,7 @@ class FlowResult:
             "method": (req.get(b":method") or b"").decode(),
             "host": host,
             "path": path,
-            "status_before": None
-            if self.no_response or r.response_before is None
-            else r.response_before.status,
+            "status_before": self._recorded_status(),
             "status_after": r.response_after.status if r.response_after else None,
             "action": _action(self),
         }
@@ -101,7 +100,44 @@ class FlowResult:
         row["host_calls"] = sum(1 for t in r.trace if t.kind == "hostcall")
         row["us"] = round(self.micros, 1)
         row["error"] = f"{r.error.kind}: {r.error.callback}" if r.error else None
+        row["reason"] = self.reason()
         return row
+
+    def _recorded_status(self) -> int | None:
+        # What the upstream answered: as the filter saw it, or, when a local
+        # reply on the request side kept the request from it, as recorded.
+        r = self.result
+        if self.no_response:
+            return None
+        if r.response_before is not None:
+            return r.response_before.status
+        recorded = getattr(self.exchange, "response", None)
+        status = getattr(recorded, "status", None)
+        return int(status) if isinstance(status, int) else None
+
+    def reason(self) -> str | None:
+        """Why the flow did not simply pass: ``None`` when it did.
+
+        For a local reply its details and the filter's last warn-or-worse log
+        line; for a failure the error kind and the first line of its message.
+        """
+        r = self.result
+        if r.error is not None:
+            head = str(r.error).strip().splitlines()
+            return f"{r.error.kind}: {head[0] if head else r.error.callback}"[:300]
+        if r.local_reply is None:
+            return None
+        parts = []
+        if r.local_reply.details:
+            parts.append(r.local_reply.details)
+        said = [
+            log.message
+            for log in r.logs
+            if log.level >= LogLevel.WARN and log.source != "host"
+        ]
+        if said:
+            parts.append(said[-1].strip())
+        return " — ".join(parts)[:300] if parts else None
 
 
 def _headers_differ(

@@ -1,0 +1,5 @@
+//go:build !wasmkit_extra
+
+package main
+
+const extra = "off"
