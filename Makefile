@@ -50,6 +50,7 @@ $(STAMP): pyproject.toml
 # modules downloaded once).
 toolchains:
 	bash scripts/setup-assemblyscript.sh
+	bash scripts/setup-rust-modern.sh
 	bash scripts/setup-rust.sh
 	bash scripts/setup-go.sh
 
@@ -59,6 +60,7 @@ samples: toolchains
 bench: venv
 	$(PY) benchmarks/bench_host.py
 	$(PY) benchmarks/bench_build.py
+	$(PY) benchmarks/bench_load.py
 	$(PY) benchmarks/bench_capture.py
 	$(PY) benchmarks/bench_replay.py
 	$(PY) benchmarks/bench_memory.py

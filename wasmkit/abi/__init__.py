@@ -1,7 +1,8 @@
-"""Proxy-wasm ABI knowledge: enums, the pairs format, signatures (stdlib only)."""
+"""Proxy-wasm ABI knowledge: enums, pairs, signatures, module reader (stdlib only)."""
 
 from __future__ import annotations
 
+from wasmkit.abi.check import FilterCheck, check_filter, precheck
 from wasmkit.abi.constants import (
     AbiVersion,
     Action,
@@ -14,16 +15,21 @@ from wasmkit.abi.constants import (
     WasiErrno,
     WasmResult,
 )
+from wasmkit.abi.wasm_binary import ModuleInfo
 
 __all__ = [
     "AbiVersion",
     "Action",
     "BufferType",
+    "FilterCheck",
     "LogLevel",
     "MapType",
     "MetricType",
+    "ModuleInfo",
     "PeerType",
     "StreamType",
     "WasiErrno",
     "WasmResult",
+    "check_filter",
+    "precheck",
 ]

@@ -61,6 +61,7 @@ class BufferType(enum.IntEnum):
     VM_CONFIGURATION = 6  # the VM configuration (0.2.0+)
     PLUGIN_CONFIGURATION = 7  # the plugin configuration (0.2.0+)
     CALL_DATA = 8  # foreign function arguments (0.2.0+)
+    REDIS_CALL_RESPONSE = 9  # Higress only: a Redis call's reply (RESP bytes)
 
 
 class MapType(enum.IntEnum):
@@ -142,6 +143,15 @@ class AbiVersion(enum.Enum):
     def marker(self) -> str:
         """The export name that declares this version."""
         return "proxy_abi_version_" + self.value.replace(".", "_")
+
+
+HIGRESS_MARKER = "proxy_abi_version_0_2_100"
+"""Higress's own ABI marker: ABI 0.2.1 plus Higress's host functions."""
+
+VENDOR_MARKERS: dict[str, tuple[AbiVersion, str]] = {
+    HIGRESS_MARKER: (AbiVersion.V0_2_1, "higress"),
+}
+"""Non-spec ABI markers a host accepts: marker -> (ABI it means, vendor)."""
 
 
 MAX_PAIRS_BYTES = 1 << 20

@@ -104,6 +104,31 @@ EXTRA_ENV_IMPORTS: dict[str, Signature] = {
 }
 """Non-spec ``env`` imports wasmkit also provides."""
 
+HIGRESS_IMPORTS: dict[str, Signature] = {
+    # (cluster, username, password, timeout_ms)
+    "proxy_redis_init": _sig("iiiiiii"),
+    # (cluster, query, *ret_token): the reply comes in proxy_on_redis_call_response
+    "proxy_redis_call": _sig("iiiii"),
+    # (data, end_of_stream): re-inject encoded body data into the filter chain
+    "proxy_inject_encoded_data_to_filter_chain": _sig("iii"),
+    # (*ret_ptr, *ret_size): the upstream hosts as serialized pairs
+    "proxy_get_upstream_hosts": _sig("ii"),
+    # (address): pin the upstream host of this request
+    "proxy_set_upstream_override_host": _sig("ii"),
+}
+"""The ``env`` functions Higress's Envoy adds (``higress`` profile)."""
+
+HIGRESS_CALLBACKS: dict[str, Signature] = {
+    "proxy_on_redis_call_response": _sig("iiii", ""),
+}
+"""Module exports Higress calls besides the standard ones."""
+
+
+def vendor_imports(vendor: str | None) -> dict[str, Signature]:
+    """The extra ``env`` functions of a vendor profile (``higress``), or none."""
+    return dict(HIGRESS_IMPORTS) if vendor == "higress" else {}
+
+
 WASI_MODULES = ("wasi_snapshot_preview1", "wasi_unstable")
 """The WASI module names linked, both with the same functions."""
 
@@ -200,8 +225,15 @@ V010_CALLBACKS: dict[str, Signature] = {
 """Callbacks whose type differs in ABI 0.1.0 (no ``end_of_stream``)."""
 
 
-def callback_signature(name: str, version: AbiVersion) -> Signature | None:
-    """The type the host expects of export ``name`` for ``version``."""
+def callback_signature(
+    name: str, version: AbiVersion, vendor: str | None = None
+) -> Signature | None:
+    """The type the host expects of export ``name`` for ``version``.
+
+    ``vendor="higress"`` adds Higress's callbacks.
+    """
     if version is AbiVersion.V0_1_0 and name in V010_CALLBACKS:
         return V010_CALLBACKS[name]
+    if vendor == "higress" and name in HIGRESS_CALLBACKS:
+        return HIGRESS_CALLBACKS[name]
     return CALLBACKS.get(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import html
 import os
+import shlex
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -14,6 +15,7 @@ from typing import Any
 
 from wasmkit.build import project as projects
 from wasmkit.build.cache import BuildCache, Entry, make_key
+from wasmkit.build.check import check_module
 from wasmkit.build.languages import toolchain
 from wasmkit.build.toolchain import (
     Diagnostic,
@@ -109,6 +111,35 @@ class Artifact:
         return f"<p><b>wasmkit build</b> {html.escape(self.summary())}</p>{warnings}"
 
 
+GO_LANGS = ("go", "tinygo")
+"""The languages that take build tags and GOFLAGS."""
+
+
+def split_tags(tags: str | Sequence[str]) -> tuple[str, ...]:
+    """Build tags from ``"a,b c"`` or a list; each checked to be a plain word.
+
+    Raises:
+        ValueError: a tag holds other characters than letters, digits, ``_``,
+            ``.`` and ``-``.
+    """
+    items = [tags] if isinstance(tags, str) else list(tags)
+    out: list[str] = []
+    for item in items:
+        for tag in str(item).replace(",", " ").split():
+            if not all(c.isalnum() or c in "_.-" for c in tag):
+                raise ValueError(f"not a Go build tag: {tag!r}")
+            if tag not in out:
+                out.append(tag)
+    return tuple(out)
+
+
+def split_flags(flags: str | Sequence[str]) -> tuple[str, ...]:
+    """GOFLAGS items from one shell-like string or a list."""
+    if isinstance(flags, str):
+        return tuple(shlex.split(flags))
+    return tuple(str(f) for f in flags)
+
+
 def build(
     source: str | os.PathLike[str],
     lang: str | None = None,
@@ -116,6 +147,8 @@ def build(
     root_id: str | None = None,
     optimize: bool = True,
     extra_args: Sequence[str] = (),
+    tags: str | Sequence[str] = (),
+    go_flags: str | Sequence[str] = (),
     timeout: float = 600.0,
     force: bool = False,
     progress: bool | None = None,
@@ -139,6 +172,12 @@ def build(
         optimize: release build (``False``: cargo's debug profile, ``asc
             --debug``; Go always optimizes).
         extra_args: more compiler arguments, after the kit's.
+        tags: Go build tags (``go build -tags``), a list or one string
+            separated by commas or spaces, e.g. ``"no_fs_access
+            memoize_builders"``; Go and TinyGo only.
+        go_flags: more ``GOFLAGS`` (a list, or one string split like a shell
+            line), added after the user's own ``$GOFLAGS``, which is kept;
+            Go and TinyGo only.
         timeout: time limit of the compile (s).
         force: compile even when the cache has the module.
         progress: a compile that takes over a second shows a spinner with the
@@ -158,16 +197,29 @@ def build(
     project = projects.resolve(source, lang, root_id)
     tool = toolchain(project.lang)
     versions = tool.versions()
-    options = Options(optimize, tuple(str(a) for a in extra_args), timeout)
-    key = make_key(
-        {
-            "lang": project.lang,
-            "source": project.digest,
-            "options": options.key(),
-            "toolchain": versions,
-            "recipe": tool.recipe,
-        }
+    options = Options(
+        optimize,
+        tuple(str(a) for a in extra_args),
+        timeout,
+        tags=split_tags(tags),
+        go_flags=split_flags(go_flags),
     )
+    key_fields: dict[str, object] = {
+        "lang": project.lang,
+        "source": project.digest,
+        "options": options.key(),
+        "toolchain": versions,
+        "recipe": tool.recipe,
+    }
+    if project.lang in GO_LANGS:
+        if os.environ.get("GOFLAGS"):
+            key_fields["env_goflags"] = os.environ["GOFLAGS"]
+    elif options.tags or options.go_flags:
+        raise ValueError(
+            f"build tags and GOFLAGS apply to Go and TinyGo builds, not to "
+            f"{project.lang}"
+        )
+    key = make_key(key_fields)
     cache = BuildCache(build_cache())
     entry = None if force else cache.get(key)
     hit = entry is not None
@@ -218,6 +270,10 @@ def _compile(
     try:
         compiled = tool.compile(project, out, options)
         compile_ms = (time.perf_counter() - started) * 1000
+        # A compile can succeed into a module no host loads: say why, cache nothing.
+        check_module(
+            out.read_bytes(), lang=project.lang, name=project.name, root=root
+        )
         # Warnings are stored relative to the project, located when read.
         warnings = [
             [project.relative(w.file) or w.file, w.line, w.column, w.message]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from wasmkit.host.callouts import Callout, CalloutReply, table_responder
 from wasmkit.host.context import LogRecord, TraceEvent
 from wasmkit.host.grpc import GrpcReply, GrpcRequest, grpc_table_responder
+from wasmkit.host.higress import RedisCall, RedisReply, redis_table_responder
 from wasmkit.host.message import Connection, HttpMessage, LocalReply, request, response
 from wasmkit.host.plugin import FilterVm, Plugin, PluginConfig, VirtualClock, load
 from wasmkit.host.proxy import Proxy
@@ -30,6 +31,8 @@ __all__ = [
     "Plugin",
     "PluginConfig",
     "Proxy",
+    "RedisCall",
+    "RedisReply",
     "SharedState",
     "StreamResult",
     "TcpResult",
@@ -39,6 +42,7 @@ __all__ = [
     "compile_module",
     "grpc_table_responder",
     "load",
+    "redis_table_responder",
     "render_text",
     "request",
     "response",

@@ -9,7 +9,7 @@ under ``<kit cache>/modules`` (``$WASMKIT_MODULE_CACHE``, or ``modules`` in
 The key covers everything that changes the code: the module's bytes, the
 wasmtime version and every engine setting the host uses (fuel, epochs, memory
 reservation...). An entry is written to a temporary file and renamed into place,
-so readers see a whole entry or none; each starts with a header and a BLAKE2b
+so readers see a whole entry or none; each starts with a header and a SHA-256
 digest of its payload, checked before the payload reaches wasmtime (which
 trusts serialized code), so a damaged entry is recompiled, never run. wasmtime
 itself refuses an entry made for another CPU or configuration, which is
@@ -29,7 +29,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-MAGIC = b"wasmkit-cwasm-1\n"
+MAGIC = b"wasmkit-cwasm-2\n"
 """The first bytes of every entry."""
 
 MAX_BYTES = 4 << 30
@@ -52,7 +52,11 @@ def directory() -> Path | None:
 
 def key(binary_digest: str, settings: Mapping[str, object]) -> str:
     """The entry name for a module (its SHA-256) under engine ``settings``."""
-    text = json.dumps({"module": binary_digest, **settings}, sort_keys=True)
+    # The entry format is part of the key: another wasmkit's entries are apart.
+    text = json.dumps(
+        {"format": MAGIC.decode().strip(), "module": binary_digest, **settings},
+        sort_keys=True,
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -80,7 +84,7 @@ def read(name: str) -> bytes | None:
     if (
         not data.startswith(MAGIC)
         or len(data) <= head
-        or hashlib.blake2b(payload, digest_size=_DIGEST).digest()
+        or hashlib.sha256(payload).digest()
         != data[len(MAGIC) : head]
     ):
         discard(name)
@@ -99,7 +103,7 @@ def write(name: str, payload: bytes | bytearray) -> Path | None:
     folder = directory()
     if folder is None:
         return None
-    digest = hashlib.blake2b(payload, digest_size=_DIGEST).digest()
+    digest = hashlib.sha256(payload).digest()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name[:16]}-", suffix=".tmp")

@@ -12,7 +12,9 @@ from enum import IntEnum
 from typing import Any, Literal
 
 from wasmkit.abi import pairs
+from wasmkit.abi.check import compile_gate, resolve_abi
 from wasmkit.abi.constants import (
+    VENDOR_MARKERS,
     AbiVersion,
     BufferType,
     LogLevel,
@@ -29,10 +31,11 @@ from wasmkit.abi.signatures import (
     Signature,
     callback_signature,
     host_imports,
+    vendor_imports,
 )
 from wasmkit.errors import FilterLoadError, FilterStartError, FilterTrapError
+from wasmkit.host import higress, properties
 from wasmkit.host import imports as host_imports_mod
-from wasmkit.host import properties
 from wasmkit.host.callouts import Callout, Responder, table_responder
 from wasmkit.host.context import (
     Context,
@@ -56,6 +59,7 @@ from wasmkit.host.vm import (
     compile_module,
 )
 from wasmkit.host.wasi import Wasi
+from wasmkit.progress import Progress
 
 Profile = Literal["envoy", "spec"]
 
@@ -219,6 +223,13 @@ class FilterVm:
         node: the Envoy node (``id``, ``cluster``, ``metadata``...), read as
             ``node.*`` / ``xds.node.*``.
         scheduler: timed events, shared between the VMs of a :class:`Proxy`.
+        abi: force the ABI (``"0.1.0"``, ``"0.2.0"``, ``"0.2.1"``, an
+            :class:`AbiVersion`, or ``"higress"`` for 0.2.1 with Higress's host
+            functions) instead of the module's marker; a module without a
+            known marker then loads too.
+        redis_responder: answers Higress Redis calls: a function of a
+            ``RedisCall`` or a table keyed by cluster (see
+            :mod:`wasmkit.host.higress`).
 
     Raises:
         FilterLoadError: the module is invalid, declares no ABI version, has no
@@ -246,10 +257,17 @@ class FilterVm:
         shared: SharedState | None = None,
         node: Mapping[str, Any] | None = None,
         scheduler: Scheduler | None = None,
+        abi: AbiVersion | str | None = None,
+        redis_responder: higress.RedisResponder | Mapping[str, Any] | None = None,
     ) -> None:
         self.limits = limits or Limits()
         if not isinstance(module, CompiledModule):
-            module = compile_module(module, fuel=self.limits.fuel is not None)
+            # The ABI and imports are checked before wasmtime compiles anything.
+            module = compile_module(
+                module,
+                fuel=self.limits.fuel is not None,
+                check=compile_gate(abi=abi, profile=profile),
+            )
         self.module = module
         self.vm_id = vm_id
         self.vm_configuration = (
@@ -301,13 +319,14 @@ class FilterVm:
         self.foreign_functions: dict[str, Callable[[bytes], bytes]] = dict(
             host_imports_mod.BUILTIN_FOREIGN
         )
-        self.abi_version = _detect_abi(module)
+        self.abi_version, self.vendor = _detect_abi(module, abi)
+        """The ABI used, and the vendor profile (``"higress"``) or ``None``."""
         self.exported = frozenset(
             name for name, export in module.exports.items() if export.kind == "func"
         )
         """The functions the module exports (callbacks it does not are skipped)."""
         self.allocator = _allocator(module, profile)
-        _check_callbacks(module, self.abi_version)
+        _check_callbacks(module, self.abi_version, self.vendor)
         self._bindings = self._resolve_imports()
         self.logs: list[LogRecord] = []
         self.trace: list[TraceEvent] = []
@@ -322,13 +341,19 @@ class FilterVm:
         if responder is not None and not callable(responder):
             responder = table_responder(responder)
         self.events = VmEvents(self, responder, clusters, scheduler)
+        self.higress = higress.Higress(self, redis_responder)
+        """Higress state: Redis calls, unemulated calls (see ``host.higress``)."""
         self.events.set_grpc_responder(grpc_responder)
         self._start()
 
     # -- loading ------------------------------------------------------------------
 
     def _resolve_imports(self) -> list[tuple[str, Signature, Callable[..., Any]]]:
-        env = {**host_imports(self.abi_version), **EXTRA_ENV_IMPORTS}
+        env = {
+            **host_imports(self.abi_version),
+            **vendor_imports(self.vendor),
+            **EXTRA_ENV_IMPORTS,
+        }
         bindings: list[tuple[str, Signature, Callable[..., Any]]] = []
         missing: list[str] = []
         for spec in self.module.imports:
@@ -338,6 +363,8 @@ class FilterVm:
             if spec.module == "env":
                 want = env.get(spec.name)
                 impl = host_imports_mod.lookup(spec.name) if want else None
+                if want and self.vendor == "higress":
+                    impl = higress.lookup(spec.name) or impl
                 if (
                     spec.name == "proxy_get_buffer_status"
                     and sig is not None
@@ -779,23 +806,33 @@ def _decoders(
     return out
 
 
-def _detect_abi(module: CompiledModule) -> AbiVersion:
+def _detect_abi(
+    module: CompiledModule, forced: AbiVersion | str | None = None
+) -> tuple[AbiVersion, str | None]:
+    choice = resolve_abi(forced)
+    if choice is not None:
+        return choice
+    standard = {v.marker: v for v in AbiVersion}
     for name, export in module.exports.items():
         if export.kind != "func":
             continue
-        for version in AbiVersion:
-            if name == version.marker:
-                return version
+        if name in standard:
+            return standard[name], None
+        if name in VENDOR_MARKERS:
+            return VENDOR_MARKERS[name]
     raise FilterLoadError(
         f"{module.name}: missing or unknown proxy-wasm ABI version: the module "
-        "exports none of proxy_abi_version_0_1_0, _0_2_0, _0_2_1"
+        "exports none of proxy_abi_version_0_1_0, _0_2_0, _0_2_1 (nor Higress's "
+        "_0_2_100); FilterVm(abi=...) forces one"
     )
 
 
-def _check_callbacks(module: CompiledModule, version: AbiVersion) -> None:
+def _check_callbacks(
+    module: CompiledModule, version: AbiVersion, vendor: str | None = None
+) -> None:
     wrong = []
     for name, export in module.exports.items():
-        expected = callback_signature(name, version)
+        expected = callback_signature(name, version, vendor)
         if (
             expected is not None
             and export.kind == "func"
@@ -825,6 +862,10 @@ def _allocator(module: CompiledModule, profile: Profile = "envoy") -> str:
     )
 
 
+_SAID_LINES = 5
+"""Log lines at warn and above a start error carries."""
+
+
 class Plugin:
     """One plugin (root context) in a :class:`FilterVm`."""
 
@@ -832,6 +873,9 @@ class Plugin:
         self.vm = vm
         self.config = config
         self.root: RootContext | None = None
+        self.load_ms: float | None = None
+        """How long :func:`load` took to make this plugin (ms): the module's
+        code (compiled or from the cache), instantiation and start-up."""
 
     @property
     def configuration(self) -> bytes:
@@ -843,30 +887,52 @@ class Plugin:
         root = RootContext(vm.new_context_id(), self)
         vm.contexts[root.id] = root
         self.root = root
-        vm.invoke("proxy_on_context_create", (root.id, 0), root)
-        ok = vm.invoke("proxy_on_vm_start", (root.id, len(vm.vm_configuration)), root)
+        first_log = len(vm.logs)
+        vm.invoke("proxy_on_context_create", (root.id, 0), root, startup=True)
+        ok = vm.invoke(
+            "proxy_on_vm_start", (root.id, len(vm.vm_configuration)), root, startup=True
+        )
         if ok == 0:
-            raise FilterStartError(
-                f"{vm.module.name}: proxy_on_vm_start returned false for root id "
-                f"{self.config.root_id!r}",
-                callback="proxy_on_vm_start",
-                root_id=self.config.root_id,
-            )
+            raise self._refused("proxy_on_vm_start", vm.vm_configuration, first_log)
+        first_log = len(vm.logs)
         root.configuring = True
         try:
             ok = vm.invoke(
-                "proxy_on_configure", (root.id, len(self.configuration)), root
+                "proxy_on_configure",
+                (root.id, len(self.configuration)),
+                root,
+                startup=True,
             )
         finally:
             root.configuring = False
         if ok == 0:
-            raise FilterStartError(
-                f"{vm.module.name}: proxy_on_configure returned false for root id "
-                f"{self.config.root_id!r} (plugin configuration: "
-                f"{self.configuration[:200]!r})",
-                callback="proxy_on_configure",
-                root_id=self.config.root_id,
-            )
+            raise self._refused("proxy_on_configure", self.configuration, first_log)
+
+    def _refused(self, callback: str, data: bytes, first_log: int) -> FilterStartError:
+        # Filters say why they refuse a configuration in a warn/error log line.
+        said = [
+            r.message
+            for r in self.vm.logs[first_log:]
+            if r.level >= LogLevel.WARN and r.source != "host"
+        ][-_SAID_LINES:]
+        what = "VM" if callback == "proxy_on_vm_start" else "plugin"
+        text = data.decode("utf-8", "replace")
+        shown = text if len(text) <= 300 else text[:300] + f"... ({len(data)} bytes)"
+        message = (
+            f"{self.vm.module.name}: {callback} returned false for root id "
+            f"{self.config.root_id!r} ({what} configuration: "
+            + (shown if text else "empty")
+            + ")"
+        )
+        if said:
+            message += "\nthe filter said: " + "\n  ".join(said)
+        return FilterStartError(
+            message,
+            callback=callback,
+            root_id=self.config.root_id,
+            configuration=text,
+            said=said,
+        )
 
     def shutdown(self) -> None:
         """Stop the plugin as Envoy does: ``proxy_on_done`` on its root context.
@@ -1026,6 +1092,7 @@ def load(
     root_id: str = "",
     name: str = "",
     fail_open: bool = False,
+    progress: bool | None = None,
     **options: Any,
 ) -> Plugin:
     """Load a filter and start one plugin: the quick way in.
@@ -1037,6 +1104,11 @@ def load(
         root_id: the plugin's root id.
         name: the plugin name (defaults to the root id).
         fail_open: let traffic through when the filter fails.
+        progress: a load that takes over a second (a compile, a slow
+            ``proxy_on_configure``) shows what it is doing with the time, then
+            one line (``loaded waf.wasm in 13.1 s: compiled 12.0 s, started
+            1.1 s``); ``None``: in a notebook or a terminal (see
+            :class:`wasmkit.progress.Progress`).
         **options: passed to :class:`FilterVm` (``vm_configuration``,
             ``limits``, ``log_level``, ``profile``, ...).
 
@@ -1044,15 +1116,44 @@ def load(
         FilterLoadError: the module cannot be loaded or started.
         FilterStartError: the filter rejected its configuration.
     """
-    vm = FilterVm(source, **options)
-    data = config.encode() if isinstance(config, str) else config
-    try:
-        return vm.add_plugin(
-            PluginConfig(
-                root_id=root_id, configuration=data, name=name, fail_open=fail_open
+    what = _source_name(source)
+    started = time.perf_counter()
+    with Progress(
+        desc=f"loading {what}",
+        unit="",
+        enabled=progress,
+        ticker=True,
+        bar_format="{desc} {elapsed}",
+    ) as bar:
+        vm = FilterVm(source, **options)
+        loaded = time.perf_counter()
+        data = config.encode() if isinstance(config, str) else config
+        try:
+            plugin = vm.add_plugin(
+                PluginConfig(
+                    root_id=root_id, configuration=data, name=name, fail_open=fail_open
+                )
             )
+        except FilterTrapError as exc:
+            raise FilterLoadError(
+                f"{vm.module.name}: plugin start-up failed: {exc}"
+            ) from exc
+        module = vm.module
+        how = "compiled" if module.origin == "compiled" else "cached code"
+        bar.done(
+            f"loaded {what}",
+            f"{how} {module.load_ms / 1000:.1f} s, started "
+            f"{time.perf_counter() - loaded:.1f} s",
         )
-    except FilterTrapError as exc:
-        raise FilterLoadError(
-            f"{vm.module.name}: plugin start-up failed: {exc}"
-        ) from exc
+    plugin.load_ms = (time.perf_counter() - started) * 1000
+    return plugin
+
+
+def _source_name(source: object) -> str:
+    if isinstance(source, CompiledModule):
+        return os.path.basename(source.name)
+    if isinstance(source, os.PathLike) or (
+        isinstance(source, str) and not source.lstrip().startswith("(")
+    ):
+        return os.path.basename(os.fspath(source))
+    return "<wat>" if isinstance(source, str) else "<bytes>"

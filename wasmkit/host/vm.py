@@ -300,7 +300,7 @@ def compile_module(
         FilterLoadError: the file is missing or the module is invalid.
     """
     started = time.perf_counter()
-    name, binary = _read_binary(source)
+    name, binary = read_binary(source)
     digest = hashlib.sha256(binary).hexdigest()
     with _kept_lock:
         known = _kept.get((digest, fuel))
@@ -370,7 +370,13 @@ def forget_compiled() -> None:
         _kept.clear()
 
 
-def _read_binary(source: bytes | str | os.PathLike[str]) -> tuple[str, bytes]:
+def read_binary(source: bytes | str | os.PathLike[str]) -> tuple[str, bytes]:
+    r"""The name and wasm binary of ``source`` (WAT text is assembled, not compiled).
+
+    Raises:
+        FilterLoadError: a path that cannot be read, or neither ``\0asm`` nor
+            valid WAT text.
+    """
     if isinstance(source, os.PathLike) or (
         isinstance(source, str) and not source.lstrip().startswith("(")
     ):

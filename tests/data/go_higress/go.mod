@@ -1,0 +1,3 @@
+module wasmkit/tests/go_higress
+
+go 1.24

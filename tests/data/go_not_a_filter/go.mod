@@ -1,0 +1,3 @@
+module wasmkit/tests/not_a_filter
+
+go 1.24
