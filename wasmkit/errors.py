@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-ErrorKind = Literal["trap", "timeout", "memory", "abi", "load"]
+ErrorKind = Literal["trap", "timeout", "memory", "abi", "load", "quota"]
 """How a filter failed: the ``error.kind`` of a run record."""
 
 

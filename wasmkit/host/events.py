@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from wasmkit.abi import pairs
 from wasmkit.abi.constants import WasmResult
 from wasmkit.errors import FilterTrapError
+from wasmkit.host import quotas
 from wasmkit.host.callouts import Callout, CalloutReply, Responder, TableResponder
 from wasmkit.host.context import Context, RootContext
 from wasmkit.host.grpc import GrpcCall, GrpcResponder, grpc_table_responder
@@ -57,6 +58,8 @@ class VmEvents:
         self.callouts: list[Callout] = []
         self.reply: HttpMessage | None = None
         self.errors: list[FilterTrapError] = []
+        self.in_flight = 0
+        """HTTP callouts sent and not yet answered (``Limits.callouts``)."""
         self._next_token = 0
         self._generation = 0
         self.grpc = GrpcCallouts(self)
@@ -111,6 +114,7 @@ class VmEvents:
         scheduler may be shared with other VMs, so it is not cleared.
         """
         self._generation += 1
+        self.in_flight = 0
 
     # -- ticks ----------------------------------------------------------------------
 
@@ -152,6 +156,12 @@ class VmEvents:
         root = ctx.root
         if root is None:
             return WasmResult.BAD_ARGUMENT, 0
+        limit = self.vm.limits.callouts
+        if self.in_flight >= limit:
+            raise quotas.exceeded(
+                "HTTP callouts in flight", self.in_flight + 1, "callouts", limit
+            )
+        self.in_flight += 1
         self._next_token += 4
         call = Callout(
             token=self._next_token,
@@ -194,6 +204,7 @@ class VmEvents:
         message: HttpMessage | None,
         outcome: str,
     ) -> None:
+        self.in_flight = max(0, self.in_flight - 1)
         call.delivered_ns = self.vm.clock.now_ns()
         if message is None:
             call.outcome = "failure"

@@ -22,7 +22,7 @@ from wasmkit.abi.constants import (
     StreamType,
     WasmResult,
 )
-from wasmkit.host import properties
+from wasmkit.host import properties, quotas
 from wasmkit.host.context import HttpContext, RootContext, Side, TcpContext
 from wasmkit.host.events import decode_pairs
 from wasmkit.host.message import HeaderPairs, LocalReply
@@ -45,10 +45,18 @@ _U32 = 0xFFFFFFFF
 def log(h: FilterVm, level: int, msg_ptr: int, msg_size: int) -> int:
     if level > LogLevel.CRITICAL:
         return BAD_ARGUMENT
-    raw = h.mem.read(msg_ptr, msg_size)
+    if level < h.log_level:
+        return OK if h.mem.writable(msg_ptr, msg_size) else INVALID_MEMORY_ACCESS
+    # Under the log quota only what can be kept is copied.
+    room = h.log_room()
+    if msg_size > room and not h.mem.writable(msg_ptr, msg_size):
+        return INVALID_MEMORY_ACCESS
+    raw = h.mem.read(msg_ptr, min(msg_size, room))
     if raw is None:
         return INVALID_MEMORY_ACCESS
-    h.log_guest(LogLevel(level), raw.decode("utf-8", "replace"), "proxy_log")
+    h.log_guest(
+        LogLevel(level), raw.decode("utf-8", "replace"), "proxy_log", size=msg_size
+    )
     return OK
 
 
@@ -272,6 +280,11 @@ def _writable(h: FilterVm, map_type: int, create: bool = False) -> HeaderPairs |
 def set_header_map_pairs(
     h: FilterVm, map_type: int, pairs_ptr: int, pairs_size: int
 ) -> int:
+    limit = h.limits.header_map_bytes
+    if pairs_size > limit + 8 * h.limits.header_map_pairs + 4:
+        if not h.mem.writable(pairs_ptr, pairs_size):
+            return INVALID_MEMORY_ACCESS
+        raise quotas.exceeded("header map bytes", pairs_size, "header_map_bytes", limit)
     raw = h.mem.read(pairs_ptr, pairs_size)
     if raw is None:
         return INVALID_MEMORY_ACCESS
@@ -282,6 +295,10 @@ def set_header_map_pairs(
         new = pairs.decode(raw)
     except pairs.PairsError:
         new = []  # cpp-host treats an undecodable map as empty
+    if len(new) > h.limits.header_map_pairs:
+        raise quotas.exceeded(
+            "header map fields", len(new), "header_map_pairs", h.limits.header_map_pairs
+        )
     items[:] = [(k.lower(), v) for k, v in new]
     return OK
 
@@ -340,6 +357,7 @@ def add_header_map_value(
     if isinstance(found, int):
         return found
     items, key, value = found
+    quotas.check_header_map(items, len(key) + len(value), h.limits)
     items.append((key, value))
     return OK
 
@@ -353,6 +371,7 @@ def replace_header_map_value(
     items, key, value = found
     first = next((i for i, (name, _) in enumerate(items) if name == key), None)
     if first is None:
+        quotas.check_header_map(items, len(key) + len(value), h.limits)
         items.append((key, value))
     else:
         items[:] = [
@@ -484,6 +503,15 @@ def set_property(
     ctx = h.ctx
     if not isinstance(ctx, (HttpContext, TcpContext)):
         return NOT_FOUND  # Envoy: no stream info (filter state) to write to
+    budget = h.budget
+    budget.property_bytes += len(path) + len(value)
+    if budget.property_bytes > h.limits.property_bytes:
+        raise quotas.exceeded(
+            "bytes of properties set",
+            budget.property_bytes,
+            "property_bytes",
+            h.limits.property_bytes,
+        )
     ctx.properties[properties.split_path(path)] = value
     return OK
 
@@ -497,6 +525,20 @@ def _compress(data: bytes) -> bytes:
 
 def _uncompress(data: bytes) -> bytes:
     return zlib.decompress(data)
+
+
+def _bounded_uncompress(data: bytes, cap: int) -> bytes | None:
+    # Decompress in steps, stopping at ``cap`` bytes of output (a bomb).
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(data, cap + 1)
+    if len(out) > cap or inflater.unconsumed_tail:
+        return None
+    out += inflater.flush()
+    if len(out) > cap:
+        return None
+    if not inflater.eof:
+        raise zlib.error("incomplete or truncated stream")
+    return out
 
 
 BUILTIN_FOREIGN: dict[str, Callable[[bytes], bytes]] = {
@@ -519,13 +561,22 @@ def call_foreign_function(
     args = h.mem.read(args_ptr, args_size)
     if name is None or args is None:
         return INVALID_MEMORY_ACCESS
-    fn = h.foreign_functions.get(name.decode("utf-8", "replace"))
+    text = name.decode("utf-8", "replace")
+    fn = h.foreign_functions.get(text)
     if fn is None:
         return NOT_FOUND
+    cap = h.limits.foreign_output_bytes
     try:
-        result = fn(args)
+        if fn is _uncompress:
+            result = _bounded_uncompress(args, cap)
+            if result is None:
+                return BAD_ARGUMENT  # would decompress past the output cap
+        else:
+            result = fn(args)
     except (zlib.error, ValueError):
         return int(WasmResult.SERIALIZATION_FAILURE)
+    if len(result) > cap:
+        return BAD_ARGUMENT
     if ret_ptr == 0:
         return OK
     return OK if h.mem.copy_out(result, ret_ptr, ret_size) else INVALID_MEMORY_ACCESS
@@ -686,10 +737,23 @@ def get_shared_data(
 def set_shared_data(
     h: FilterVm, key_ptr: int, key_size: int, value_ptr: int, value_size: int, cas: int
 ) -> int:
+    limits = h.limits
+    if key_size + value_size > limits.shared_data_bytes:
+        if not h.mem.writable(key_ptr, key_size):
+            return INVALID_MEMORY_ACCESS
+        if not h.mem.writable(value_ptr, value_size):
+            return INVALID_MEMORY_ACCESS
+        raise quotas.exceeded(
+            "shared data bytes", key_size + value_size, "shared_data_bytes",
+            limits.shared_data_bytes,
+        )  # fmt: skip
     key = h.mem.read(key_ptr, key_size)
     value = h.mem.read(value_ptr, value_size)
     if key is None or value is None:
         return INVALID_MEMORY_ACCESS
+    over = h.shared.over_quota(h.vm_id, key, value, limits)
+    if over is not None:
+        raise over
     return int(h.shared.set(h.vm_id, key, value, cas))
 
 
@@ -732,9 +796,19 @@ def resolve_shared_queue(
 def enqueue_shared_queue(
     h: FilterVm, queue_id: int, value_ptr: int, value_size: int
 ) -> int:
+    limits = h.limits
+    if value_size > limits.queue_bytes:
+        if not h.mem.writable(value_ptr, value_size):
+            return INVALID_MEMORY_ACCESS
+        raise quotas.exceeded(
+            "shared queue bytes", value_size, "queue_bytes", limits.queue_bytes
+        )
     value = h.mem.read(value_ptr, value_size)
     if value is None:
         return INVALID_MEMORY_ACCESS
+    over = h.shared.queue_over_quota(queue_id, value, limits)
+    if over is not None:
+        raise over
     return int(h.shared.enqueue(queue_id, value))
 
 
@@ -754,10 +828,25 @@ def dequeue_shared_queue(
 def define_metric(
     h: FilterVm, metric_type: int, name_ptr: int, name_size: int, ret_id: int
 ) -> int:
+    limits = h.limits
+    if name_size > limits.metric_name_bytes:
+        if not h.mem.writable(name_ptr, name_size):
+            return INVALID_MEMORY_ACCESS
+        raise quotas.exceeded(
+            "metric name bytes",
+            name_size,
+            "metric_name_bytes",
+            limits.metric_name_bytes,
+        )
     name = h.mem.read(name_ptr, name_size)
     if name is None or not h.mem.writable(ret_id, 4):
         return INVALID_MEMORY_ACCESS
-    mid = h.metrics.define(metric_type, name.decode("utf-8", "replace"))
+    text = name.decode("utf-8", "replace")
+    if h.metrics.count() >= limits.metrics and not h.metrics.known(metric_type, text):
+        raise quotas.exceeded(
+            "metrics defined", h.metrics.count() + 1, "metrics", limits.metrics
+        )
+    mid = h.metrics.define(metric_type, text)
     if mid is None:
         return BAD_ARGUMENT
     h.mem.write_u32(ret_id, mid)

@@ -36,6 +36,16 @@ class Metrics:
         # 5, 9, ...; histograms 6, 10, ... (the low two bits are the type).
         self._next = {kind: 1 for kind in MetricType}
 
+    def count(self) -> int:
+        """How many metrics are defined."""
+        return len(self._by_id)
+
+    def known(self, metric_type: int, name: str) -> bool:
+        """Whether a metric of this type and name is defined already."""
+        if metric_type > MetricType.HISTOGRAM:
+            return False
+        return (MetricType(metric_type), name) in self._by_name
+
     def define(self, metric_type: int, name: str) -> int | None:
         """Define (or find) a metric; ``None`` for an unknown type."""
         if metric_type > MetricType.HISTOGRAM:

@@ -84,8 +84,7 @@ def read(name: str) -> bytes | None:
     if (
         not data.startswith(MAGIC)
         or len(data) <= head
-        or hashlib.sha256(payload).digest()
-        != data[len(MAGIC) : head]
+        or hashlib.sha256(payload).digest() != data[len(MAGIC) : head]
     ):
         discard(name)
         raise Corrupt(f"{path}: damaged compiled-module cache entry")

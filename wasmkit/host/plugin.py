@@ -48,6 +48,7 @@ from wasmkit.host.grpc import GrpcResponder
 from wasmkit.host.memory import GuestMemory
 from wasmkit.host.message import Connection, HeaderPairs, HttpMessage
 from wasmkit.host.metrics import Metrics
+from wasmkit.host.quotas import Budget
 from wasmkit.host.scheduler import Scheduler
 from wasmkit.host.shared import SharedState
 from wasmkit.host.vm import (
@@ -330,6 +331,8 @@ class FilterVm:
         self._bindings = self._resolve_imports()
         self.logs: list[LogRecord] = []
         self.trace: list[TraceEvent] = []
+        self.budget = Budget()
+        """What the filter made the host keep in this window (quotas)."""
         self.plugins: list[Plugin] = []
         self.failed: FilterTrapError | None = None
         self.out: Any = None
@@ -426,6 +429,7 @@ class FilterVm:
             self.clock.monotonic_ns,
             seed=self.seed,
             environ=self.environ,
+            room=self.log_room,
         )
         self.vm = WasmtimeVm(
             self.module, self._link(), limits=self.limits, fast=self.fast
@@ -538,6 +542,7 @@ class FilterVm:
         depth = self._depth
         if depth == 0:
             self.current_callback = name
+            self.wasi.stderr_tail = b""
         self._depth = depth + 1
         stack = self._stack
         stack.append(ctx)
@@ -575,8 +580,14 @@ class FilterVm:
         said = [
             r.message
             for r in self.logs[first_log:]
-            if r.level >= LogLevel.ERROR and r.source != "host"
+            if r.level >= LogLevel.ERROR and r.source not in ("host", "stderr")
         ]
+        # stderr comes a write at a time (Go's runtime writes a panic in
+        # pieces): its first whole line is the cause.
+        lines = self.wasi.stderr_tail.decode("utf-8", "replace").splitlines()
+        first = next((line.strip() for line in lines if line.strip()), None)
+        if first is not None:
+            said.insert(0, first)
         if said:
             # The first line is the cause (Rust's panic, Go's "fatal error").
             exc.args = (f"{exc.args[0]}\nthe filter said: {said[0]}", *exc.args[1:])
@@ -608,6 +619,11 @@ class FilterVm:
         index: int,
         depth: int,
     ) -> None:
+        budget = self.budget
+        if budget.trace_events >= self.limits.trace_events:
+            budget.dropped_trace += 1
+            return
+        budget.trace_events += 1
         names = _callback_arg_names(name, len(args))
         event = TraceEvent(
             "callback",
@@ -624,7 +640,19 @@ class FilterVm:
         decoders = _decoders(params, self)
         is_proxy = name.startswith("proxy_")
 
+        budget = self.budget
+        limits = self.limits
+
+        is_log = name in ("proxy_log", "fd_write")
+
         def traced(*args: int) -> int | None:
+            if budget.trace_events >= limits.trace_events or (
+                is_log and budget.dropped_logs
+            ):
+                # Over the trace quota, or a log call whose record is dropped.
+                budget.dropped_trace += 1
+                return fn(*args)
+            budget.trace_events += 1
             start = time.perf_counter_ns()
             decoded = {k: d(args) for k, d in decoders}
             self.out = None
@@ -654,12 +682,46 @@ class FilterVm:
 
     # -- services for host functions ---------------------------------------------
 
-    def log_guest(self, level: LogLevel, message: str, source: str) -> None:
-        """Record a log line from the filter, if at or above the log level."""
-        if level >= self.log_level:
-            self.logs.append(
-                LogRecord(level, message, self.ctx.id, source, self.clock.now_ns())
-            )
+    def log_guest(
+        self, level: LogLevel, message: str, source: str, *, size: int | None = None
+    ) -> None:
+        """Record a log line from the filter, if at or above the log level.
+
+        Past ``Limits.log_records`` / ``log_bytes`` in the current stream the
+        record is dropped (and counted, see :class:`~wasmkit.host.quotas.Budget`);
+        ``size`` is the message's whole size when only its start was read.
+        """
+        if level < self.log_level:
+            return
+        whole = len(message) if size is None else max(size, len(message))
+        kept = self.budget.take_log(whole, self.limits)
+        if kept is None:
+            return
+        if kept < whole:
+            message = message[:kept] + f" [cut: {whole - kept:,} more bytes]"
+        self.logs.append(
+            LogRecord(level, message, self.ctx.id, source, self.clock.now_ns())
+        )
+
+    def log_room(self) -> int:
+        """Bytes of log message the current stream may still keep (0: none)."""
+        budget, limits = self.budget, self.limits
+        if budget.log_records >= limits.log_records:
+            return 0
+        return max(0, limits.log_bytes - budget.log_bytes)
+
+    def new_window(self) -> None:
+        """Start counting quotas afresh (a stream starts or the last one ended).
+
+        Records kept outside streams (ticks between flows) are trimmed to the
+        last ``Limits.log_records`` / ``trace_events``.
+        """
+        self.budget.reset()
+        limits = self.limits
+        if len(self.logs) > limits.log_records:
+            del self.logs[: len(self.logs) - limits.log_records]
+        if len(self.trace) > limits.trace_events:
+            del self.trace[: len(self.trace) - limits.trace_events]
 
     def log_host(self, level: LogLevel, message: str) -> None:
         """Record a message from the host about the filter."""
@@ -762,6 +824,12 @@ def _wasi_placeholder(name: str) -> Callable[..., Any]:
     return placeholder
 
 
+_TRACED_BYTES = 256
+"""Bytes of a buffer argument a trace event shows."""
+_TRACED_MAP = 16384
+"""Largest serialized header map a trace event decodes."""
+
+
 def _decoders(
     params: list[str], h: FilterVm
 ) -> list[tuple[str, Callable[[Sequence[int]], Any]]]:
@@ -784,15 +852,17 @@ def _decoders(
             label = pname[: -len("_ptr")]
 
             def read(a: Sequence[int], i: int = i, label: str = label) -> Any:
-                raw = h.mem.read(a[i], a[i + 1])
-                if raw is None:
-                    return f"<invalid {a[i]:#x}+{a[i + 1]}>"
-                if label in ("headers", "pairs", "trailers"):
+                # The trace shows the start of a buffer: only that is copied.
+                ptr, size = a[i], a[i + 1]
+                if not h.mem.writable(ptr, size):
+                    return f"<invalid {ptr:#x}+{size}>"
+                if label in ("headers", "pairs", "trailers") and size <= _TRACED_MAP:
+                    raw = h.mem.read(ptr, size) or b""
                     try:
                         return [[k, v] for k, v in pairs.decode(raw)]
                     except pairs.PairsError:
-                        return raw[:256]
-                return raw[:256]
+                        return raw[:_TRACED_BYTES]
+                return h.mem.read(ptr, min(size, _TRACED_BYTES)) or b""
 
             out.append((label, read))
         elif pname.endswith("_size") and i > 0 and names[i - 1].endswith("_ptr"):

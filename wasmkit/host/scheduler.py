@@ -73,6 +73,27 @@ class Scheduler:
             self.clock.set_ns(target_ns)
         return False
 
+    def advance_bounded(self, target_ns: int, limit: int) -> int:
+        """Move time to ``target_ns`` firing at most ``limit`` events on the way.
+
+        Returns:
+            The time the events stopped at when ``limit`` ran out before
+            ``target_ns`` (the clock stays there), else ``-1`` (the clock is at
+            ``target_ns``).
+        """
+        fired = 0
+        while self._heap and self._heap[0][0] <= target_ns:
+            if fired >= limit:
+                return self.clock.now_ns()
+            due, _, action = heapq.heappop(self._heap)
+            if due > self.clock.now_ns():
+                self.clock.set_ns(due)
+            action()
+            fired += 1
+        if target_ns > self.clock.now_ns():
+            self.clock.set_ns(target_ns)
+        return -1
+
     def clear(self) -> None:
         """Drop every pending event."""
         self._heap.clear()

@@ -11,6 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wasmkit.abi.constants import WasmResult
+from wasmkit.host import quotas
+from wasmkit.host.limits import Limits
+from wasmkit.host.vm import GuestExit
 
 
 @dataclass(slots=True)
@@ -30,6 +33,10 @@ class SharedState:
         self._cas = 0
         self._queues: dict[int, _Queue] = {}
         self._queue_ids: dict[tuple[str, bytes], int] = {}
+        self.data_bytes = 0
+        """Bytes of keys and values stored (``Limits.shared_data_bytes``)."""
+        self.queued_bytes = 0
+        """Bytes waiting in queues (``Limits.queue_bytes``)."""
 
     # -- key-value data --------------------------------------------------------
 
@@ -47,8 +54,35 @@ class SharedState:
         if cas and current is not None and current[1] != cas:
             return WasmResult.CAS_MISMATCH
         self._cas += 1
+        if current is not None:
+            self.data_bytes -= len(key) + len(current[0])
+        self.data_bytes += len(key) + len(value)
         self._data[(vm_id, key)] = (value, self._cas)
         return WasmResult.OK
+
+    def over_quota(
+        self, vm_id: str, key: bytes, value: bytes, limits: Limits
+    ) -> GuestExit | None:
+        """The quota error storing ``key`` would cause, if any."""
+        current = self._data.get((vm_id, key))
+        if current is None and len(self._data) >= limits.shared_data_keys:
+            return quotas.exceeded(
+                "shared data keys",
+                len(self._data) + 1,
+                "shared_data_keys",
+                limits.shared_data_keys,
+            )
+        after = self.data_bytes + len(key) + len(value)
+        if current is not None:
+            after -= len(key) + len(current[0])
+        if after > limits.shared_data_bytes:
+            return quotas.exceeded(
+                "shared data bytes",
+                after,
+                "shared_data_bytes",
+                limits.shared_data_bytes,
+            )
+        return None
 
     def items(self, vm_id: str | None = None) -> dict[str, bytes]:
         """Every key and value (of one VM id, or all as ``vm_id/key``)."""
@@ -83,6 +117,7 @@ class SharedState:
         if queue is None:
             return WasmResult.NOT_FOUND
         queue.items.append(value)
+        self.queued_bytes += len(value)
         if queue.notify is not None:
             queue.notify(qid)
         return WasmResult.OK
@@ -94,7 +129,32 @@ class SharedState:
             return WasmResult.NOT_FOUND
         if not queue.items:
             return WasmResult.EMPTY
-        return queue.items.popleft()
+        item = queue.items.popleft()
+        self.queued_bytes -= len(item)
+        return item
+
+    def queue_over_quota(
+        self, qid: int, value: bytes, limits: Limits
+    ) -> GuestExit | None:
+        """The quota error enqueueing ``value`` would cause, if any."""
+        queue = self._queues.get(qid)
+        if queue is None:
+            return None  # NOT_FOUND follows
+        if len(queue.items) >= limits.queue_items:
+            return quotas.exceeded(
+                f"items in shared queue {queue.name!r}",
+                len(queue.items) + 1,
+                "queue_items",
+                limits.queue_items,
+            )
+        if self.queued_bytes + len(value) > limits.queue_bytes:
+            return quotas.exceeded(
+                "shared queue bytes",
+                self.queued_bytes + len(value),
+                "queue_bytes",
+                limits.queue_bytes,
+            )
+        return None
 
     def queue_sizes(self) -> dict[str, int]:
         """Items waiting per queue, keyed ``vm_id/name``."""

@@ -135,6 +135,10 @@ class HttpStream:
                 vm.reload()
             root = self.plugin.root
             assert root is not None
+            if not vm.streams:
+                vm.new_window()
+                self._log_start = len(vm.logs)
+                self._trace_start = len(vm.trace)
             ctx = HttpContext(vm.new_context_id(), root)
             ctx.start_ns = vm.clock.now_ns()
             ctx.connection = self.connection  # None: the default, made on demand
@@ -582,12 +586,16 @@ class HttpStream:
         response_after = None
         if response_side.forwarded_headers is not None and not self.reset:
             response_after = _final(response_side, self.upstream_response)
+        dropped = vm.budget.note(vm.limits)
+        if dropped:
+            self.notes.append(dropped)
         logs = vm.logs[self._log_start :]
         trace = vm.trace[self._trace_start :]
         if not vm.streams:
             # The records now live in the result; keep the VM's lists short.
             del vm.logs[self._log_start :]
             del vm.trace[self._trace_start :]
+            vm.new_window()
         callouts = vm.callouts
         return StreamResult(
             request_before,

@@ -375,12 +375,16 @@ class TcpStream:
             if side.stopped and side.buffer and not self._bypass
         ]
         vm = self.vm
+        dropped = vm.budget.note(vm.limits)
+        if dropped:
+            self.notes.append(dropped)
         logs = vm.logs[self._log_start :]
         trace = vm.trace[self._trace_start :]
         if not vm.streams:
             # The records now live in the result; keep the VM's lists short.
             del vm.logs[self._log_start :]
             del vm.trace[self._trace_start :]
+            vm.new_window()
         return TcpResult(
             downstream_before=bytes(ctx.downstream.received),
             downstream_after=bytes(ctx.downstream.forwarded),

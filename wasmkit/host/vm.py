@@ -1,6 +1,7 @@
-"""The wasmtime adapter: the only module of wasmkit that imports wasmtime.
+"""Filter instances on wasmtime (with :mod:`wasmkit.host.engine`, the adapter).
 
-Two call paths cross the Python/wasm boundary:
+These two are the only modules of wasmkit that import wasmtime. Two call paths
+cross the Python/wasm boundary:
 
 * the *public* path, through ``wasmtime.Func`` (about 15 µs a call into wasm and
   7 µs a host call on the development machine);
@@ -15,41 +16,55 @@ exactly one place, :meth:`WasmtimeVm.call`.
 
 from __future__ import annotations
 
-import copy
 import ctypes
-import hashlib
 import math
-import os
-import threading
 import time
-import warnings
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import wasmtime
 from wasmtime import _ffi as ffi
 
 from wasmkit.abi.constants import WASM_PAGE
 from wasmkit.abi.signatures import Signature
-from wasmkit.errors import (
-    ErrorKind,
-    FilterLoadError,
-    FilterTrapError,
-    ModuleCacheWarning,
+from wasmkit.errors import ErrorKind, FilterLoadError, FilterTrapError
+from wasmkit.host.engine import (
+    ENGINE_SETTINGS,
+    EPOCH_TICK_MS,
+    MODULES_KEPT,
+    WASMTIME_VERSION,
+    CompiledModule,
+    ExportSpec,
+    ImportSpec,
+    ModuleOrigin,
+    _engine,
+    _functype_sig,
+    _start_ticker,
+    compile_module,
+    forget_compiled,
+    read_binary,
 )
-from wasmkit.host import module_cache
+from wasmkit.host.limits import Limits
 
-WASMTIME_VERSION = "50.0.1"
-"""The wasmtime-py release the fast path is written against."""
-
-EPOCH_TICK_MS = 5
-"""How often the engine's epoch advances (ms): the granularity of time limits."""
-
-ModuleOrigin = Literal["compiled", "disk", "memory"]
-"""Where a :class:`CompiledModule`'s code came from."""
+__all__ = [
+    "ENGINE_SETTINGS",
+    "EPOCH_TICK_MS",
+    "MODULES_KEPT",
+    "WASMTIME_VERSION",
+    "CompiledModule",
+    "ExportSpec",
+    "GuestExit",
+    "HostFunction",
+    "ImportSpec",
+    "Limits",
+    "ModuleOrigin",
+    "WasmVm",
+    "WasmtimeVm",
+    "compile_module",
+    "demangle",
+    "forget_compiled",
+    "read_binary",
+]
 
 HostFunction = Callable[..., int | None]
 """A host function: called with the guest's integer arguments, returns the result."""
@@ -64,344 +79,6 @@ class GuestExit(Exception):
         super().__init__(message)
         self.code = code
         self.kind: ErrorKind = kind
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Resource limits applied to a filter VM.
-
-    Time is limited per call into the guest, by wall clock (an epoch deadline)
-    unless ``fuel`` is given, which counts wasm instructions instead and so is
-    deterministic. Start-up (instantiation, ``_initialize`` / ``_start``,
-    ``proxy_on_vm_start``, ``proxy_on_configure``) has its own, larger limit:
-    Envoy sets none there, and real filters (a WAF loading its rule set) take
-    seconds to configure.
-    """
-
-    timeout_ms: int | None = 2000
-    """Wall-clock limit of one stream or timer callback (ms); ``None``: none."""
-    startup_timeout_ms: int | None = 60_000
-    """Wall-clock limit of each start-up call (ms); ``None``: none."""
-    fuel: int | None = None
-    """Instructions one callback may run, instead of the wall-clock limit
-    (start-up calls are not metered)."""
-    memory_bytes: int | None = 256 * 1024 * 1024
-    """Largest linear memory (bytes); growth beyond it fails."""
-
-    def __post_init__(self) -> None:
-        for name in ("timeout_ms", "startup_timeout_ms", "fuel", "memory_bytes"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"Limits.{name} must be positive or None")
-
-    def describe(self, *, startup: bool) -> str:
-        """The limit a timed-out call ran into, and how to raise it."""
-        if startup:
-            return (
-                f"the start-up limit of {self.startup_timeout_ms} ms "
-                "(Limits.startup_timeout_ms; --start-timeout-ms on the command "
-                "line and in %%wasm)"
-            )
-        if self.fuel is not None:
-            return (
-                f"its limit of {self.fuel} instructions (Limits.fuel; --fuel on "
-                "the command line and in %%wasm)"
-            )
-        return (
-            f"its limit of {self.timeout_ms} ms per callback (Limits.timeout_ms; "
-            "--timeout-ms on the command line and in %%wasm)"
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ImportSpec:
-    """One import of a module."""
-
-    module: str
-    """Import module, e.g. ``env``."""
-    name: str
-    """Field name, e.g. ``proxy_log``."""
-    kind: str
-    """``func``, ``memory``, ``table`` or ``global``."""
-    signature: Signature | None
-    """The function type for ``func`` imports."""
-
-    @property
-    def qualname(self) -> str:
-        """``module.name``."""
-        return f"{self.module}.{self.name}"
-
-
-@dataclass(frozen=True, slots=True)
-class ExportSpec:
-    """One export of a module."""
-
-    name: str
-    """Export name."""
-    kind: str
-    """``func``, ``memory``, ``table`` or ``global``."""
-    signature: Signature | None
-    """The function type for ``func`` exports."""
-
-
-class CompiledModule:
-    """A compiled wasm module, reusable by many VMs.
-
-    Attributes:
-        imports: the module's imports in order.
-        exports: the module's exports by name, in order.
-        sha256: hex digest of the binary.
-        size: the binary's size (bytes).
-        origin: where the code came from: ``compiled`` (now, by wasmtime),
-            ``disk`` (the compiled-module cache) or ``memory`` (this process had
-            it already).
-        load_ms: how long getting the code took (ms): the compile, or reading
-            it back.
-    """
-
-    def __init__(
-        self,
-        raw: Any,
-        binary: bytes,
-        fuel: bool,
-        name: str,
-        *,
-        sha256: str | None = None,
-        origin: ModuleOrigin = "compiled",
-        load_ms: float = 0.0,
-    ) -> None:
-        self._raw = raw
-        self.fuel = fuel
-        self.name = name
-        self.size = len(binary)
-        self.sha256 = sha256 or hashlib.sha256(binary).hexdigest()
-        self.origin: ModuleOrigin = origin
-        self.load_ms = load_ms
-        self.imports = [_import_spec(i) for i in raw.imports]
-        self.exports = {e.name: _export_spec(e) for e in raw.exports}
-
-    def _again(self, name: str, load_ms: float) -> CompiledModule:
-        twin = copy.copy(self)
-        twin.name = name
-        twin.origin = "memory"
-        twin.load_ms = load_ms
-        return twin
-
-
-def _valtype(ty: Any) -> str:
-    text = str(ty)
-    return {"i32": "i32", "i64": "i64", "f32": "f32", "f64": "f64"}.get(text, text)
-
-
-def _functype_sig(ty: Any) -> Signature:
-    return Signature(
-        tuple(_valtype(p) for p in ty.params), tuple(_valtype(r) for r in ty.results)
-    )
-
-
-def _kind(ty: Any) -> str:
-    if isinstance(ty, wasmtime.FuncType):
-        return "func"
-    if isinstance(ty, wasmtime.MemoryType):
-        return "memory"
-    if isinstance(ty, wasmtime.TableType):
-        return "table"
-    return "global"
-
-
-def _import_spec(imp: Any) -> ImportSpec:
-    ty = imp.type
-    sig = _functype_sig(ty) if isinstance(ty, wasmtime.FuncType) else None
-    return ImportSpec(imp.module, imp.name or "", _kind(ty), sig)
-
-
-def _export_spec(exp: Any) -> ExportSpec:
-    ty = exp.type
-    sig = _functype_sig(ty) if isinstance(ty, wasmtime.FuncType) else None
-    return ExportSpec(exp.name, _kind(ty), sig)
-
-
-_engines: dict[bool, Any] = {}
-_engine_lock = threading.Lock()
-_ticker_started = False
-
-_MEMORY_RESERVATION = 1 << 32
-
-ENGINE_SETTINGS: dict[str, object] = {
-    "epoch_interruption": True,
-    "memory_reservation": _MEMORY_RESERVATION,
-    "memory_may_move": False,
-}
-"""The engine configuration (besides fuel): part of the compiled-module key."""
-
-
-def _engine(fuel: bool) -> Any:
-    with _engine_lock:
-        engine = _engines.get(fuel)
-        if engine is None:
-            config = wasmtime.Config()
-            config.epoch_interruption = True
-            config.consume_fuel = fuel
-            # A 32-bit memory reserves its whole 4 GiB and never moves when it
-            # grows: its address stays valid, only its size changes (see
-            # WasmtimeVm.memory_seen).
-            config.memory_reservation = _MEMORY_RESERVATION
-            config.memory_may_move = False
-            engine = wasmtime.Engine(config)
-            _engines[fuel] = engine
-        return engine
-
-
-def _start_ticker() -> None:
-    global _ticker_started
-    with _engine_lock:
-        if _ticker_started:
-            return
-        _ticker_started = True
-
-    def tick() -> None:
-        event = threading.Event()
-        while True:
-            event.wait(EPOCH_TICK_MS / 1000)
-            for engine in list(_engines.values()):
-                engine.increment_epoch()
-
-    threading.Thread(target=tick, name="wasmkit-epoch", daemon=True).start()
-
-
-MODULES_KEPT = 8
-"""Compiled modules a process keeps in memory for the next load of the same bytes."""
-
-_kept: OrderedDict[tuple[str, bool], CompiledModule] = OrderedDict()
-_kept_lock = threading.Lock()
-
-
-def compile_module(
-    source: bytes | str | os.PathLike[str],
-    *,
-    fuel: bool = False,
-    check: Callable[[bytes, str], None] | None = None,
-) -> CompiledModule:
-    r"""Compile a module from wasm bytes, WAT text, or a ``.wasm`` / ``.wat`` path.
-
-    The code comes from this process's last compiles of the same bytes, else
-    from the compiled-module cache on disk (:mod:`wasmkit.host.module_cache`),
-    else from wasmtime, which compiles it (and the cache keeps it).
-
-    Args:
-        source: the binary, WAT text (``str`` or bytes not starting with
-            ``\\0asm``), or a path.
-        fuel: compile for fuel metering (``Limits.fuel``).
-        check: called with the binary and its name before wasmtime compiles
-            it (not when the code comes from a cache); it raises to refuse
-            the module without paying for the compile.
-
-    Raises:
-        FilterLoadError: the file is missing or the module is invalid.
-    """
-    started = time.perf_counter()
-    name, binary = read_binary(source)
-    digest = hashlib.sha256(binary).hexdigest()
-    with _kept_lock:
-        known = _kept.get((digest, fuel))
-        if known is not None:
-            _kept.move_to_end((digest, fuel))
-    if known is not None:
-        return known._again(name, (time.perf_counter() - started) * 1000)
-    settings = {
-        "wasmtime": WASMTIME_VERSION,
-        "wasmtime_py": getattr(wasmtime, "__version__", ""),
-        "fuel": fuel,
-        **ENGINE_SETTINGS,
-    }
-    entry = module_cache.key(digest, settings)
-    raw = _from_disk(entry, fuel)
-    origin: ModuleOrigin = "disk"
-    if raw is None:
-        origin = "compiled"
-        if check is not None:
-            check(binary, name)
-        try:
-            raw = wasmtime.Module(_engine(fuel), binary)
-        except wasmtime.WasmtimeError as exc:
-            raise FilterLoadError(f"{name}: invalid wasm module: {exc}") from exc
-        module_cache.write(entry, raw.serialize())
-    module = CompiledModule(
-        raw,
-        binary,
-        fuel,
-        name,
-        sha256=digest,
-        origin=origin,
-        load_ms=(time.perf_counter() - started) * 1000,
-    )
-    with _kept_lock:
-        _kept[(digest, fuel)] = module
-        while len(_kept) > MODULES_KEPT:
-            _kept.popitem(last=False)
-    return module
-
-
-def _from_disk(entry: str, fuel: bool) -> Any:
-    try:
-        payload = module_cache.read(entry)
-    except module_cache.Corrupt as exc:
-        warnings.warn(f"{exc}; compiling the module again", ModuleCacheWarning, 3)
-        return None
-    if payload is None:
-        return None
-    try:
-        return wasmtime.Module.deserialize(_engine(fuel), payload)
-    except wasmtime.WasmtimeError as exc:
-        module_cache.discard(entry)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "refused"
-        warnings.warn(
-            f"compiled-module cache entry {entry[:16]} was made for another "
-            f"engine ({first}); compiling the module again",
-            ModuleCacheWarning,
-            3,
-        )
-        return None
-
-
-def forget_compiled() -> None:
-    """Drop the compiled modules this process keeps (the disk cache stays)."""
-    with _kept_lock:
-        _kept.clear()
-
-
-def read_binary(source: bytes | str | os.PathLike[str]) -> tuple[str, bytes]:
-    r"""The name and wasm binary of ``source`` (WAT text is assembled, not compiled).
-
-    Raises:
-        FilterLoadError: a path that cannot be read, or neither ``\0asm`` nor
-            valid WAT text.
-    """
-    if isinstance(source, os.PathLike) or (
-        isinstance(source, str) and not source.lstrip().startswith("(")
-    ):
-        path = Path(source)
-        name = str(path)
-        try:
-            data: bytes | str = path.read_bytes()
-        except OSError as exc:
-            raise FilterLoadError(f"cannot read filter {path}: {exc}") from exc
-    else:
-        data = source
-        name = "<wat>" if isinstance(source, str) else "<bytes>"
-    if isinstance(data, bytes) and not data.startswith(b"\0asm"):
-        try:
-            data = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise FilterLoadError(
-                f"{name}: not a wasm binary (no \\0asm header) nor WAT text"
-            ) from exc
-    if isinstance(data, str):
-        try:
-            return name, bytes(wasmtime.wat2wasm(data))
-        except wasmtime.WasmtimeError as exc:
-            raise FilterLoadError(f"{name}: invalid wasm module: {exc}") from exc
-    return name, bytes(data)
 
 
 class WasmVm(Protocol):
@@ -556,6 +233,10 @@ def demangle(name: str) -> str:
     return text.replace("..", "::")
 
 
+_NEVER = 1 << 126
+_clock = time.perf_counter_ns
+
+
 def _to_signed32(value: int) -> int:
     value &= 0xFFFFFFFF
     return value - (1 << 32) if value & 0x80000000 else value
@@ -624,14 +305,21 @@ class WasmtimeVm:
         if self.limits.startup_timeout_ms is not None:
             _start_ticker()
         self._store = wasmtime.Store(_engine(module.fuel))
-        if self.limits.memory_bytes is not None:
-            self._store.set_limits(memory_size=self.limits.memory_bytes)
+        self._store.set_limits(
+            memory_size=-1
+            if self.limits.memory_bytes is None
+            else self.limits.memory_bytes,
+            table_elements=self.limits.table_elements,
+        )
         self._ctx = ctypes.cast(self._store._context(), ctypes.c_void_p).value
         self._keep: list[Any] = []
         self._pending: BaseException | None = None
         self._mem: Any = None
         self._depth = 0
         self._startup_call = True
+        # When the running call is overdue (perf_counter_ns); host functions
+        # check it, since the epoch ticker barely runs while they hold the GIL.
+        self._deadline_ns = _NEVER
         self._funcs: dict[str, _Export] = {}
         # The memory's (address, size), re-checked after anything that may
         # have run wasm (a call, a host call's entry): see memory_region.
@@ -704,6 +392,8 @@ class WasmtimeVm:
                 if isinstance(mem, wasmtime.Memory):
                     self._mem = mem._memory
                     self._region = None
+            if _clock() > self._deadline_ns:
+                self._overdue()
             fixed = [
                 a & 0xFFFFFFFF if u else a for a, u in zip(args, unsigned, strict=True)
             ]
@@ -721,6 +411,8 @@ class WasmtimeVm:
             "def trampoline(env, caller, a, n):\n"
             "    try:\n"
             "        vm._stale = True\n"
+            "        if clock() > vm._deadline_ns:\n"
+            "            vm._overdue()\n"
             "        if vm._mem is None:\n"
             "            vm._bind_caller_memory(caller)\n"
             f"        r = fn({argv})\n"
@@ -729,7 +421,7 @@ class WasmtimeVm:
             "    except BaseException as exc:\n"
             "        return vm._raise_in_guest(exc)\n"
         )
-        scope: dict[str, Any] = {"vm": self, "fn": fn}
+        scope: dict[str, Any] = {"vm": self, "fn": fn, "clock": _clock}
         exec(src, scope)
         trampoline: Callable[..., int] = scope["trampoline"]
         return trampoline
@@ -741,6 +433,17 @@ class WasmtimeVm:
         ):
             self._mem = item.of.memory
             self._region = None
+
+    def _overdue(self) -> None:
+        # A filter that keeps calling the host past its deadline (the epoch
+        # could not interrupt it in wasm) is stopped here, as a timeout.
+        self._deadline_ns = _NEVER  # nested allocator calls may finish
+        startup = self._startup_call
+        raise GuestExit(
+            f"ran past {self.limits.describe(startup=startup)} (stopped in a host "
+            "call)",
+            kind="timeout",
+        )
 
     def _raise_in_guest(self, exc: BaseException) -> int:
         self._pending = exc
@@ -792,6 +495,13 @@ class WasmtimeVm:
         export = self._funcs[name]
         if self._depth == 0:
             self._startup_call = startup
+            limits = self.limits
+            limit = limits.startup_timeout_ms if startup else limits.timeout_ms
+            if limits.fuel is not None and not startup:
+                limit = None  # instructions, not time, bound this call
+            self._deadline_ns = (
+                _NEVER if limit is None else _clock() + limit * 1_000_000
+            )
             if startup or self.module.fuel:
                 self._arm(startup=startup)
             else:

@@ -1,7 +1,8 @@
 """The WASI functions SDK-built filters import, as cpp-host provides them.
 
 Linked under both ``wasi_snapshot_preview1`` and ``wasi_unstable``. There is
-no file system: stdout and stderr become log records, clocks read the host's
+no file system: each write to stdout or stderr becomes one log record (info,
+error), its trailing newline removed, as Envoy logs it; clocks read the host's
 virtual clock, ``random_get`` draws from a seeded generator, and
 ``proc_exit`` stops the guest.
 """
@@ -24,6 +25,9 @@ _OK = WasiErrno.SUCCESS
 _FAULT = int(WasiErrno.FAULT)
 
 
+_TAIL = 4096
+
+
 class Wasi:
     """WASI state of one VM.
 
@@ -44,6 +48,7 @@ class Wasi:
         monotonic_ns: Callable[[], int],
         seed: int = 0,
         environ: Mapping[str, str] | None = None,
+        room: Callable[[], int] | None = None,
     ) -> None:
         self.mem = memory
         self.log = log
@@ -51,8 +56,11 @@ class Wasi:
         self.monotonic_ns = monotonic_ns
         self.rng = random.Random(seed)
         self.environ = dict(environ or {})
-        self._partial: dict[int, bytes] = {1: b"", 2: b""}
         self.pending = False
+        self.room: Callable[[], int] = room or (lambda: 1 << 62)
+        """Bytes of output the current stream may still keep (the log quota)."""
+        self.stderr_tail = b""
+        """The last bytes written to stderr (a crashing runtime's last words)."""
 
     def functions(self) -> dict[str, HostFunction]:
         """Every WASI import name mapped to its implementation."""
@@ -63,45 +71,60 @@ class Wasi:
 
     # -- output -------------------------------------------------------------
 
-    def _gather(self, iovs: int, count: int) -> bytes | None:
+    def _gather(self, iovs: int, count: int, room: int) -> tuple[bytes, int] | None:
+        # The first ``room`` bytes of the iovecs and their whole length; every
+        # buffer is bounds-checked, but only what is kept is copied.
         raw = self.mem.read(iovs, 8 * count)
         if raw is None:
             return None
         chunks = []
+        total = 0
         for i in range(count):
             ptr, size = struct.unpack_from("<II", raw, 8 * i)
-            data = self.mem.read(ptr, size)
-            if data is None:
+            if not size:
+                continue  # an empty buffer is never looked at
+            if not self.mem.writable(ptr, size):
                 return None
-            chunks.append(data)
-        return b"".join(chunks)
+            take = min(size, room)
+            if take > 0:
+                data = self.mem.read(ptr, take)
+                if data is None:
+                    return None
+                chunks.append(data)
+                room -= take
+            total += size
+        return b"".join(chunks), total
 
-    def _emit(self, fd: int, data: bytes) -> None:
-        text = self._partial[fd] + data
-        *lines, rest = text.split(b"\n")
-        self._partial[fd] = rest
-        self.pending = bool(rest) or self.pending
+    def _emit(self, fd: int, data: bytes, total: int) -> None:
+        # As Envoy (proxy-wasm-cpp-host, writevImpl): one log message per
+        # write, its trailing newline removed; nothing for an empty write.
+        if not total:
+            return
+        cut = total - len(data)
+        if not cut and data.endswith(b"\n"):
+            data = data[:-1]
         level = LogLevel.INFO if fd == 1 else LogLevel.ERROR
         source = "stdout" if fd == 1 else "stderr"
-        for line in lines:
-            self.log(level, line.decode("utf-8", "replace"), source)
+        text = data.decode("utf-8", "replace")
+        if cut:
+            text += f" [cut: {cut:,} more bytes past Limits.log_bytes]"
+        if fd == 2:
+            self.stderr_tail = (self.stderr_tail + data)[-_TAIL:]
+        self.log(level, text, source)
 
     def flush(self) -> None:
-        """Emit what stdout/stderr hold without a final newline."""
+        """Nothing to do: every write is logged when it happens (kept for callers)."""
         self.pending = False
-        for fd in (1, 2):
-            if self._partial[fd]:
-                data, self._partial[fd] = self._partial[fd], b""
-                self._emit(fd, data + b"\n")
 
     def fd_write(self, fd: int, iovs: int, count: int, nwritten: int) -> int:
         if fd not in (1, 2):
             return WasiErrno.BADF
-        data = self._gather(iovs, count)
-        if data is None or not self.mem.writable(nwritten, 4):
+        got = self._gather(iovs, count, self.room())
+        if got is None or not self.mem.writable(nwritten, 4):
             return _FAULT
-        self._emit(fd, data)
-        self.mem.write_u32(nwritten, len(data))
+        data, total = got
+        self._emit(fd, data, total)
+        self.mem.write_u32(nwritten, total)
         return _OK
 
     def fd_pwrite(

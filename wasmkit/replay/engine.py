@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -69,17 +70,46 @@ def _recorded(request: HttpMessage, exchange: Any) -> HttpMessage | None:
     return answer
 
 
-def advance_clock(vm: FilterVm, due_ns: int) -> None:
-    """Move ``vm``'s virtual clock to ``due_ns`` (if later), firing what is due."""
+MAX_CLOCK_NS = (1 << 63) - (1 << 60)
+"""The latest virtual time a capture may move the clock to (about year 2226):
+times the guest reads stay within a signed 64-bit count of nanoseconds."""
+
+
+def advance_clock(vm: FilterVm, due_ns: int) -> str | None:
+    """Move ``vm``'s virtual clock to ``due_ns`` (if later), firing what is due.
+
+    At most ``Limits.ticks_per_gap`` events fire on the way; past that the
+    rest of the gap is skipped as a timer idle that long fires once: each
+    event still due fires once at ``due_ns`` (tickers then go on from there).
+
+    Returns:
+        A note saying what was skipped, or ``None``.
+    """
     clock = vm.clock
     now = clock.now_ns()
+    due_ns = min(due_ns, MAX_CLOCK_NS)
     if due_ns <= now:
-        return
-    next_due = vm.events.scheduler.next_due()
+        return None
+    scheduler = vm.events.scheduler
+    next_due = scheduler.next_due()
     if next_due is None or next_due > due_ns:
         clock.set_ns(due_ns)  # nothing falls due on the way
-    else:
-        vm.advance((due_ns - now) / 1e6)
+        return None
+    limit = vm.limits.ticks_per_gap
+    stopped = scheduler.advance_bounded(due_ns, limit)
+    if stopped < 0:
+        return None
+    skipped = sum(
+        (due_ns - stopped) // (root.tick_period_ms * 1_000_000)
+        for root in (p.root for p in vm.plugins)
+        if root is not None and root.tick_period_ms > 0
+    )
+    clock.set_ns(due_ns)
+    vm.events.run_due()
+    return (
+        f"virtual time jumped {(due_ns - now) / 1e9:,.3f} s: {limit:,} timer events "
+        f"fired, about {skipped:,} ticks skipped past Limits.ticks_per_gap"
+    )
 
 
 @contextlib.contextmanager
@@ -164,11 +194,14 @@ class FlowRunner:
     def run(self, exchange: ExchangeLike) -> FlowResult:
         """Replay one exchange."""
         stamp = exchange.timestamp
-        if self._follow and stamp is not None:
+        jumped = None
+        if self._follow and stamp is not None and math.isfinite(stamp):
             if self._origin is None:
                 self._origin = stamp
-            due = self._start_ns + int((stamp - self._origin) * 1e9)
-            advance_clock(self.plugin.vm, due)
+            due = self._start_ns + int(
+                max(-1e12, min(1e12, stamp - self._origin)) * 1e9
+            )
+            jumped = advance_clock(self.plugin.vm, due)
         respond = self._respond
         respond.exchange = exchange
         respond.missing = False
@@ -183,6 +216,8 @@ class FlowRunner:
             wait_ms=self._wait_ms,
             owned=self.owned,
         )
+        if jumped is not None:
+            result.notes.insert(0, jumped)
         return FlowResult(
             exchange.index,
             exchange,
