@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.traffic.helpers import http_flow, write_flows
 from wasmkit.host import FilterVm, Limits, PluginConfig, load, request, response
 from wasmkit.replay.run import replay
 from wasmkit.testing import filter_wat
-
-from tests.traffic.helpers import http_flow, write_flows
 
 ROOT = Path(__file__).resolve().parents[2]
 
