@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,26 @@ def test_entries_are_written_atomically(cache):
     assert not [p for p in cache.iterdir() if p.suffix != ".cwasm"]
     (entry,) = _entries(cache)
     assert entry.read_bytes().startswith(module_cache.MAGIC)
+
+
+def test_a_compile_past_its_limit_fails_clearly_and_is_cached_later(cache):
+    # A module of many large functions: seconds of compile for wasmtime.
+    body = "".join(
+        f"(func (param i32) (result i32) {'(i32.add (local.get 0) (i32.const 1))' * 2000}"
+        f" (drop) (local.get 0))"
+        for _ in range(200)
+    )
+    wat = filter_wat(body)
+    from wasmkit.host import FilterVm, Limits
+
+    started = time.monotonic()
+    with pytest.raises(FilterLoadError, match="Limits.compile_timeout_ms"):
+        FilterVm(wat, limits=Limits(compile_timeout_ms=1))
+    assert time.monotonic() - started < 5
+    # The compile went on in the background; its code lands in the cache.
+    deadline = time.monotonic() + 120
+    while not _entries(cache) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _entries(cache)
+    forget_compiled()
+    assert FilterVm(wat).module.origin == "disk"

@@ -204,6 +204,7 @@ def compile_module(
     *,
     fuel: bool = False,
     check: Callable[[bytes, str], None] | None = None,
+    timeout_s: float | None = None,
 ) -> CompiledModule:
     r"""Compile a module from wasm bytes, WAT text, or a ``.wasm`` / ``.wat`` path.
 
@@ -218,6 +219,9 @@ def compile_module(
         check: called with the binary and its name before wasmtime compiles
             it (not when the code comes from a cache); it raises to refuse
             the module without paying for the compile.
+        timeout_s: how long the compile may take (s); past it the load fails
+            (the compile itself finishes in the background and its code is
+            kept in the cache, so a later load is quick).
 
     Raises:
         FilterLoadError: the file is missing or the module is invalid.
@@ -244,11 +248,7 @@ def compile_module(
         origin = "compiled"
         if check is not None:
             check(binary, name)
-        try:
-            raw = wasmtime.Module(_engine(fuel), binary)
-        except wasmtime.WasmtimeError as exc:
-            raise FilterLoadError(f"{name}: invalid wasm module: {exc}") from exc
-        module_cache.write(entry, raw.serialize())
+        raw = _compile(binary, name, fuel, entry, timeout_s)
     module = CompiledModule(
         raw,
         binary,
@@ -263,6 +263,42 @@ def compile_module(
         while len(_kept) > MODULES_KEPT:
             _kept.popitem(last=False)
     return module
+
+
+def _compile(
+    binary: bytes, name: str, fuel: bool, entry: str, timeout_s: float | None
+) -> Any:
+    # wasmtime cannot stop a compile: it runs in a thread (the C call releases
+    # the GIL) that is waited for at most ``timeout_s``.
+    done = threading.Event()
+    box: list[Any] = []
+
+    def work() -> None:
+        try:
+            raw = wasmtime.Module(_engine(fuel), binary)
+            module_cache.write(entry, raw.serialize())
+            box.append(raw)
+        except BaseException as exc:  # handed to the caller
+            box.append(exc)
+        finally:
+            done.set()
+
+    if timeout_s is None:
+        work()
+    else:
+        threading.Thread(target=work, name="wasmkit-compile", daemon=True).start()
+        if not done.wait(timeout_s):
+            raise FilterLoadError(
+                f"{name}: compiling the module took longer than {timeout_s:g} s "
+                "(Limits.compile_timeout_ms); it goes on in the background and "
+                "is cached when done"
+            )
+    result = box[0]
+    if isinstance(result, wasmtime.WasmtimeError):
+        raise FilterLoadError(f"{name}: invalid wasm module: {result}") from result
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def _from_disk(entry: str, fuel: bool) -> Any:

@@ -21,6 +21,8 @@ class Limits:
     """Wall-clock limit of one stream or timer callback (ms); ``None``: none."""
     startup_timeout_ms: int | None = 60_000
     """Wall-clock limit of each start-up call (ms); ``None``: none."""
+    compile_timeout_ms: int | None = 600_000
+    """Wall-clock limit of compiling the module (ms); ``None``: none."""
     fuel: int | None = None
     """Instructions one callback may run, instead of the wall-clock limit
     (start-up calls are not metered)."""
@@ -68,7 +70,13 @@ class Limits:
     coalesced, as a timer that was idle fires once (a note says how many)."""
 
     def __post_init__(self) -> None:
-        for name in ("timeout_ms", "startup_timeout_ms", "fuel", "memory_bytes"):
+        for name in (
+            "timeout_ms",
+            "startup_timeout_ms",
+            "compile_timeout_ms",
+            "fuel",
+            "memory_bytes",
+        ):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"Limits.{name} must be positive or None")

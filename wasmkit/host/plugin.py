@@ -264,10 +264,12 @@ class FilterVm:
         self.limits = limits or Limits()
         if not isinstance(module, CompiledModule):
             # The ABI and imports are checked before wasmtime compiles anything.
+            compile_ms = self.limits.compile_timeout_ms
             module = compile_module(
                 module,
                 fuel=self.limits.fuel is not None,
                 check=compile_gate(abi=abi, profile=profile),
+                timeout_s=None if compile_ms is None else compile_ms / 1000,
             )
         self.module = module
         self.vm_id = vm_id
