@@ -104,6 +104,20 @@ CHECKS: dict[str, list[str]] = {
         "len(by_config.differing) == 6",
         "len(wasmkit.compare(old, new).differing) == 2",
     ],
+    "10-waf.ipynb": [
+        "[f.index for f in result.flows if f.result.local_reply]"
+        " == [5, 6, 7, 8, 9, 10]",
+        "list(summary['status_after'][:5]) == list(summary['status_before'][:5])",
+        "set(reasons['status']) == {403}",
+        "set(reasons['details']) == {'waf_rule_949110'}",
+        "reasons.set_index('index').loc[5, 'detected by'].startswith('941100 ')",
+        "reasons.set_index('index').loc[10, 'detected by'].startswith('942100 ')",
+        "any('ARGS_GET:q' in r.message for r in result.flows[5].result.logs)",
+        "chunked.flows[0].result.local_reply.status == 403",
+        "[f.index for f in lenient_result.flows if f.result.local_reply] == [5, 7, 8]",
+        "not any(f.result.local_reply for f in detect_result.flows)",
+        "detect_result.summary()['logs'][5:].min() > 0",
+    ],
 }
 
 

@@ -554,6 +554,8 @@ timestamps, the `Date` header and the certificates change on each run.
 - `api.har` ({har_size / 2**20:.2f} MiB): the same {n} flows as HAR 1.2, written
   by mitmproxy's own HAR export (`hardump`), one entry per flow in the same order.
 - `README.md`: this file, also written by the script.
+- `waf.flow` (with `waf.md`, its table): benign and attack traffic for the WAF
+  sample, made the same way by `make_waf_capture.py`.
 
 | # | method | scheme | path | status | what it shows |
 |---|--------|--------|------|--------|---------------|
