@@ -21,7 +21,8 @@
 #   CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS=fallback cargo generate-lockfile
 #
 # Environment: WASMKIT_CACHE (see above); WASMKIT_CARGO, a cargo >= 1.70 to
-# vendor with (default: the first such cargo on PATH or in ~/.cargo/bin).
+# vendor with (default: the kit's modern cargo from setup-rust-modern.sh, else
+# the first such cargo on PATH or in ~/.cargo/bin).
 # Prints the vendor folder on stdout; progress goes to stderr.
 set -euo pipefail
 
@@ -107,6 +108,9 @@ find_modern_cargo() {
   local c v major minor
   local candidates=()
   [[ -n "${WASMKIT_CARGO:-}" ]] && candidates+=("$WASMKIT_CARGO")
+  # The kit's own modern cargo (scripts/setup-rust-modern.sh), when made.
+  [[ -f "$cache/rust-modern/current/wasmkit-toolchain.json" ]] \
+    && candidates+=("$cache/rust-modern/current/bin/cargo")
   while IFS= read -r c; do candidates+=("$c"); done < <(type -ap cargo || true)
   candidates+=("${CARGO_HOME:-$HOME/.cargo}/bin/cargo")
   for c in "${candidates[@]}"; do
@@ -122,7 +126,7 @@ find_modern_cargo() {
   return 1
 }
 # 3. Crates of the current proxy-wasm (wasmkit/build/templates/rust-current),
-#    which source text uses when a rustup toolchain has the wasm32-wasip1 std:
+#    which source text uses with the kit's modern Rust or a rustup toolchain:
 #    fetched into $cache/cargo-home, where such builds look for them offline.
 #    Quick and quiet when they are there already.
 current="$repo_root/wasmkit/build/templates/rust-current/Cargo.toml"

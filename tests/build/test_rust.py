@@ -36,6 +36,7 @@ def test_primary_span_locates_a_message():
 
 
 def test_missing_rustc_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("WASMKIT_RUST_TOOLCHAIN", "debian")
     monkeypatch.setattr(rust, "RUSTC", tmp_path / "rustc")
     with pytest.raises(ToolchainNotFoundError) as info:
         build(rust.TINY_FILTER, "rust")
@@ -43,11 +44,12 @@ def test_missing_rustc_says_what_to_install(tmp_path, monkeypatch):
     assert str(tmp_path / "rustc") in text
     assert "apt-get install -y rustc cargo libstd-rust-dev-wasm32 lld" in text
     assert "scripts/setup-rust.sh" in text
+    assert "scripts/setup-rust-modern.sh" in text
 
 
 def test_newer_lockfiles_are_refused(tmp_path):
     (tmp_path / "Cargo.lock").write_text("version = 4\n")
-    with pytest.raises(BuildError, match="version 4 lockfile"):
+    with pytest.raises(BuildError, match="version 4 lockfile, which Debian's cargo"):
         rust.Rust()._missing_crates(tmp_path)
 
 
@@ -64,7 +66,8 @@ def test_warnings_are_located_in_the_text_and_kept_on_a_hit():
 
 
 @pytest.mark.toolchain("cargo")
-def test_vendored_crates_cover_the_template():
+def test_vendored_crates_cover_the_template(monkeypatch):
+    monkeypatch.setenv("WASMKIT_RUST_TOOLCHAIN", "debian")
     generated = resolve(rust.TINY_FILTER)
     generated.materialize()
     assert rust.Rust()._missing_crates(generated.root) == []

@@ -1,4 +1,4 @@
-"""Choosing between a rustup toolchain with wasm32-wasip1 and Debian's rustc."""
+"""Choosing a rustup toolchain with wasm32-wasip1 before the modern or Debian's rustc."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from wasmkit.build import rustup
+from wasmkit.build import rustmodern, rustup
 from wasmkit.build.rust import Rust
 from wasmkit.build.toolchain import TEMPLATES, Options, kit_cache
 from wasmkit.errors import ToolchainNotFoundError
@@ -60,7 +60,7 @@ def test_mode_defaults_to_auto_and_rejects_unknown_values(
     assert rustup.mode() == "debian"
     assert rustup.choose() is None
     monkeypatch.setenv("WASMKIT_RUST_TOOLCHAIN", "nightly")
-    with pytest.raises(ValueError, match="auto, rustup, debian"):
+    with pytest.raises(ValueError, match="auto, rustup, modern, debian"):
         rustup.mode()
 
 
@@ -76,6 +76,9 @@ def test_the_machines_rustup_is_used_exactly_when_it_has_wasip1(
     if has_wasip1:
         assert versions["target"] == rustup.WASIP1
         assert versions["from"].startswith("rustup ")
+    elif rustmodern.find() is not None:
+        assert versions["from"].startswith("modern ")
+        assert versions["target"] == rustup.WASIP1
     else:
         assert versions["from"] == "debian"
         assert versions["target"] == "wasm32-wasi"
@@ -148,17 +151,26 @@ def test_every_rust_sample_compiles_against_the_current_crate(
 ) -> None:
     """The samples' sources type-check with proxy-wasm 0.2.5 and modern rustc.
 
-    No wasm32-wasip1 std can be installed here, so this checks the sources for
-    the host target with the machine's rustup toolchain, offline, from the
-    crates ``scripts/setup-rust.sh`` fetched into the kit cache.
+    With the kit's modern Rust for wasm32-wasip1; else for the host target with
+    the machine's rustup toolchain (which has no wasm32-wasip1 std here),
+    offline, from the crates ``scripts/setup-rust.sh`` fetched into the kit
+    cache.
     """
-    cargo = shutil.which("cargo", path=str(Path.home() / ".cargo" / "bin"))
+    modern = rustmodern.find()
     cargo_home = kit_cache() / "cargo-home"
+    if modern is not None:
+        cargo: str | None = str(modern.cargo)
+        env = rustmodern.env(modern)
+        target = ["--target", rustup.WASIP1]
+    else:
+        cargo = shutil.which("cargo", path=str(Path.home() / ".cargo" / "bin"))
+        env = dict(os.environ, CARGO_HOME=str(cargo_home))
+        env.pop("RUSTC", None)
+        target = []
     if cargo is None or not (cargo_home / "registry").is_dir():
-        pytest.skip("no rustup cargo or no fetched crates (run scripts/setup-rust.sh)")
-    env = dict(os.environ, CARGO_HOME=str(cargo_home))
-    env.pop("RUSTC", None)
-    target = tmp_path / "target"
+        pytest.skip("no modern cargo or no fetched crates (run make toolchains)")
+    target_dir = tmp_path / "target"
+    command = [cargo, "check", "--offline", "--locked", "--target-dir", str(target_dir)]
     checked = []
     for sample in sorted(SAMPLES.glob("*/rust")):
         crate = tmp_path / sample.parent.name
@@ -167,7 +179,7 @@ def test_every_rust_sample_compiles_against_the_current_crate(
             shutil.copy(TEMPLATES / "rust-current" / name, crate / name)
         shutil.copytree(sample / "src", crate / "src")
         proc = subprocess.run(
-            [cargo, "check", "--offline", "--locked", "--target-dir", str(target)],
+            [*command, *target],
             cwd=crate,
             env=env,
             capture_output=True,

@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from wasmkit.build import rustworkspace
 from wasmkit.build.languages import ALIASES, LANGUAGES, SUFFIXES, normalize, toolchain
 from wasmkit.build.toolchain import TEXT_NAME, Project, build_cache
 from wasmkit.errors import BuildError
@@ -239,13 +240,17 @@ def folder(root: Path, lang: str | None = None) -> Project:
             f"cannot tell the language of {root}: it has no Cargo.toml, go.mod, "
             "package.json, asconfig.json or assembly/index.ts (or pass lang=)"
         )
+    # A Cargo workspace member builds with the workspace's Cargo.lock; the
+    # digest then covers the whole workspace (its manifest, lock, members).
+    tree = rustworkspace.lock_folder(root) if detected == "rust" else root
     for name, hint in _MANIFESTS[detected]:
-        if not (root / name).is_file():
+        if not ((tree if name == "Cargo.lock" else root) / name).is_file():
             raise BuildError(f"no {name} in {root}{hint}")
-    # samples/filters/add_headers/rust -> "add_headers"
-    named = root.parent if root.name in LANGUAGES or root.name in ALIASES else root
+    # samples/filters/add_headers/rust (or .../rust-current) -> "add_headers"
+    lang_name = root.name.split("-")[0]
+    named = root.parent if lang_name in LANGUAGES or lang_name in ALIASES else root
     return Project(
-        detected, root, project_name(named.name), digest_tree(root, detected)
+        detected, root, project_name(named.name), digest_tree(tree, detected)
     )
 
 

@@ -1,19 +1,23 @@
-"""Rust filters: a rustup toolchain with wasm32-wasip1, or Debian's rustc 1.63.
+"""Rust filters: rustup's or the kit's modern Rust, else Debian's rustc 1.63.
 
-Which compiler is chosen is decided in :mod:`wasmkit.build.rustup`.
+Which compiler is chosen is decided in :mod:`wasmkit.build.rustmodern`.
 
-Debian's (the default where no rustup toolchain has the wasip1 std): as
-``scripts/build-rust.sh``, ``cargo build --release --offline --locked --target
-wasm32-wasi`` with the crates from ``<kit cache>/cargo-vendor`` (filled by
-``scripts/setup-rust.sh`` when a lockfile needs crates it lacks); source text
-uses proxy-wasm 0.2.2. ``$WASMKIT_RUST_TARGET`` picks another target.
+rustup's (a toolchain with the wasm32-wasip1 std) and the kit's modern Rust
+(``scripts/setup-rust-modern.sh``, the default where it is set up): the
+toolchain's own cargo and rustc, ``--target wasm32-wasip1``, crates fetched
+once into ``<kit cache>/cargo-home`` (``cargo fetch``) and built ``--offline``
+after that; source text uses the current proxy-wasm (0.2.5).
 
-rustup's: the toolchain's own cargo and rustc, ``--target wasm32-wasip1``,
-crates fetched once into ``<kit cache>/cargo-home`` (``cargo fetch``) and built
-``--offline`` after that; source text uses the current proxy-wasm (0.2.5).
+Debian's (the fallback): as ``scripts/build-rust.sh``, ``cargo build --release
+--offline --locked --target wasm32-wasi`` with the crates from ``<kit
+cache>/cargo-vendor`` (filled by ``scripts/setup-rust.sh`` when a lockfile
+needs crates it lacks); source text uses proxy-wasm 0.2.2. Its cargo reads
+lockfiles up to version 3 only. ``$WASMKIT_RUST_TARGET`` picks another target.
 
-The target folder is ``<kit cache>/cargo-target/<package name>`` (with rustup
-``cargo-target-rustup``), so nothing is written into the crate.
+The target folder is ``<kit cache>/cargo-target/<package name>`` (rustup's
+``cargo-target-rustup``, the modern ``cargo-target-modern``), so nothing is
+written into the crate. A workspace member builds with the workspace's
+Cargo.lock (:func:`wasmkit.build.rustworkspace.lock_folder`).
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
-from wasmkit.build import rustup
-from wasmkit.build.rustup import RustupToolchain
+from wasmkit.build import rustmodern
+from wasmkit.build.rustmodern import ModernToolchain
+from wasmkit.build.rustup import RustupToolchain, has_std
+from wasmkit.build.rustworkspace import lock_folder
 from wasmkit.build.toolchain import (
     SETUP_TIMEOUT_S,
     TEMPLATES,
@@ -50,11 +56,11 @@ LINKER = Path("/usr/bin/rust-lld")
 """The wasm linker (Debian package ``lld``)."""
 
 INSTALL = (
-    "Debian's Rust with the wasm32 std, as root: `apt-get update && apt-get "
-    "install -y rustc cargo libstd-rust-dev-wasm32 lld`, then `bash "
-    "scripts/setup-rust.sh` to vendor the crates (both are part of `make "
-    "toolchains`); or a rustup toolchain with the wasm32-wasip1 target "
-    "(`rustup target add wasm32-wasip1`), which is used when present"
+    f"{rustmodern.MODERN_INSTALL}, used when present; or Debian's Rust with the "
+    "wasm32 std, as root: `apt-get update && apt-get install -y rustc cargo "
+    "libstd-rust-dev-wasm32 lld`, then `bash scripts/setup-rust.sh` to vendor "
+    "the crates (both are part of `make toolchains`); or a rustup toolchain with "
+    "the wasm32-wasip1 target (`rustup target add wasm32-wasip1`), used first"
 )
 
 TINY_FILTER = """\
@@ -90,9 +96,10 @@ impl HttpContext for Pass {}
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-def _target(chain: RustupToolchain | None = None) -> str:
-    default = rustup.WASIP1 if chain is not None else "wasm32-wasi"
-    return os.environ.get("WASMKIT_RUST_TARGET") or default
+def _target(chain: rustmodern.Chosen = None) -> str:
+    if chain is not None:
+        return rustmodern.target()
+    return os.environ.get("WASMKIT_RUST_TARGET") or "wasm32-wasi"
 
 
 def _missing(what: str) -> ToolchainNotFoundError:
@@ -120,7 +127,9 @@ class Rust:
 
         Checks the wasm std and the linker.
         """
-        chain = rustup.choose()
+        chain = rustmodern.choose(setup=setup)
+        if isinstance(chain, ModernToolchain):
+            return rustmodern.versions(chain)
         if chain is not None:
             return self._rustup_versions(chain)
         for exe in (RUSTC, CARGO):
@@ -143,7 +152,7 @@ class Rust:
 
     def _rustup_versions(self, chain: RustupToolchain) -> dict[str, str]:
         target = _target(chain)
-        if not rustup.has_std(chain.root, target):
+        if not has_std(chain.root, target):
             raise ToolchainNotFoundError(
                 f"the rustup toolchain {chain.name} has no {target} std: "
                 f"`rustup target add {target}`"
@@ -160,9 +169,11 @@ class Rust:
     def template(self, text: str, name: str) -> dict[str, bytes]:
         """Cargo.toml and Cargo.lock of the add_headers sample, renamed.
 
-        With a rustup toolchain the manifest asks for the current proxy-wasm.
+        With rustup's or the modern Rust the manifest asks for the current
+        proxy-wasm.
         """
-        base = TEMPLATES / ("rust-current" if rustup.choose() else "rust")
+        current = rustmodern.choose(setup=True) is not None
+        base = TEMPLATES / ("rust-current" if current else "rust")
         return {
             "Cargo.toml": _renamed((base / "Cargo.toml").read_text(), name).encode(),
             "Cargo.lock": _renamed((base / "Cargo.lock").read_text(), name).encode(),
@@ -171,35 +182,23 @@ class Rust:
 
     def prepare(self, project: Project, timeout: float) -> None:
         """Fetch or vendor the lockfile's crates when some are missing (once)."""
-        chain = rustup.choose()
+        chain = rustmodern.choose()
         if chain is not None:
-            self._fetch(chain, project.root, timeout)
+            rustmodern.fetch(chain, project.root, timeout)
             return
-        missing = self._missing_crates(project.root)
+        locked = lock_folder(project.root)
+        missing = self._missing_crates(locked)
         if missing:
             run_setup(
                 "setup-rust.sh",
-                [str(project.root)],
+                [str(locked)],
                 timeout=max(timeout, SETUP_TIMEOUT_S),
             )
-            still = self._missing_crates(project.root)
+            still = self._missing_crates(locked)
             if still:
                 raise ToolchainNotFoundError(
                     "crates still missing after scripts/setup-rust.sh: "
                     + ", ".join(still)
-                )
-
-    def _fetch(self, chain: RustupToolchain, root: Path, timeout: float) -> None:
-        # Offline first: a second build of the same lockfile downloads nothing.
-        env = _rustup_env(chain)
-        base = [str(chain.cargo), "fetch", "--locked", "--target", _target(chain)]
-        if run([*base, "--offline"], cwd=root, env=env, timeout=timeout).returncode:
-            proc = run(base, cwd=root, env=env, timeout=max(timeout, SETUP_TIMEOUT_S))
-            if proc.returncode:
-                tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-                raise BuildError(
-                    f"`cargo fetch` failed in {root} (exit {proc.returncode}; is "
-                    f"crates.io reachable? is Cargo.lock up to date?):\n{tail}"
                 )
 
     def _missing_crates(self, root: Path) -> list[str]:
@@ -212,8 +211,11 @@ class Rust:
         if isinstance(version, int) and version > 3:
             raise BuildError(
                 f"{lock} is a version {version} lockfile, which Debian's cargo "
-                "cannot read: set its 'version = ' line to 3 (or set rust-version "
-                '= "1.63" in Cargo.toml and regenerate it)'
+                "1.63 cannot read (and Debian's rustc is the one building: "
+                "WASMKIT_RUST_TOOLCHAIN=debian, or no modern Rust is set up). Build "
+                f"it with {rustmodern.MODERN_INSTALL}; or set the lockfile's "
+                "'version = ' line to 3 (or set rust-version = \"1.63\" in "
+                "Cargo.toml and regenerate it)"
             )
         vendor = kit_cache() / "cargo-vendor"
         missing = []
@@ -281,9 +283,14 @@ class Rust:
         return Compiled(tuple(command), log, tuple(warnings))
 
     def _command(self, name: str, options: Options) -> tuple[list[str], dict[str, str]]:
-        chain = rustup.choose()
+        chain = rustmodern.choose()
         cache = kit_cache()
-        folder = "cargo-target-rustup" if chain is not None else "cargo-target"
+        if isinstance(chain, ModernToolchain):
+            folder = "cargo-target-modern"
+        elif chain is not None:
+            folder = "cargo-target-rustup"
+        else:
+            folder = "cargo-target"
         target_dir = cache / folder / name
         target_dir.mkdir(parents=True, exist_ok=True)
         common = [
@@ -295,7 +302,7 @@ class Rust:
             "--message-format=json",
         ]
         if chain is not None:
-            env = _rustup_env(chain)
+            env = rustmodern.env(chain)
             command = [str(chain.cargo), "build", "--target", _target(chain)]
             return [*command, *common, *options.extra_args], env
         vendor = cache / "cargo-vendor"
@@ -319,16 +326,6 @@ class Rust:
             *options.extra_args,
         ]
         return command, env
-
-
-def _rustup_env(chain: RustupToolchain) -> dict[str, str]:
-    """The environment for a rustup toolchain's cargo: its rustc, kit crates."""
-    env = dict(os.environ)
-    env["RUSTC"] = str(chain.rustc)
-    env["CARGO_HOME"] = str(kit_cache() / "cargo-home")
-    # The toolchain's own binaries first, so build scripts find the same rustc.
-    env["PATH"] = os.pathsep.join([str(chain.root / "bin"), env.get("PATH", "")])
-    return env
 
 
 def _diagnostic(diag: Mapping[str, object]) -> Diagnostic | None:

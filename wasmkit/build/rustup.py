@@ -1,15 +1,15 @@
-"""Which Rust compiler builds a filter: a rustup toolchain or Debian's rustc.
+"""A rustup toolchain with the wasm32-wasip1 std, when there is one.
 
 A rustup toolchain that has the ``wasm32-wasip1`` standard library installed
 (``rustup target add wasm32-wasip1``) builds with the current ``proxy-wasm``
-crate. Without one, Debian's rustc 1.63 and its ``wasm32-wasi`` std build with
-``proxy-wasm`` 0.2.2, the newest release that compiler accepts.
+crate, before the kit's modern Rust and Debian's rustc 1.63
+(:mod:`wasmkit.build.rustmodern` makes the choice).
 
-The choice is made by looking at files only (no process is started, so a
-cached rebuild stays fast): ``$RUSTUP_HOME`` (``~/.rustup``), its
-``settings.toml`` for the default toolchain, or ``$RUSTUP_TOOLCHAIN``.
-``$WASMKIT_RUST_TOOLCHAIN`` forces it: ``auto`` (the default), ``rustup`` or
-``debian``.
+It is found by looking at files only (no process is started, so a cached
+rebuild stays fast): ``$RUSTUP_HOME`` (``~/.rustup``), its ``settings.toml``
+for the default toolchain, or ``$RUSTUP_TOOLCHAIN``.
+``$WASMKIT_RUST_TOOLCHAIN`` forces the choice: ``auto`` (the default),
+``rustup``, ``modern`` or ``debian``.
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ from wasmkit.errors import ToolchainNotFoundError
 WASIP1 = "wasm32-wasip1"
 """The target rustup toolchains build proxy-wasm filters for (Rust >= 1.78)."""
 
-MODES = ("auto", "rustup", "debian")
+MODES = ("auto", "rustup", "modern", "debian")
 """Values of ``$WASMKIT_RUST_TOOLCHAIN``."""
 
 RUSTUP_INSTALL = (
     f"a rustup toolchain with the {WASIP1} target: `rustup target add {WASIP1}` "
-    "(or set WASMKIT_RUST_TOOLCHAIN=debian to build with Debian's rustc 1.63)"
+    "(or set WASMKIT_RUST_TOOLCHAIN=modern for the kit's modern Rust, or debian "
+    "for Debian's rustc 1.63)"
 )
 
 
@@ -55,7 +56,7 @@ class RustupToolchain:
 
 
 def mode() -> str:
-    """``$WASMKIT_RUST_TOOLCHAIN``: ``auto``, ``rustup`` or ``debian``.
+    """``$WASMKIT_RUST_TOOLCHAIN``: ``auto``, ``rustup``, ``modern`` or ``debian``.
 
     Raises:
         ValueError: any other value.
@@ -87,7 +88,8 @@ def default_toolchain(home: Path) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
-def _host_triple() -> str:
+def host_triple() -> str:
+    """This machine's Rust host triple, e.g. ``x86_64-unknown-linux-gnu``."""
     machine = platform.machine().lower()
     arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
     return f"{arch}-unknown-linux-gnu"
@@ -95,7 +97,7 @@ def _host_triple() -> str:
 
 def _toolchain_dir(home: Path, name: str) -> Path | None:
     folder = home / "toolchains"
-    for candidate in (name, f"{name}-{_host_triple()}"):
+    for candidate in (name, f"{name}-{host_triple()}"):
         path = folder / candidate
         if (path / "bin" / "rustc").is_file():
             return path
@@ -122,7 +124,7 @@ def find(target: str = WASIP1) -> RustupToolchain | None:
 
 
 def choose() -> RustupToolchain | None:
-    """The rustup toolchain to build with, or ``None`` for Debian's rustc.
+    """The rustup toolchain to build with, or ``None`` (modern or Debian's rustc).
 
     Raises:
         ToolchainNotFoundError: ``WASMKIT_RUST_TOOLCHAIN=rustup`` but no rustup
@@ -130,7 +132,7 @@ def choose() -> RustupToolchain | None:
         ValueError: a bad ``WASMKIT_RUST_TOOLCHAIN``.
     """
     wanted = mode()
-    if wanted == "debian":
+    if wanted in ("debian", "modern"):
         return None
     found = find()
     if found is None and wanted == "rustup":
