@@ -471,6 +471,19 @@ def _replay(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
+    from wasmkit.traffic import _atomic
+
+    # An unwritable output fails now, not after a long replay.
+    outputs = [args.json if args.json != "-" else None, args.out, args.har, args.html]
+    for target in filter(None, outputs):
+        try:
+            _atomic.check_writable(target)
+        except OSError as exc:
+            print(
+                f"wasmkit replay: cannot write {_atomic.describe(exc, target)}",
+                file=sys.stderr,
+            )
+            return 1
     vm_options = _vm_options(args)
     path = _built_filter(args.filter, args)
     if path is None:
@@ -481,7 +494,14 @@ def _replay(args: argparse.Namespace) -> int:
             responder = load_responder(args.callouts)
         except (OSError, ValueError) as exc:
             raise SystemExit(f"wasmkit: --callouts: {exc}") from exc
-    records = _RecordStream(args.json) if compact and args.json else None
+    try:
+        records = _RecordStream(args.json) if compact and args.json else None
+    except OSError as exc:
+        print(
+            f"wasmkit replay: cannot write {_atomic.describe(exc, args.json)}",
+            file=sys.stderr,
+        )
+        return 1
     try:
         result = replay(
             path,
@@ -503,62 +523,133 @@ def _replay(args: argparse.Namespace) -> int:
             on_flow=records.write if records else None,
             **vm_options,
         )
-    except (WasmkitError, ValueError) as exc:
-        print(f"wasmkit replay: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(
-            f"wasmkit replay: cannot write {exc.filename}: {exc.strerror}",
-            file=sys.stderr,
-        )
-        return 1
-    finally:
+    except BaseException as exc:
         if records is not None:
-            records.close()
-    if records is not None:
-        if args.json != "-":
-            print(render_summary(result))
-    elif args.json == "-":
-        print(json.dumps(result.records(), indent=1))
-    else:
-        if args.json:
-            result.to_json(args.json)
-        print(render_summary(result))
+            records.discard()  # a failed replay leaves no records file
+        if isinstance(exc, WasmkitError | ValueError):
+            print(f"wasmkit replay: {exc}", file=sys.stderr)
+            return 1
+        if isinstance(exc, OSError):
+            print(
+                f"wasmkit replay: cannot write {_atomic.describe(exc, args.json)}",
+                file=sys.stderr,
+            )
+            return 1
+        raise
+    note = result.partial_note()
+    written: list[str] = []
     try:
-        if args.out:
-            result.to_flow(args.out)
-        if args.har:
-            result.to_har(args.har)
-        if args.html:
-            result.to_html(args.html)
+        if records is not None:
+            records.close(note, result.done_flows)
+            if args.json != "-":
+                print(render_summary(result))
+        elif args.json == "-":
+            print(json.dumps(result.json_document(), indent=1))
+        else:
+            if args.json:
+                result.to_json(args.json)
+            print(render_summary(result))
+        for flag, target, write in (
+            ("--json", args.json, None),
+            ("--out", args.out, result.to_flow),
+            ("--har", args.har, result.to_har),
+            ("--html", args.html, result.to_html),
+        ):
+            if target and write is not None:
+                write(target)
+            if target and target != "-":
+                written.append(f"{flag} {target}")
     except OSError as exc:
-        print(
-            f"wasmkit replay: cannot write {exc.filename}: {exc.strerror}",
-            file=sys.stderr,
-        )
+        print(f"wasmkit replay: cannot write {_atomic.describe(exc)}", file=sys.stderr)
         return 1
+    if note is not None:
+        done = result.done_flows
+        held = f"; written marked partial: {', '.join(written)}" if written else ""
+        print(f"wasmkit replay: interrupted after {done} flows{held}", file=sys.stderr)
+        return 130
     return 1 if result.totals.failed or result.capture_error else 0
 
 
 class _RecordStream:
-    """``--json`` for compact replays: a JSON array written flow by flow."""
+    """``--json`` for compact replays: a JSON array written flow by flow.
+
+    A file is written beside the target and renamed into place by
+    :meth:`close`, so a failed replay leaves none (:meth:`discard`); an
+    interrupted one's records are wrapped as ``ReplayResult.json_document``
+    wraps a partial replay's.
+    """
 
     def __init__(self, target: str) -> None:
-        self._file: TextIO = sys.stdout if target == "-" else open(target, "w")  # noqa: SIM115
+        from wasmkit.traffic import _atomic
+
+        self._target = target
+        self._out = None if target == "-" else _atomic.AtomicFile(target, "w+b")
+        self._stdout: TextIO | None = sys.stdout if self._out is None else None
         self._count = 0
-        self._file.write("[")
+        self._good = 0
+        """Bytes of the records written whole (an interrupt may cut one)."""
+        self._write(b"[")
+
+    def _write(self, data: bytes) -> None:
+        from wasmkit.traffic import _atomic
+
+        try:
+            if self._out is None:
+                assert self._stdout is not None
+                self._stdout.write(data.decode())
+            else:
+                self._out.file.write(data)
+        except OSError as exc:
+            raise _atomic.named(exc, self._target) from exc
+        self._good += len(data)
 
     def write(self, flow: FlowResult) -> None:
-        self._file.write(("," if self._count else "") + "\n")
-        self._file.write(json.dumps(flow.record(), indent=1))
+        head = b",\n" if self._count else b"\n"
+        self._write(head + json.dumps(flow.record(), indent=1).encode())
         self._count += 1
 
-    def close(self) -> None:
-        self._file.write("\n]\n")
-        if self._file is sys.stdout:
-            self._file.flush()
-        else:
-            self._file.close()
+    def close(self, note: str | None = None, flows: int = 0) -> None:
+        """End the array and publish the file (with ``note``: marked partial)."""
+        from wasmkit.traffic import _atomic
+
+        out = self._out
+        if out is None or note is None:
+            self._write(b"\n]\n")
+            if out is None:
+                assert self._stdout is not None
+                self._stdout.flush()
+            else:
+                out.commit()
+            return
+        head = json.dumps(
+            {"interrupted": True, "partial": True, "flows": flows, "note": note}
+        )
+        try:
+            fo = out.file
+            fo.flush()
+            fo.seek(0)
+            with _atomic.AtomicFile(self._target, "wb") as final:
+                final.write(head[:-1].encode() + b', "records": ')
+                left = self._good
+                while left > 0:
+                    chunk = fo.read(min(left, 1 << 20))
+                    if not chunk:
+                        break
+                    final.write(chunk)
+                    left -= len(chunk)
+                final.write(b"\n]}\n")
+        except OSError as exc:
+            raise _atomic.named(exc, self._target) from exc
+        finally:
+            out.discard()
+
+    def discard(self) -> None:
+        """Leave no file (the replay failed)."""
+        if self._out is not None:
+            self._out.discard()
+        elif self._stdout is not None:
+            self._stdout.write("\n]\n")  # stdout cannot be taken back
+            self._stdout.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -575,6 +666,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run the sample filters on a request")
     demo.add_argument("--samples", default=str(SAMPLES), help="folder of built samples")
     args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        # Ctrl-C outside a replay's own handling (a build, a load, writing
+        # the outputs): no traceback, the shell's status for SIGINT.
+        print(f"wasmkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return _run(args)
     if args.command == "build":

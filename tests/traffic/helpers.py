@@ -150,3 +150,128 @@ def write_har(path: Path, entries: list[dict[str, Any]], **kw: Any) -> Path:
     }
     path.write_text(json.dumps(doc, **kw))
     return path
+
+
+def nested_har(path: Path, good: int, depth: int, *, where: str = "entry") -> Path:
+    """A HAR of ``good`` entries, then JSON nested ``depth`` levels deep.
+
+    ``where``: ``entry`` (an entry after the good ones holds it) or ``pages``
+    (``log.pages`` before the entries does).
+    """
+    deep = "[" * depth + "]" * depth
+    entries = [json.dumps(har_entry(n)) for n in range(good)]
+    if where == "entry":
+        entries.append('{"request": ' + deep + "}")
+        pages = "[]"
+    else:
+        pages = deep
+    text = (
+        '{"log": {"version": "1.2", "pages": '
+        + pages
+        + ', "entries": ['
+        + ", ".join(entries)
+        + "]}}"
+    )
+    path.write_text(text)
+    return path
+
+
+def nested_flow_record(depth: int) -> bytes:
+    """A flow record whose metadata holds a list nested ``depth`` levels deep.
+
+    Built with mitmproxy's tnetstring writer around a placeholder, then the
+    nesting spliced in (the writer itself recurses once per level).
+    """
+    from mitmproxy.io import tnetstring
+
+    inner = b"0:]"
+    for _ in range(depth - 1):
+        inner = b"%d:%s]" % (len(inner), inner)
+    state = http_flow(99).get_state()
+    state["metadata"] = {"deep": "@@"}
+    metadata = tnetstring.dumps(state["metadata"])
+    record = tnetstring.dumps(state)
+    spliced = b"%d:%s}" % (
+        len(b"4:deep;" + inner),
+        b"4:deep;" + inner,
+    )
+    body = record[record.index(b":") + 1 : -1].replace(metadata, spliced)
+    return b"%d:%s}" % (len(body), body)
+
+
+class FullDisk:
+    """Makes files opened by ``wasmkit.traffic._atomic`` fail with ENOSPC.
+
+    Install with ``monkeypatch.setattr(_atomic.os, "fdopen", FullDisk(after))``:
+    each file takes ``after`` bytes (written for real), then every write
+    raises ``OSError(ENOSPC)`` without a file name, as a full disk does.
+    """
+
+    def __init__(self, after: int = 0) -> None:
+        import os
+
+        self.after = after
+        self.real = os.fdopen
+        self.opened: list[Any] = []
+
+    def __call__(self, fd: int, mode: str = "r", *args: Any, **kw: Any) -> Any:
+        fo = self.real(fd, mode, *args, **kw)
+        self.opened.append(fo)
+        return _Filling(fo, self.after)
+
+
+class _Filling:
+    def __init__(self, fo: Any, room: int) -> None:
+        self._fo = fo
+        self._room = room
+
+    def write(self, data: Any) -> int:
+        import errno
+        import os
+
+        if len(data) > self._room:
+            self._fo.write(data[: self._room])
+            self._room = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._room -= len(data)
+        return int(self._fo.write(data))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fo, name)
+
+
+def unwritable_dir(tmp_path: Path) -> Path:
+    """A directory this process cannot create files in, even as root.
+
+    Without root, ``chmod 0500``; as root, an immutable directory
+    (``chattr +i``, undone by :func:`release_dir`), else ``/sys``.
+    """
+    import os
+    import shutil
+    import subprocess
+
+    d = tmp_path / "read-only"
+    d.mkdir()
+    d.chmod(0o500)
+    if not os.access(d, os.W_OK):
+        return d
+    d.chmod(0o700)
+    if shutil.which("chattr"):
+        subprocess.run(["chattr", "+i", str(d)], capture_output=True, timeout=10)
+        try:
+            (d / "probe").write_text("")
+        except OSError:
+            return d
+        (d / "probe").unlink()
+    return Path("/sys")
+
+
+def release_dir(d: Path) -> None:
+    """Undo :func:`unwritable_dir` (so that pytest can remove it)."""
+    import shutil
+    import subprocess
+
+    if d != Path("/sys") and shutil.which("chattr"):
+        subprocess.run(["chattr", "-i", str(d)], capture_output=True, timeout=10)
+    if d != Path("/sys"):
+        d.chmod(0o700)

@@ -260,6 +260,9 @@ def render_summary_html(result: ReplayResult) -> str:
         '<div class="wasmkit-replay">',
         f'<p class="status">{_e(_status(result, rows))}</p>',
     ]
+    note = result.partial_note()
+    if note:
+        parts.append(f'<p class="error">{_e(note[0].upper() + note[1:])}</p>')
     if result.capture_error:
         parts.append(f'<p class="error">Capture error: {_e(result.capture_error)}</p>')
     parts.append(_summary_table(rows))
@@ -279,6 +282,9 @@ def render_html(result: ReplayResult) -> str:
         "<h1>wasmkit replay</h1>",
         f'<p class="status">{_e(status)}</p>',
     ]
+    note = result.partial_note()
+    if note:
+        parts.append(f'<p class="error">{_e(note[0].upper() + note[1:])}</p>')
     if result.capture_error:
         parts.append(f'<p class="error">Capture error: {_e(result.capture_error)}</p>')
     parts.append("<h2>Summary</h2>")
@@ -304,5 +310,13 @@ def render_html(result: ReplayResult) -> str:
 
 
 def to_html(result: ReplayResult, path: str | Path) -> None:
-    """Write :func:`render_html` of ``result`` to ``path`` (UTF-8)."""
-    Path(path).write_text(render_html(result), encoding="utf-8")
+    """Write :func:`render_html` of ``result`` to ``path`` (UTF-8).
+
+    Written to a temporary file beside ``path`` and renamed once complete.
+
+    Raises:
+        OSError: it cannot be written; ``filename`` is ``path``.
+    """
+    from wasmkit.traffic import _atomic
+
+    _atomic.write_text(path, render_html(result))

@@ -96,6 +96,17 @@ class StreamResult:
     """HTTP callouts this stream made."""
     metrics: list[dict[str, Any]] = field(default_factory=list)
     """The VM's metrics when the stream ended (see ``Metrics.table``)."""
+    client_request: HttpMessage | None = None
+    """The request as the client sent it (the capture), before the connection
+    manager changed it into ``request_before``; ``None`` when the same."""
+    upstream_request: HttpMessage | None = None
+    """The request as the upstream received it: ``request_after`` with what
+    the router adds; ``None`` when it never went upstream."""
+    client_response: HttpMessage | None = None
+    """The response as the client received it: ``response_after`` with what
+    the connection manager adds (``server``, ``date``...); ``None`` if none."""
+    host_changes: list[str] = field(default_factory=list)
+    """What the connection manager and router changed, one line each."""
 
     @property
     def ok(self) -> bool:

@@ -76,7 +76,7 @@ from typing import Any
 from wasmkit.errors import FilterLoadError
 from wasmkit.host.plugin import load
 from wasmkit.host.vm import CompiledModule, Limits, compile_module
-from wasmkit.replay import _wire
+from wasmkit.replay import _interrupts, _wire
 from wasmkit.replay.engine import (
     ExchangeLike,
     FlowRunner,
@@ -525,10 +525,11 @@ def replay_parallel(
     reusable = upstream is None and not any(map(callable, vm_options.values()))
     others: list[_Worker] = []
     done = False
+    guard = _interrupts.InterruptGuard()
     try:
         # Full collections held for the whole replay: each would walk every
         # exchange and result so far (the young ones go on).
-        with young_gc_only():
+        with guard, young_gc_only():
             # Start the workers first: they start up while the exchanges are
             # read, and this process replays while they finish starting.
             fuel = _fuel(vm_options)
@@ -549,16 +550,35 @@ def replay_parallel(
             )
             if len(items) >= 2:
                 for worker in others:
-                    worker.ready = worker.pool.submit(_start, job)
-                result = _replay_with(others, items, job, balance, on_flow, on_progress)
+                    worker.ready = _submit_start(worker, job)
+                result = _replay_with(
+                    others, items, job, balance, on_flow, on_progress, guard
+                )
             else:
-                result = _replay_with([], items, job, balance, on_flow, on_progress)
-            done = True
+                result = _replay_with(
+                    [], items, job, balance, on_flow, on_progress, guard
+                )
+            done = not result.interrupted
             return result
+    except KeyboardInterrupt:
+        # Before any flow was replayed (reading the exchanges, starting).
+        return _interrupts.nothing_done(filter, keep)
     finally:
         # Every result is in (or an error ended the replay): idle workers
-        # wait for the next replay, the others exit in the background.
-        _release(others, reuse=done and reusable)
+        # wait for the next replay, the others exit in the background (at
+        # once when interrupted: a worker's piece may take long).
+        _release(others, reuse=done and reusable, stop=not done)
+
+
+def _submit_start(worker: _Worker, job: _Job) -> Future[Any]:
+    # A worker process that died before its job was handed over (its pool is
+    # broken): a failed start, so that its flows are replayed elsewhere.
+    try:
+        return worker.pool.submit(_start, job)
+    except BrokenProcessPool as exc:
+        failed: Future[Any] = Future()
+        failed.set_exception(exc)
+        return failed
 
 
 # -- worker processes, kept between replays ----------------------------------------
@@ -601,7 +621,9 @@ def _new_worker(mp_context: str, filter: FilterSource, fuel: bool) -> _Worker:
             pool.shutdown(wait=False, cancel_futures=True)
     # One pool per worker: its calls run in order in one process.
     context = multiprocessing.get_context(mp_context)
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+    pool = ProcessPoolExecutor(
+        max_workers=1, mp_context=context, initializer=_interrupts.ignore_in_worker
+    )
     try:
         return _Worker(pool, pool.submit(_warm_up, filter, fuel), mp_context)
     except BaseException:
@@ -609,7 +631,7 @@ def _new_worker(mp_context: str, filter: FilterSource, fuel: bool) -> _Worker:
         raise
 
 
-def _release(others: list[_Worker], *, reuse: bool) -> None:
+def _release(others: list[_Worker], *, reuse: bool, stop: bool = False) -> None:
     idle = _idle_s() if reuse else 0.0
     now = time.monotonic()
     for worker in others:
@@ -620,6 +642,8 @@ def _release(others: list[_Worker], *, reuse: bool) -> None:
                     _IDLE.append((worker.context, pool, now))
                     continue
         pool.shutdown(wait=False, cancel_futures=True)
+        if stop:
+            _interrupts.stop_processes(pool)
     if idle > 0 and others:
         _reap_after(idle)
 
@@ -673,11 +697,22 @@ def _replay_with(
     job: _Job,
     balance: Balance,
     on_flow: Callable[[FlowResult], None] | None,
-    on_progress: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], None] | None,
+    guard: _interrupts.InterruptGuard,
 ) -> ReplayResult:
     # The calling process's side of replay_parallel: its own runs, the cuts,
     # the workers' pieces out and their results back.
-    here = _Here(job, items, others, on_flow, on_progress)
+    here = _Here(job, items, others, on_flow, on_progress, guard)
+    try:
+        _replay_here(here, others, balance)
+        return here.result()
+    except KeyboardInterrupt:
+        return _interrupts.salvage(here)
+
+
+def _replay_here(here: _Here, others: list[_Worker], balance: Balance) -> None:
+    # This process's runs and the cuts (the workers replay theirs meanwhile).
+    items = here.items
     count = len(items)
     if others and balance == "even":
         ranges = split(count, len(others) + 1)
@@ -721,7 +756,6 @@ def _replay_with(
     else:
         here.head = range(count)
         here.replay(here.head, live=True)
-    return here.result()
 
 
 class _Here:
@@ -733,7 +767,8 @@ class _Here:
         items: list[Any],
         others: list[_Worker],
         on_flow: Callable[[FlowResult], None] | None,
-        on_progress: Callable[[int], None] | None = None,
+        on_progress: Callable[[int], None] | None,
+        guard: _interrupts.InterruptGuard,
     ) -> None:
         self.job = job
         self.on_progress = on_progress
@@ -742,6 +777,8 @@ class _Here:
         self.used: list[_Worker] = []
         self.on_flow = on_flow
         self.full = job.upstream is not None
+        self.guard = guard
+        guard.busy = True  # start-up runs wasm too
         self.plugin = load(
             job.filter,
             config=job.config,
@@ -749,6 +786,8 @@ class _Here:
             fail_open=job.fail_open,
             **job.vm_options,
         )
+        guard.busy = False
+        guard.check()
         self.runner = FlowRunner(self.plugin, job.options, job.upstream, job.origin)
         self.mine = FlowCollector(job.keep, job.max_kept)
         self.position = 0
@@ -790,17 +829,26 @@ class _Here:
         began = time.perf_counter()
         add, run, kept = self.mine.add, self.runner.run, self.mine.flows
         on_flow = self.on_flow if live else None
+        guard = self.guard
+        stop = flows.start
         for exchange in self.items[flows.start : flows.stop]:
-            if add(run(exchange)) and on_flow is not None:
+            guard.busy = True  # an interrupt waits for the flow to finish
+            flow = run(exchange)
+            guard.busy = False
+            stop += 1
+            if add(flow) and on_flow is not None:
                 on_flow(kept[-1])
+            if guard.requested:
+                break
         self.replay_s += time.perf_counter() - began
-        self.replayed += len(flows)
-        self.position = flows.stop
+        self.replayed += stop - flows.start
+        self.position = stop
         if self.on_progress is not None:
-            self.on_progress(len(flows))
+            self.on_progress(stop - flows.start)
         if live:
             self.head_kept = len(kept)
             self.head_callouts = len(self.plugin.vm.callouts)
+        guard.check()
 
     def _poll(self) -> None:
         began = time.perf_counter()
@@ -847,6 +895,7 @@ class _Here:
         lost = range(part.start + worker.flows, part.stop)
         worker.recovered = lost
         warnings.warn(_recover_note(number, worker, lost), RuntimeWarning, stacklevel=4)
+        self.guard.busy = True
         plugin = load(
             job.filter,
             config=job.config,
@@ -854,11 +903,19 @@ class _Here:
             fail_open=job.fail_open,
             **job.vm_options,
         )
+        self.guard.busy = False
         runner = FlowRunner(plugin, job.options, job.upstream, job.origin)
         collector = FlowCollector(job.keep, job.max_kept)
-        for exchange in self.items[lost.start : lost.stop]:
-            collector.add(runner.run(exchange))
-        worker.done += collector.flows
+        guard = self.guard
+        try:
+            for exchange in self.items[lost.start : lost.stop]:
+                guard.busy = True
+                flow = runner.run(exchange)
+                guard.busy = False
+                collector.add(flow)
+                guard.check()
+        finally:
+            worker.done += collector.flows  # interrupted: those finished
         totals = collector.counted()
         if totals is not None and worker.totals is not None:
             totals.merge(worker.totals)

@@ -92,3 +92,6 @@ def _tail(result: ReplayResult, lines: list[str]) -> None:
         lines.append(f"  flow {flow.index}: [{error.kind if error else ''}] {first}")
     if result.capture_error:
         lines.append(f"capture broke: {result.capture_error}")
+    note = result.partial_note()
+    if note:
+        lines.append(note)

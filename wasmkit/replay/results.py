@@ -330,6 +330,25 @@ class ReplayResult:
     """With several workers: which VM replayed which flows, as ``(process,
     positions among the replayed flows)`` runs in capture order (process 0
     is the calling one); empty: one VM replayed them all."""
+    interrupted: bool = False
+    """The replay was interrupted (Ctrl-C, a kernel interrupt): :attr:`flows`
+    and :attr:`totals` hold the flows finished before it, and every export
+    says the result is partial (see :meth:`partial_note`)."""
+
+    @property
+    def done_flows(self) -> int:
+        """Flows replayed (kept in full or not), without counting them again."""
+        return len(self.flows) if self.counted is None else self.counted.flows
+
+    def partial_note(self) -> str | None:
+        """One line saying the result is partial; ``None`` when it is complete."""
+        if not self.interrupted:
+            return None
+        done = self.done_flows
+        return (
+            f"partial replay: interrupted after {done} "
+            f"flow{'' if done == 1 else 's'}; the results hold only those"
+        )
 
     @property
     def totals(self) -> ReplayTotals:
@@ -435,9 +454,38 @@ class ReplayResult:
         """Every flow as a ``wasmkit run`` record with its ``index``."""
         return [f.record() for f in self.flows]
 
+    def json_document(self) -> Any:
+        """What :meth:`to_json` writes: the records, or a partial replay's object.
+
+        A complete replay is the array of records. An interrupted one is an
+        object, so that it is never taken for a complete replay:
+        ``{"interrupted": true, "partial": true, "flows": N, "note": ...,
+        "records": [...]}``.
+        """
+        records = self.records()
+        note = self.partial_note()
+        if note is None:
+            return records
+        return {
+            "interrupted": True,
+            "partial": True,
+            "flows": self.done_flows,
+            "note": note,
+            "records": records,
+        }
+
     def to_json(self, path: str | Path) -> None:
-        """Write the records as a JSON array."""
-        Path(path).write_text(json.dumps(self.records(), indent=1))
+        """Write the records as a JSON array (see :meth:`json_document`).
+
+        The file is written to a temporary file beside ``path`` and renamed
+        once complete, so a failed write leaves no partial file.
+
+        Raises:
+            OSError: it cannot be written; ``filename`` is ``path``.
+        """
+        from wasmkit.traffic import _atomic
+
+        _atomic.write_text(path, json.dumps(self.json_document(), indent=1))
 
     def _repr_html_(self) -> str:
         from wasmkit.diff import report  # the HTML lives with the report
@@ -493,22 +541,39 @@ class ReplayResult:
         """Write the traffic as it left the filter as a mitmproxy ``.flow`` file.
 
         Opens in mitmweb (``mitmweb -r PATH``); returns the number of flows.
+        Written whole or not at all; a partial replay's flows carry
+        :meth:`partial_note` as their comment.
+
+        Raises:
+            OSError: it cannot be written; ``filename`` is ``path``.
         """
         from wasmkit.traffic import mitm
 
-        return mitm.write_flows(path, self._after_filter())
+        comment = self.partial_note() or ""
+        return mitm.write_flows(path, self._after_filter(), comment=comment)
 
     def to_har(self, path: str | Path) -> int:
         """Write the traffic as it left the filter as HAR (mitmproxy's exporter).
 
-        Returns the number of entries.
+        Returns the number of entries. Written whole or not at all; a partial
+        replay's ``log.comment`` is :meth:`partial_note`.
+
+        Raises:
+            OSError: it cannot be written; ``filename`` is ``path``.
         """
         from wasmkit.traffic import mitm
 
-        return mitm.write_har(path, self._after_filter())
+        comment = self.partial_note() or ""
+        return mitm.write_har(path, self._after_filter(), comment=comment)
 
     def to_html(self, path: str | Path) -> None:
-        """Write a static, self-contained HTML report of the replay."""
+        """Write a static, self-contained HTML report of the replay.
+
+        Written whole or not at all; a partial replay says so at the top.
+
+        Raises:
+            OSError: it cannot be written; ``filename`` is ``path``.
+        """
         from wasmkit.diff import report
 
         report.to_html(self, path)

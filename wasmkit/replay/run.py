@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ParamSpec, cast
 
 from wasmkit.errors import CaptureReadError
-from wasmkit.host.plugin import load
+from wasmkit.host.plugin import Plugin, load
 from wasmkit.progress import Progress
-from wasmkit.replay.engine import ReplayOptions, Upstream, replay_exchanges
+from wasmkit.replay import _interrupts
+from wasmkit.replay.engine import FlowRunner, ReplayOptions, Upstream, young_gc_only
 from wasmkit.replay.responders import CaptureResponder
 from wasmkit.replay.results import (
     Balance,
@@ -21,7 +22,7 @@ from wasmkit.replay.results import (
     ReplayResult,
     modified,
 )
-from wasmkit.traffic import load_capture
+from wasmkit.traffic import Capture, load_capture
 
 PathArg = str | os.PathLike[str]
 P = ParamSpec("P")
@@ -62,9 +63,11 @@ def _with_progress(fn: Callable[P, ReplayResult]) -> Callable[P, ReplayResult]:
             replayed = (
                 len(result.flows) if result.counted is None else result.counted.flows
             )
+            what = "interrupted after" if result.interrupted else "replayed"
             bar.done(
-                f"replayed {replayed} flows",
-                f"{counts['modified']} modified, {counts['failed']} failed",
+                f"{what} {replayed} flows",
+                f"{counts['modified']} modified, {counts['failed']} failed"
+                + (" (partial result)" if result.interrupted else ""),
             )
         return result
 
@@ -101,6 +104,12 @@ def replay(
     a proxy. A flow on which the filter fails is marked and replay goes on; a
     capture that breaks part way keeps the flows before the damage and says
     where it broke in :attr:`ReplayResult.capture_error`.
+
+    An interrupt (Ctrl-C; in a notebook, interrupting the kernel) does not
+    raise: the replay stops and returns the flows finished so far with
+    :attr:`ReplayResult.interrupted` set; the progress line says
+    ``interrupted after N flows``, and every export of the result is marked
+    partial. Code that must stop on Ctrl-C checks ``result.interrupted``.
 
     Args:
         filter: a ``.wasm`` / ``.wat`` path, wasm bytes, WAT text or a compiled
@@ -156,9 +165,14 @@ def replay(
             raise ValueError("callouts_from_capture needs workers=1")
         seen: list[Any] = []
         # Answer from the flows before any damage; the replay reports it.
-        with contextlib.suppress(CaptureReadError):
-            for exchange in load_capture(captures, decoded=decoded):
-                seen.append(exchange)
+        try:
+            with contextlib.suppress(CaptureReadError):
+                for exchange in load_capture(captures, decoded=decoded):
+                    seen.append(exchange)
+        except KeyboardInterrupt:
+            return ReplayResult(
+                filter=_name(filter, None), flows=[], keep=keep, interrupted=True
+            )
         vm_options["responder"] = CaptureResponder(seen)
     if workers != 1:
         return _replay_parallel(
@@ -180,37 +194,67 @@ def replay(
             max_kept=max_kept,
             **vm_options,
         )
-    plugin = load(
-        filter, config=config, root_id=root_id, fail_open=fail_open, **vm_options
-    )
-    capture = load_capture(
-        captures, decoded=decoded, limit=limit, filter_expr=filter_expr
-    )
     collector = FlowCollector(keep, max_kept)
     capture_error: str | None = None
     options = ReplayOptions(chunk_size=chunk_size, follow_time=follow_time)
+    plugin: Plugin | None = None
+    capture: Capture | None = None
+    interrupted = False
+    guard = _interrupts.InterruptGuard()
     try:
-        for flow in replay_exchanges(
-            plugin, capture, options=options, upstream=upstream, on_flow=on_flow
-        ):
-            collector.add(flow)
-            if on_progress is not None:
-                on_progress(1)
+        with guard:
+            guard.busy = True  # start-up runs wasm too
+            plugin = load(
+                filter,
+                config=config,
+                root_id=root_id,
+                fail_open=fail_open,
+                **vm_options,
+            )
+            guard.busy = False
+            guard.check()
+            capture = load_capture(
+                captures, decoded=decoded, limit=limit, filter_expr=filter_expr
+            )
+            run = FlowRunner(plugin, options, upstream).run
+            with young_gc_only():
+                for exchange in capture:
+                    guard.busy = True
+                    flow = run(exchange)
+                    guard.busy = False
+                    collector.add(flow)
+                    if on_flow is not None:
+                        on_flow(flow)
+                    if on_progress is not None:
+                        on_progress(1)
+                    guard.check()
     except CaptureReadError as exc:
         capture_error = str(exc)
-    stats = capture.stats
-    # The path as given, "<wat>" for WAT text, "<bytes>" for a binary.
-    name = plugin.vm.module.name
+    except KeyboardInterrupt:
+        # Ctrl-C or a kernel interrupt: the flows finished so far are the
+        # result, marked partial.
+        interrupted = True
+    finally:
+        if capture is not None:
+            capture.close()
     return ReplayResult(
-        filter=str(name),
+        filter=_name(filter, plugin),
         flows=collector.flows,
-        metrics=plugin.vm.metrics.table(),
-        callouts=list(plugin.vm.callouts),
-        skipped=dict(stats.skipped),
+        metrics=plugin.vm.metrics.table() if plugin is not None else [],
+        callouts=list(plugin.vm.callouts) if plugin is not None else [],
+        skipped=dict(capture.stats.skipped) if capture is not None else {},
         capture_error=capture_error,
         keep=keep,
         counted=collector.counted(),
+        interrupted=interrupted,
     )
+
+
+def _name(filter: Any, plugin: Plugin | None) -> str:
+    # The path as given, "<wat>" for WAT text, "<bytes>" for a binary.
+    if plugin is not None:
+        return str(plugin.vm.module.name)
+    return _interrupts.filter_name(filter)
 
 
 def _replay_parallel(
@@ -239,7 +283,10 @@ def _replay_parallel(
         except CaptureReadError as exc:
             capture_error.append(str(exc))
 
-    result = replay_parallel(filter, exchanges(), workers=workers, **kwargs)
+    try:
+        result = replay_parallel(filter, exchanges(), workers=workers, **kwargs)
+    finally:
+        capture.close()
     result.skipped = dict(capture.stats.skipped)
     result.capture_error = capture_error[0] if capture_error else None
     return result

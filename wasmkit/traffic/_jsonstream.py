@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
+import sys
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -24,10 +25,13 @@ _NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes kept by surrogateescape
 class JsonError(Exception):
     """The text stopped being JSON (or ended) at character ``offset``."""
 
-    def __init__(self, message: str, offset: int, *, truncated: bool) -> None:
+    def __init__(
+        self, message: str, offset: int, *, truncated: bool, too_deep: bool = False
+    ) -> None:
         super().__init__(message)
         self.offset = offset
         self.truncated = truncated
+        self.too_deep = too_deep
 
 
 class JsonStream:
@@ -105,6 +109,15 @@ class JsonStream:
         while True:
             try:
                 obj, end = self._json.raw_decode(self.buf, self.pos)
+            except RecursionError:
+                # The decoder recurses once per level: a hostile file nested
+                # thousands deep must end the read with an error, not a crash.
+                raise JsonError(
+                    f"more than about {sys.getrecursionlimit()} levels of nesting",
+                    self.offset,
+                    truncated=False,
+                    too_deep=True,
+                ) from None
             except json.JSONDecodeError as exc:
                 at = exc.pos - self.pos  # _fill moves the text; keep the place
                 if len(self.buf) - self.pos > self.limit:

@@ -5,9 +5,13 @@ replay loop that reloads the same capture should not pay that twice. After a
 capture has been read to the end without error, its exchanges are written as
 ``marshal`` batches under ``$WASMKIT_CACHE/captures`` (default
 ``~/.cache/wasmkit/captures``), keyed by the file's absolute path, size,
-modification time and inode, the ``decoded`` option, this cache's format and
-the Python and mitmproxy versions. Changing the file changes the key; the
-entries for the file's earlier states are deleted when a new one is written.
+modification and status-change times (``st_mtime_ns``, ``st_ctime_ns``),
+device and inode, a digest of its first and last 64 KiB, the ``decoded``
+option, this cache's format and the Python and mitmproxy versions. Changing
+the file changes the key, also when it is rewritten in place with the same
+size and its modification time set back (``os.utime`` cannot set the
+status-change time, and the digest sees changes at either end); the entries
+for the file's earlier states are deleted when a new one is written.
 
 File layout: a sequence of frames, each an 8-byte big-endian length and a
 ``marshal`` payload: the header ``(MAGIC, FORMAT)``, batches of exchange
@@ -59,14 +63,19 @@ def entry_path(path: Path, *, decoded: bool, root: Path | None = None) -> Path:
         OSError: ``path`` cannot be examined.
     """
     real = path.resolve()
-    st = real.stat()
+    with open(real, "rb") as fo:
+        st = os.fstat(fo.fileno())
+        sample = _sample(fo, st.st_size)
     prefix = hashlib.sha256(f"{real}\0{decoded}".encode()).hexdigest()[:24]
     ident = "\0".join(
         str(x)
         for x in (
             st.st_size,
             st.st_mtime_ns,
+            st.st_ctime_ns,
+            st.st_dev,
             st.st_ino,
+            sample,
             FORMAT,
             _mitmproxy_version(),
             sys.version_info[:2],
@@ -75,6 +84,20 @@ def entry_path(path: Path, *, decoded: bool, root: Path | None = None) -> Path:
     )
     digest = hashlib.sha256(ident.encode()).hexdigest()[:24]
     return (root or cache_root()) / f"{prefix}-{digest}.exchanges"
+
+
+_SAMPLE = 1 << 16
+"""Bytes read from each end of a capture for its cache key."""
+
+
+def _sample(fo: BinaryIO, size: int) -> str:
+    # A digest of the file's head and tail: cheap for any size, and the part
+    # of a capture an append or a rewritten header changes.
+    digest = hashlib.blake2b(fo.read(_SAMPLE), digest_size=16)
+    if size > _SAMPLE:
+        fo.seek(max(_SAMPLE, size - _SAMPLE))
+        digest.update(fo.read(_SAMPLE))
+    return digest.hexdigest()
 
 
 Fields = tuple[tuple[bytes, bytes], ...]

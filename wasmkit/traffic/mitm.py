@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import sys
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, cast
@@ -27,6 +28,7 @@ from mitmproxy.io import compat, har, tnetstring
 from wasmkit.abi.constants import MAX_PAIRS_BYTES, MAX_PAIRS_COUNT
 from wasmkit.errors import CaptureError, CaptureFormatError, CaptureReadError
 from wasmkit.host.message import HeaderPairs, HttpMessage
+from wasmkit.traffic import _atomic
 from wasmkit.traffic import _jsonstream as jsonstream
 from wasmkit.traffic.model import (
     CaptureStats,
@@ -176,7 +178,7 @@ def _convert(
         # A flow that mitmproxy loaded but whose fields make no sense (a
         # damaged file can still parse): report it like any other damage.
         raise CaptureReadError(
-            f"{path}: flow {index} is malformed ({type(exc).__name__}: {exc})",
+            f"{path}: flow {index} is malformed ({_reason(exc)})",
             path=path,
             index=index,
             format_version=stats.format_version,
@@ -190,6 +192,12 @@ def _convert(
     if exchange.request_only:
         stats.request_only += 1
     return exchange
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _over_limits(exchange: Exchange) -> str | None:
@@ -321,6 +329,17 @@ def _flow_file(
                 index=index,
                 format_version=version,
             ) from exc
+        except RecursionError:
+            # mitmproxy's tnetstring reader recurses once per level: a record
+            # nested past the interpreter's limit is damage, not a crash.
+            raise CaptureReadError(
+                f"{path}: flow {index} (from byte {start}) is nested too deeply "
+                f"(past Python's recursion limit of {sys.getrecursionlimit()}); "
+                f"{index} flows were read",
+                path=path,
+                index=index,
+                format_version=version,
+            ) from None
         except Exception as exc:
             if index == 0 and not parsed and not isinstance(exc, _TooLarge):
                 raise CaptureFormatError(
@@ -365,6 +384,15 @@ def _har_file(
                 f"{path} is JSON but not a HAR capture: it has no log.entries"
             ) from None
         except jsonstream.JsonError as exc:
+            if exc.too_deep:
+                where = f"entry {index}" if stream.entered else "the HAR document"
+                raise CaptureReadError(
+                    f"{path}: {where} is nested too deeply at character "
+                    f"{exc.offset} ({exc}); {index} entries were read",
+                    path=path,
+                    index=index,
+                    format_version=stats.format_version,
+                ) from None
             if not stream.entered:
                 raise CaptureFormatError(
                     f"{path} is not a HAR capture: {exc} (character {exc.offset})"
@@ -382,7 +410,7 @@ def _har_file(
         except Exception as exc:
             raise CaptureReadError(
                 f"{path}: HAR entry {index} is not a valid entry "
-                f"({type(exc).__name__}: {exc})",
+                f"({_reason(exc)}); {index} entries were read",
                 path=path,
                 index=index,
                 format_version=stats.format_version,
@@ -695,33 +723,51 @@ def to_flow(
     return item
 
 
-def write_flows(path: str | os.PathLike[str], items: Iterable[AfterFilter]) -> int:
+def write_flows(
+    path: str | os.PathLike[str], items: Iterable[AfterFilter], *, comment: str = ""
+) -> int:
     """Write exchanges after a filter as a mitmproxy ``.flow`` file.
 
-    Flows are written one at a time with ``mitmproxy.io.FlowWriter``; the file
+    Flows are written one at a time with ``mitmproxy.io.FlowWriter`` to a
+    temporary file beside ``path``, renamed into place once complete; the file
     opens in mitmweb (``mitmweb -r``) and reads back with ``load_capture``.
+
+    Args:
+        path: the file to write.
+        items: the exchanges after the filter.
+        comment: every flow's comment (shown by mitmweb).
 
     Returns:
         The number of flows written.
+
+    Raises:
+        OSError: the file cannot be written; ``filename`` is ``path``.
     """
     count = 0
-    with open(path, "wb") as fo:
+    with _atomic.AtomicFile(path, "wb") as fo:
         writer = mitmio.FlowWriter(fo)  # type: ignore[no-untyped-call]
         for exchange, request, response, error in items:
-            writer.add(to_flow(exchange, request, response, error))
+            writer.add(to_flow(exchange, request, response, error, comment=comment))
             count += 1
     return count
 
 
-def write_har(path: str | os.PathLike[str], items: Iterable[AfterFilter]) -> int:
+def write_har(
+    path: str | os.PathLike[str], items: Iterable[AfterFilter], *, comment: str = ""
+) -> int:
     """Write exchanges after a filter as HAR, with mitmproxy's own HAR export.
 
     Entries are made by ``mitmproxy.addons.savehar.SaveHar``. A flow with both
     a response and an error (a filter that failed after answering) keeps its
     error text as the response's ``_error``, as SaveHar does for error flows.
+    ``comment`` becomes the document's ``log.comment``. Written whole or not
+    at all (a temporary file renamed into place).
 
     Returns:
         The number of entries written.
+
+    Raises:
+        OSError: the file cannot be written; ``filename`` is ``path``.
     """
     import json
 
@@ -732,7 +778,9 @@ def write_har(path: str | os.PathLike[str], items: Iterable[AfterFilter]) -> int
     for entry, item in zip(har_doc["log"]["entries"], flows, strict=True):
         if item.error is not None and item.response is not None:
             entry["response"]["_error"] = item.error.msg
-    Path(path).write_text(json.dumps(har_doc, indent=1))
+    if comment:
+        har_doc["log"]["comment"] = comment
+    _atomic.write_text(path, json.dumps(har_doc, indent=1))
     return len(flows)
 
 
