@@ -53,7 +53,7 @@ def waf() -> Path:
 
 @pytest.fixture(scope="module")
 def replayed(waf):
-    # Under the default limits: the 200 KB form fits the 20 s per callback.
+    # Under the default limits: the 200 KB form fits the 10 s per callback.
     return replay(waf, FLOW, progress=False)
 
 

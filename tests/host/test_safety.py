@@ -287,7 +287,7 @@ def test_configure_has_the_start_up_limit_not_the_callback_limit():
 
 def test_default_start_up_limit_is_a_minute():
     assert Limits().startup_timeout_ms == 60_000
-    assert Limits().timeout_ms == 20_000
+    assert Limits().timeout_ms == 10_000
 
 
 def test_start_up_timeout_names_its_limit_and_how_to_raise_it():

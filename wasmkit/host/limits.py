@@ -17,10 +17,10 @@ class Limits:
     seconds to configure.
     """
 
-    timeout_ms: int | None = 20_000
+    timeout_ms: int | None = 10_000
     """Wall-clock limit of one stream or timer callback (ms); ``None``: none.
-    Envoy has none; 20 s lets a WAF judge a large body on a busy machine (the
-    WAF sample spends about 4 s of CPU on a 200 KB form) while a filter that
+    Envoy has none; 10 s lets a WAF judge a large body on a busy machine (the
+    WAF sample spends a few seconds on a 200 KB form) while a filter that
     never returns still ends, and with the default failure policy only once."""
     startup_timeout_ms: int | None = 60_000
     """Wall-clock limit of each start-up call (ms); ``None``: none."""
