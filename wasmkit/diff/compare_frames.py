@@ -1,4 +1,4 @@
-"""A comparison of two replays as a pandas DataFrame."""
+"""Comparisons (two replays, or wasmkit and Envoy) as pandas DataFrames."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 if TYPE_CHECKING:
+    from wasmkit.envoy.differ import EnvoyComparison
     from wasmkit.replay.compare import Comparison
 
 
@@ -16,3 +17,22 @@ def comparison(result: Comparison, *, differing: bool = False) -> pd.DataFrame:
 
     rows = [r for r in result.rows if r["differs"] or not differing]
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def envoy_comparison(
+    result: EnvoyComparison, *, differing: bool = False
+) -> pd.DataFrame:
+    """One row per exchange of a comparison with Envoy (only differing ones)."""
+    from wasmkit.envoy.differ import COLUMNS
+
+    rows = [r for r in result.rows if not r["agrees"] or not differing]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def envoy_differences(result: EnvoyComparison) -> pd.DataFrame:
+    """One row per unexplained difference: index, field, wasmkit, envoy."""
+    rows = [
+        {"index": d.index, "field": d.field, "wasmkit": d.wasmkit, "envoy": d.envoy}
+        for d in result.unexplained
+    ]
+    return pd.DataFrame(rows, columns=["index", "field", "wasmkit", "envoy"])

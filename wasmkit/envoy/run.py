@@ -117,4 +117,5 @@ def replay(
         capture_error=capture_error,
         keep=keep,
         counted=collector.counted(),
+        runtime="envoy",
     )

@@ -339,4 +339,5 @@ class EnvoyRunner:
             callouts=self.callouts[first_call:],
             keep=keep,
             counted=collector.counted(),
+            runtime="envoy",
         )

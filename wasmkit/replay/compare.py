@@ -12,11 +12,14 @@ import html
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wasmkit.diff.compare import BodyChange, HeaderChange, body_change, header_changes
 from wasmkit.host.message import HeaderPairs, HttpMessage, LocalReply
 from wasmkit.replay.results import FlowResult, ReplayResult, _action
+
+if TYPE_CHECKING:
+    from wasmkit.envoy.differ import EnvoyComparison
 
 PathArg = str | os.PathLike[str]
 
@@ -319,7 +322,7 @@ def compare(
     config_a: bytes | str = _UNSET,
     config_b: bytes | str = _UNSET,
     **options: Any,
-) -> Comparison:
+) -> Comparison | EnvoyComparison:
     """Compare two builds, or two configurations, over the same capture.
 
     Either pass two :class:`~wasmkit.replay.results.ReplayResult` of the same
@@ -327,6 +330,11 @@ def compare(
 
         compare(old, new, "api.flow")                       # two builds
         compare(f, f, "api.flow", config_a="{}", config_b='{"strict": true}')
+
+    A wasmkit replay and an Envoy replay (:func:`wasmkit.envoy.replay`), in
+    either order, give the comparison with Envoy instead: a
+    :class:`wasmkit.envoy.differ.EnvoyComparison` (normalizations counted,
+    ``identical``, ``unexplained``).
 
     Args:
         a: a replay result, or a filter (as for :func:`wasmkit.replay.run.replay`).
@@ -338,7 +346,8 @@ def compare(
             (``config``, ``limit``, ``workers``, ``responder``...).
 
     Returns:
-        A :class:`Comparison`: ``.differing``, ``.rows``, ``.frame()``.
+        A :class:`Comparison`: ``.differing``, ``.rows``, ``.frame()`` (an
+        ``EnvoyComparison`` for a wasmkit and an Envoy replay).
 
     Raises:
         ValueError: results given with a capture or options, or filters without.
@@ -352,6 +361,11 @@ def compare(
             or (config_b is not _UNSET)
         ):
             raise ValueError("compare: replay results take no capture or options")
+        if a.runtime != b.runtime and "envoy" in (a.runtime, b.runtime):
+            from wasmkit.envoy import differ  # Envoy's layer loads only when asked
+
+            ours, theirs = (a, b) if b.runtime == "envoy" else (b, a)
+            return differ.compare_envoy(ours, theirs)
         return compare_results(a, b)
     if any(results):
         raise ValueError("compare: pass two replay results or two filters")

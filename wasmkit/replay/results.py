@@ -334,6 +334,17 @@ class ReplayResult:
     """The replay was interrupted (Ctrl-C, a kernel interrupt): :attr:`flows`
     and :attr:`totals` hold the flows finished before it, and every export
     says the result is partial (see :meth:`partial_note`)."""
+    runtime: str = "wasmkit"
+    """What ran the filter: ``wasmkit`` (the in-process host) or ``envoy``
+    (a real Envoy, :mod:`wasmkit.envoy`)."""
+    inputs: dict[str, Any] | None = None
+    """How the replay was made: ``filter``, ``captures``, ``config``,
+    ``root_id``, ``fail_open``, ``decoded``, ``limit``, ``filter_expr`` and
+    the VM options (``responder``, ``limits``, ``vm_configuration``...), as
+    :func:`wasmkit.replay.run.replay` got them; what :meth:`against_envoy`
+    replays through Envoy. ``None``: not recorded."""
+    envoy_comparison: Any = field(default=None, repr=False, compare=False)
+    """The last :meth:`against_envoy` comparison (the explorer shows it)."""
 
     @property
     def done_flows(self) -> int:
@@ -577,6 +588,27 @@ class ReplayResult:
         from wasmkit.diff import report
 
         report.to_html(self, path)
+
+    def against_envoy(self, **overrides: Any) -> Any:
+        """Replay the same capture through a real Envoy and compare, flow by flow.
+
+        Runs :func:`wasmkit.envoy.replay` with the filter, configuration,
+        root id, VM configuration, environment, responder, log level, limits
+        and capture selection this replay used (:attr:`inputs`), then
+        compares both; returns a :class:`wasmkit.envoy.differ.EnvoyComparison`,
+        also kept as :attr:`envoy_comparison` (the explorer shows it).
+        ``overrides`` go to :func:`wasmkit.envoy.replay` (``binary``,
+        ``request_timeout_s``, ``clusters``...).
+
+        Raises:
+            ValueError: the replay's inputs were not recorded, or it used what
+                Envoy cannot reproduce (``upstream=``).
+            EnvoyNotFoundError: no Envoy binary.
+            EnvoyError: Envoy refused the filter or did not answer in time.
+        """
+        from wasmkit.envoy import against  # Envoy's layer loads only when asked
+
+        return against.against_envoy(self, **overrides)
 
     def show(self) -> Any:
         """The replay explorer widget (tabs: Summary, Flows, Logs, Metrics, Callouts).

@@ -174,8 +174,24 @@ def replay(
                 filter=_name(filter, None), flows=[], keep=keep, interrupted=True
             )
         vm_options["responder"] = CaptureResponder(seen)
+    # What against_envoy() replays through Envoy.
+    inputs = {
+        "filter": filter,
+        "captures": captures,
+        "config": config,
+        "root_id": root_id,
+        "fail_open": fail_open,
+        "decoded": decoded,
+        "limit": limit,
+        "filter_expr": filter_expr,
+        "chunk_size": chunk_size,
+        "upstream": upstream,
+        "callouts_from_capture": callouts_from_capture,
+        "workers": workers,
+        **vm_options,
+    }
     if workers != 1:
-        return _replay_parallel(
+        parallel = _replay_parallel(
             filter,
             captures,
             workers=workers,
@@ -194,6 +210,8 @@ def replay(
             max_kept=max_kept,
             **vm_options,
         )
+        parallel.inputs = inputs
+        return parallel
     collector = FlowCollector(keep, max_kept)
     capture_error: str | None = None
     options = ReplayOptions(chunk_size=chunk_size, follow_time=follow_time)
@@ -247,6 +265,7 @@ def replay(
         keep=keep,
         counted=collector.counted(),
         interrupted=interrupted,
+        inputs=inputs,
     )
 
 
