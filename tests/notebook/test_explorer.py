@@ -133,7 +133,8 @@ def test_status_line_and_legend(explorer, result):
     status = explorer.status.value
     assert "17 flows" in status
     failed = len(result.failed)
-    assert f"{failed} errors" in status and "modified" in status and " ms " in status
+    counts = " · ".join(result.totals.describe().split(", "))
+    assert f"{failed} failed" in status and counts in status and " ms " in status
     for word, colour in (
         ("added", "#d4f7d4"),
         ("removed", "#f9d0d0"),

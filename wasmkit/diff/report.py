@@ -50,24 +50,13 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def _modified(row: dict[str, Any]) -> bool:
-    return bool(
-        row["body_changed"]
-        or row["local_reply"] is not None
-        or any(
-            row[f"{side}_{kind}"]
-            for side in ("request", "response")
-            for kind in ("added", "removed", "changed")
-        )
-    )
-
-
 def _row_class(row: dict[str, Any]) -> str:
+    # The row's "modified" is results.modified(): the count the status shows.
     if row["action"] == "failed":
         return "row-failed"
     if row["local_reply"] is not None:
         return "row-local-reply"
-    return "row-modified" if _modified(row) else "row-unchanged"
+    return "row-modified" if row["modified"] else "row-unchanged"
 
 
 def _summary_table(rows: list[dict[str, Any]]) -> str:
@@ -238,10 +227,10 @@ def _filter_name(name: str) -> str:
 
 
 def _status(result: ReplayResult, rows: list[dict[str, Any]]) -> str:
-    modified = sum(_modified(row) for row in rows)
+    totals = result.totals  # the counts every view shows
     status = (
-        f"filter {_filter_name(result.filter)}: {len(rows)} flows, "
-        f"{modified} modified, {len(result.failed)} failed"
+        f"filter {_filter_name(result.filter)}: {totals.flows} flows, "
+        f"{totals.describe()}"
     )
     if result.skipped:
         skipped = ", ".join(f"{n} {k}" for k, n in sorted(result.skipped.items()))

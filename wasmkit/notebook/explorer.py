@@ -32,16 +32,12 @@ MAX_ROWS = 1000
 
 
 def modified(row: dict[str, Any]) -> bool:
-    """Whether the filter changed the flow (a summary row): headers, body, reply."""
-    return bool(
-        row["body_changed"]
-        or row["local_reply"] is not None
-        or any(
-            row[f"{side}_{kind}"]
-            for side in ("request", "response")
-            for kind in ("added", "removed", "changed")
-        )
-    )
+    """Whether the filter changed the flow (a summary row).
+
+    The row's ``modified``: :func:`wasmkit.replay.results.modified`, the
+    definition every count uses.
+    """
+    return bool(row["modified"])
 
 
 def _errored(row: dict[str, Any]) -> bool:
@@ -169,14 +165,12 @@ class ReplayExplorer(widgets.VBox):  # type: ignore[misc]
 
     def _status(self) -> str:
         r = self.result
-        n_modified = sum(modified(row) for row in self.rows)
-        n_errors = sum(_errored(row) for row in self.rows)
+        totals = r.totals  # the counts every view shows
         total_ms = sum(f.micros for f in r.flows) / 1000
         parts = [
             f"<b>{e(short_name(r.filter))}</b>",
-            f"{len(self.rows)} flows",
-            f"{n_modified} modified",
-            f"{n_errors} errors",
+            f"{totals.flows} flows",
+            *totals.describe().split(", "),
             f"{total_ms:,.1f} ms in the filter",
         ]
         if r.skipped:

@@ -46,9 +46,10 @@ def text(obj: ReplayResult | Comparison) -> str:
     if isinstance(obj, ReplayResult):
         from wasmkit.notebook.explorer import short_name
 
+        totals = obj.totals  # the counts every view shows
         return (
-            f"<ReplayResult {short_name(obj.filter)!r}: {len(obj.flows)} flows, "
-            f"{len(obj.failed)} failed>"
+            f"<ReplayResult {short_name(obj.filter)!r}: {totals.flows} flows, "
+            f"{totals.describe()}>"
         )
     from wasmkit.notebook.explorer import short_name
 

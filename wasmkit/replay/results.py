@@ -101,6 +101,7 @@ class FlowResult:
         row["us"] = round(self.micros, 1)
         row["error"] = f"{r.error.kind}: {r.error.callback}" if r.error else None
         row["reason"] = self.reason()
+        row["modified"] = modified(self)
         return row
 
     def _recorded_status(self) -> int | None:
@@ -155,12 +156,18 @@ def _headers_differ(
 
 
 def modified(flow: FlowResult) -> bool:
-    """Whether the filter changed the flow, as the summary's totals count it.
+    """Whether the filter changed the flow: the one definition every count uses.
 
-    True when the action is not ``forwarded`` (failed, local reply, reset,
-    stalled, no response) or a header or body of either side changed.
+    True when the filter failed, answered with a local reply, reset or
+    stalled the stream, or changed a header or body of either side. A flow
+    whose capture has no response (``no response``) is not modified by that
+    alone: the 503 standing in for the missing response is the replay's, not
+    the filter's; it is modified when the filter changed something else.
+    The progress line, :meth:`ReplayTotals.describe` (the CLI footer, the
+    explorer's status line, the HTML report) and the ``modified`` key of the
+    summary rows all count with this function.
     """
-    if _action(flow) != "forwarded":
+    if _action(flow) not in ("forwarded", "no response"):
         return True
     r = flow.result
     req, after = r.request_before, r.request_after
@@ -231,13 +238,37 @@ class ReplayTotals:
         self.micros += other.micros
         self.kept += other.kept
 
+    @property
+    def local_reply(self) -> int:
+        """Flows the filter answered with a local reply."""
+        return self.actions.get("local reply", 0)
+
+    @property
+    def no_response(self) -> int:
+        """Flows whose capture has no response, which the filter let through."""
+        return self.actions.get("no response", 0)
+
+    def describe(self) -> str:
+        """The counts every view shows: ``9 modified, 1 failed, 2 local reply, ...``.
+
+        Modified and failed always; local reply and no response when there are
+        any. The progress line, the CLI footer, the explorer's status line and
+        the HTML report all show this text.
+        """
+        text = f"{self.modified} modified, {self.failed} failed"
+        if self.local_reply:
+            text += f", {self.local_reply} local reply"
+        if self.no_response:
+            text += f", {self.no_response} no response"
+        return text
+
     def report(self) -> str:
-        """One line for people: flows, modified, failed, by action."""
-        actions = ", ".join(f"{n} {a}" for a, n in sorted(self.actions.items()))
-        text = (
-            f"{self.flows} flows replayed: {self.modified} modified, "
-            f"{self.failed} failed"
+        """One line for people: flows, the counts of :meth:`describe`, by action."""
+        said = ("failed", "local reply", "no response")  # describe() has them
+        actions = ", ".join(
+            f"{n} {a}" for a, n in sorted(self.actions.items()) if a not in said
         )
+        text = f"{self.flows} flows replayed: {self.describe()}"
         if actions:
             text += f" ({actions})"
         if self.kept < self.flows:

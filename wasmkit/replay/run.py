@@ -20,7 +20,6 @@ from wasmkit.replay.results import (
     FlowResult,
     Keep,
     ReplayResult,
-    modified,
 )
 from wasmkit.traffic import Capture, load_capture
 
@@ -36,16 +35,11 @@ def _with_progress(fn: Callable[P, ReplayResult]) -> Callable[P, ReplayResult]:
         enabled = cast("bool | None", kwargs.get("progress"))
         user = cast("Callable[[FlowResult], None] | None", kwargs.get("on_flow"))
         user_progress = cast("Callable[[int], None] | None", kwargs.get("on_progress"))
-        # The bar counts every flow done (on_progress); with several workers
-        # only the kept flows reach on_flow, so the totals give the counts.
-        workers = kwargs.get("workers", 1) != 1
-        counts = {"modified": 0, "failed": 0}
+        # The bar counts every flow done (on_progress); the closing line takes
+        # its counts from the totals, as every other view does.
         with Progress(desc="replaying", unit="flows", enabled=enabled) as bar:
 
             def on_flow(flow: FlowResult) -> None:
-                if bar.mode != "off" and not workers:
-                    counts["modified"] += modified(flow)
-                    counts["failed"] += flow.failed
                 if user is not None:
                     user(flow)
 
@@ -57,16 +51,13 @@ def _with_progress(fn: Callable[P, ReplayResult]) -> Callable[P, ReplayResult]:
             kwargs["on_flow"] = on_flow
             kwargs["on_progress"] = on_progress
             result = fn(*args, **kwargs)
-            if workers or result.counted is not None:
-                totals = result.totals
-                counts = {"modified": totals.modified, "failed": totals.failed}
-            replayed = (
-                len(result.flows) if result.counted is None else result.counted.flows
-            )
+            replayed = result.done_flows
             what = "interrupted after" if result.interrupted else "replayed"
             bar.done(
-                f"{what} {replayed} flows",
-                f"{counts['modified']} modified, {counts['failed']} failed"
+                f"{what} {replayed} flow{'' if replayed == 1 else 's'}",
+                # Counted only when the bar shows (the totals of a full replay
+                # are counted when first asked for).
+                (result.totals.describe() if bar.mode != "off" else "")
                 + (" (partial result)" if result.interrupted else ""),
             )
         return result
@@ -82,6 +73,7 @@ def replay(
     config: bytes | str = b"",
     root_id: str = "",
     fail_open: bool = False,
+    failure_policy: str | None = None,
     decoded: bool = False,
     limit: int | None = None,
     filter_expr: str | None = None,
@@ -117,7 +109,16 @@ def replay(
         captures: mitmproxy ``.flow`` or HAR files.
         config: the plugin configuration.
         root_id: the plugin's root id.
-        fail_open: let traffic through when the filter fails (Envoy's choice).
+        fail_open: Envoy's deprecated ``fail_open: true``: the flow on which
+            the filter fails and later ones go on without it.
+        failure_policy: what follows a filter failure, as Envoy's
+            ``failure_policy``: ``fail_closed`` (the default: the failing
+            flow and every later one get a 503 without the filter),
+            ``fail_open`` (the failing flow gets the 503, later ones skip the
+            filter) or ``fail_reload`` (a later flow reloads the VM once the
+            backoff passed, on the virtual clock); see
+            :mod:`wasmkit.host.failure`. With several workers, a VM failed on
+            an earlier part fails the later parts' flows too.
         decoded: hand the filter decoded bodies, as if a decompressor ran first.
         limit: replay at most this many exchanges.
         filter_expr: only flows matching this mitmproxy filter expression.
@@ -199,6 +200,7 @@ def replay(
             config=config,
             root_id=root_id,
             fail_open=fail_open,
+            failure_policy=failure_policy,
             decoded=decoded,
             limit=limit,
             filter_expr=filter_expr,
@@ -227,6 +229,7 @@ def replay(
                 config=config,
                 root_id=root_id,
                 fail_open=fail_open,
+                failure_policy=failure_policy,
                 **vm_options,
             )
             guard.busy = False
@@ -235,9 +238,11 @@ def replay(
                 captures, decoded=decoded, limit=limit, filter_expr=filter_expr
             )
             run = FlowRunner(plugin, options, upstream).run
+            vm = plugin.vm
             with young_gc_only():
                 for exchange in capture:
                     guard.busy = True
+                    vm.flow = exchange.index  # named should the VM fail on it
                     flow = run(exchange)
                     guard.busy = False
                     collector.add(flow)
