@@ -167,7 +167,9 @@ def test_replay_is_quiet_by_default_and_reports_when_slow(capsys):
     result = replay(ADD, FLOW, on_flow=lambda flow: time.sleep(0.07), progress=True)
     err = capsys.readouterr().err
     assert len(result) == 17
-    assert re.fullmatch(r"replayed 17 flows in \d+\.\d s: 17 modified, 0 failed, 1 no response\n", err)
+    assert re.fullmatch(
+        r"replayed 17 flows in \d+\.\d s: 17 modified, 0 failed, 1 no response\n", err
+    )
 
 
 @pytest.mark.toolchain("go")

@@ -90,8 +90,7 @@ def test_the_categories_follow_one_definition():
         r["request_added"] > 0 for r in rows.values() if r["action"] == "forwarded"
     )
     assert totals.describe() == (
-        f"{totals.modified} modified, 0 failed, {len(local)} local reply, "
-        "1 no response"
+        f"{totals.modified} modified, 0 failed, {len(local)} local reply, 1 no response"
     )
 
 
