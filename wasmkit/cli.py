@@ -445,6 +445,13 @@ def _add_replay(sub: Any) -> None:
     cmd.add_argument(
         "--max-kept", type=int, metavar="N", help="keep at most N flows in full"
     )
+    cmd.add_argument(
+        "--against-envoy",
+        action="store_true",
+        help="replay the same capture through a real Envoy too and print where "
+        "the two differ, one line per field (normalizations counted); exit 1 "
+        "on any unexplained difference, 0 when identical",
+    )
     options.add_vm_arguments(cmd)
     options.add_build_arguments(cmd)
 
@@ -454,6 +461,13 @@ def _replay(args: argparse.Namespace) -> int:
     from wasmkit.replay.run import replay
 
     compact = args.keep != "all" or args.max_kept is not None
+    if compact and args.against_envoy:
+        print(
+            "wasmkit replay: --against-envoy compares every flow: use --keep all "
+            "(the default) without --max-kept",
+            file=sys.stderr,
+        )
+        return 1
     if compact:
         # Exports read every flow in full; records can stream as flows finish.
         wants = [f"--{n}" for n in ("out", "har", "html") if getattr(args, n)]
@@ -567,7 +581,21 @@ def _replay(args: argparse.Namespace) -> int:
         held = f"; written marked partial: {', '.join(written)}" if written else ""
         print(f"wasmkit replay: interrupted after {done} flows{held}", file=sys.stderr)
         return 130
+    if args.against_envoy:
+        return _against_envoy(result)
     return 1 if result.totals.failed or result.capture_error else 0
+
+
+def _against_envoy(result: Any) -> int:
+    # The same replay through Envoy: 0 when identical, 1 on any unexplained
+    # difference or when Envoy cannot run it.
+    try:
+        comparison = result.against_envoy()
+    except (WasmkitError, ValueError) as exc:
+        print(f"wasmkit replay: --against-envoy: {exc}", file=sys.stderr)
+        return 1
+    print(comparison.text())
+    return 0 if comparison.identical else 1
 
 
 class _RecordStream:

@@ -195,7 +195,8 @@ _PSEUDO = {
 
 
 def _context(flow: FlowResult, message: str, status: int | None) -> Context:
-    req = flow.result.request_before
+    # The request as captured (before the connection manager changed it).
+    req = flow.result.client_request or flow.result.request_before
     return Context(
         method=(req.get(b":method") or b"").decode().upper(),
         status=status if message == CLIENT else None,
