@@ -7,7 +7,9 @@ tabs ``Request headers | Response headers | Body | Logs | Trace``, built when
 the flow is selected. The CSS classes (``wasmkit-explorer``, ``wasmkit-status``,
 ``wasmkit-tabs``, ``wasmkit-filter``, ``wasmkit-show``, ``wasmkit-unchanged``,
 ``wasmkit-flowlist``, ``wasmkit-flow-tabs``) are a contract with the browser
-test; keep them.
+test; keep them. With a comparison with Envoy (``envoy=``, or after
+``result.against_envoy()``) the explorer adds an Envoy column, toggle choice
+and flow tab (:mod:`wasmkit.notebook.envoy_pages`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from wasmkit.diff.frames import summary_frame
-from wasmkit.notebook import flow_pages, tables
+from wasmkit.notebook import envoy_pages, flow_pages, tables
 from wasmkit.notebook.tables import e
 from wasmkit.replay.results import FlowResult, ReplayResult
 
@@ -90,10 +92,14 @@ class ReplayExplorer(widgets.VBox):  # type: ignore[misc]
 
     Args:
         result: the replay to show.
+        envoy: a comparison of ``result`` with Envoy
+            (:class:`~wasmkit.envoy.differ.EnvoyComparison`); default: the one
+            ``result.against_envoy()`` kept, if any.
     """
 
-    def __init__(self, result: ReplayResult, **kwargs: Any) -> None:
+    def __init__(self, result: ReplayResult, envoy: Any = None, **kwargs: Any) -> None:
         self.result = result
+        self.envoy = envoy if envoy is not None else result.envoy_comparison
         self.rows = result.summary_rows
         self.flows: dict[int, tuple[FlowResult, dict[str, Any]]] = {
             f.index: (f, row) for f, row in zip(result.flows, self.rows, strict=True)
@@ -102,6 +108,10 @@ class ReplayExplorer(widgets.VBox):  # type: ignore[misc]
             f.index: flow_label(row, _captured_status(f))
             for f, row in self.flows.values()
         }
+        if self.envoy is not None:
+            for index in self._labels:
+                word = envoy_pages.word(self.envoy.flow(index))
+                self._labels[index] += f"  envoy: {word}"
         self.status = _html("wasmkit-status")
         self.status.value = self._status()
         self.filter = widgets.Text(
@@ -112,8 +122,11 @@ class ReplayExplorer(widgets.VBox):  # type: ignore[misc]
         )
         self.filter.add_class("wasmkit-filter")
         self.filter_message = _html("wasmkit-filter-message")
+        choices = list(SHOW)
+        if self.envoy is not None:
+            choices.append(envoy_pages.SHOW)
         self.show_mode = widgets.ToggleButtons(
-            options=list(SHOW), style={"button_width": "auto"}, value="All"
+            options=choices, style={"button_width": "auto"}, value="All"
         )
         self.show_mode.add_class("wasmkit-show")
         self.flowlist = widgets.Select(
@@ -125,8 +138,11 @@ class ReplayExplorer(widgets.VBox):  # type: ignore[misc]
         )
         self.unchanged.add_class("wasmkit-unchanged")
         self.flow_title = _html("wasmkit-flow-title")
-        self.flow_pages = [_html(f"wasmkit-flow-{i}") for i in range(len(FLOW_TABS))]
-        self.flow_tabs = widgets.Tab(children=self.flow_pages, titles=list(FLOW_TABS))
+        titles = list(FLOW_TABS)
+        if self.envoy is not None:
+            titles.append(envoy_pages.TAB)
+        self.flow_pages = [_html(f"wasmkit-flow-{i}") for i in range(len(titles))]
+        self.flow_tabs = widgets.Tab(children=self.flow_pages, titles=titles)
         self.flow_tabs.add_class("wasmkit-flow-tabs")
         flows_page = widgets.VBox(
             [
@@ -173,6 +189,8 @@ class ReplayExplorer(widgets.VBox):  # type: ignore[misc]
             *totals.describe().split(", "),
             f"{total_ms:,.1f} ms in the filter",
         ]
+        if self.envoy is not None:
+            parts.append(envoy_pages.status(self.envoy))
         if r.skipped:
             parts.append(
                 "skipped " + ", ".join(f"{n} {k}" for k, n in sorted(r.skipped.items()))
@@ -196,6 +214,9 @@ class ReplayExplorer(widgets.VBox):  # type: ignore[misc]
             else:
                 classes.append("wk-modified" if modified(row) else "wk-unchanged")
         frame = summary_frame(rows)
+        if self.envoy is not None:
+            words = [envoy_pages.word(self.envoy.flow(r["index"])) for r in rows]
+            frame.insert(frame.columns.get_loc("action") + 1, "envoy", words)
         html = tables.styled(frame, table_class="wasmkit-summary", row_classes=classes)
         return html + self._more(len(self.rows))
 
@@ -300,6 +321,9 @@ class ReplayExplorer(widgets.VBox):  # type: ignore[misc]
             return _errored(row)
         if mode == "Local reply":
             return row["local_reply"] is not None
+        if mode == envoy_pages.SHOW and self.envoy is not None:
+            exchange = self.envoy.flow(row["index"])
+            return exchange is not None and not exchange.agrees
         return True
 
     def _refresh_list(self, change: Any = None) -> None:
@@ -350,3 +374,5 @@ class ReplayExplorer(widgets.VBox):  # type: ignore[misc]
         self.flow_pages[2].value = flow_pages.body(flow)
         self.flow_pages[3].value = flow_pages.logs(flow)
         self.flow_pages[4].value = flow_pages.trace(flow)
+        if self.envoy is not None:
+            self.flow_pages[5].value = envoy_pages.flow_page(self.envoy, index)
