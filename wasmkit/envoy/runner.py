@@ -266,6 +266,8 @@ class EnvoyRunner:
         process = self._running()
         start_line = len(process.lines)
         start_call = len(self.callouts)
+        # The same index comes again when the runner replays another capture.
+        start_arrival = len(self.upstream.arrivals)
         index = exchange.index
         captured = None if exchange.request_only else exchange.response
         self.upstream.expect(index, captured)
@@ -291,7 +293,7 @@ class EnvoyRunner:
             exchange,
             outcome.stream_result(
                 exchange,
-                self.upstream.received(index),
+                self.upstream.received(index, start_arrival),
                 answer,
                 lines,
                 self.callouts[start_call:],

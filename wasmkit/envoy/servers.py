@@ -164,10 +164,14 @@ class UpstreamServer(_LoopbackServer):
             self._flow = flow
             self._answer_with = response
 
-    def received(self, flow: int) -> list[WireMessage]:
-        """The requests that arrived for exchange ``flow``."""
+    def received(self, flow: int, since: int = 0) -> list[WireMessage]:
+        """The requests that arrived for exchange ``flow``.
+
+        ``since``: only among the arrivals from that position on (a runner
+        that replays several captures sees the same flow index again).
+        """
         with self._lock:
-            return [a.wire for a in self.arrivals if a.flow == flow]
+            return [a.wire for a in self.arrivals[since:] if a.flow == flow]
 
     def _answer(self, conn: socket.socket, wire: WireMessage) -> bool:
         with self._lock:
