@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any
 
 from wasmkit.abi.constants import LogLevel
-from wasmkit.envoy import differ
+from wasmkit.envoy import differ, run
 from wasmkit.envoy.process import START_TIMEOUT_S
 from wasmkit.envoy.runner import REQUEST_TIMEOUT_S
 from wasmkit.host import engine
@@ -111,6 +112,16 @@ def envoy_arguments(result: ReplayResult) -> tuple[dict[str, Any], list[str]]:
         "log_level": _log_level(inputs.get("log_level", LogLevel.INFO)),
         **_timeouts(inputs.get("limits")),
     }
+    if "connection_manager" in inputs:
+        manager = inputs["connection_manager"]
+        if manager is None:
+            notes.append(
+                "wasmkit modelled no connection manager (connection_manager="
+                "None); Envoy always has one"
+            )
+        elif "connection_manager" in inspect.signature(run.replay).parameters:
+            # The same knobs, written into Envoy's config.
+            kwargs["connection_manager"] = manager
     return kwargs, notes
 
 
@@ -119,12 +130,18 @@ def against_envoy(result: ReplayResult, **overrides: Any) -> differ.EnvoyCompari
 
     See :meth:`wasmkit.replay.results.ReplayResult.against_envoy`.
     """
-    from wasmkit.envoy.run import replay
-
     kwargs, notes = envoy_arguments(result)
     kwargs.update(overrides)
     filter, captures = kwargs.pop("filter"), kwargs.pop("captures")
-    envoy_result = replay(filter, captures, **kwargs)
+    envoy_result = run.replay(filter, captures, **kwargs)
+    if result.keep != "all" or len(result.flows) < result.done_flows:
+        # A compact replay kept only some flows in full: compare those.
+        kept = {f.index for f in result.flows}
+        envoy_result.flows = [f for f in envoy_result.flows if f.index in kept]
+        notes.append(
+            f"wasmkit kept {len(kept)} of {result.done_flows} flows in full "
+            f"(keep={result.keep!r}): only those are compared"
+        )
     comparison = differ.compare_envoy(result, envoy_result, notes=notes)
     result.envoy_comparison = comparison
     return comparison
