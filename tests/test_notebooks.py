@@ -98,6 +98,10 @@ CHECKS: dict[str, list[str]] = {
         " == ['records.json', 'report.html', 'rewritten.flow', 'rewritten.har']",
         'b\'"via":"wasmkit"\' in back[0].response.body',
         "two.parts == [(0, range(9)), (1, range(9, 17))] and same",
+        # Checked against a real Envoy: every exchange, nothing unexplained.
+        "len(checked) == 17 and replayed.envoy_comparison is checked",
+        "checked.envoy.runtime == 'envoy' and len(checked.envoy) == 17",
+        "checked.unexplained == [] and checked.identical",
     ],
     "09-comparing-filters.ipynb": [
         "[f.index for f in comparison.differing] == [10, 15]",

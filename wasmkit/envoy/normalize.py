@@ -169,7 +169,11 @@ def _framing(pair: Pair, ctx: Context) -> bool:
     e_rest = [f for f in e if f[0] not in names]
     framed_w = [f for f in w if f[0] in names]
     framed_e = [f for f in e if f[0] in names]
-    applied = framed_w != framed_e or (w != e and w_rest == e_rest)
+    # Counted when the framing differs, or only where it sits (by name: other
+    # rules may still set the values of other fields aside).
+    names_w, names_e = [k for k, _ in w], [k for k, _ in e]
+    moved = names_w != names_e and [k for k, _ in w_rest] == [k for k, _ in e_rest]
+    applied = framed_w != framed_e or moved
     pair.wasmkit, pair.envoy = w_rest, e_rest
     return applied
 
