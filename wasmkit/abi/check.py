@@ -226,7 +226,8 @@ def check_filter(
     if version is None:
         problems.append(
             "missing or unknown proxy-wasm ABI version: the module exports none "
-            "of proxy_abi_version_0_1_0, _0_2_0, _0_2_1 (nor Higress's _0_2_100)"
+            "of proxy_abi_version_0_1_0, _0_2_0, _0_2_1 (nor Higress's _0_2_100); "
+            "FilterVm(abi=...) forces one"
         )
     if allocator is None:
         problems.append(

@@ -44,6 +44,8 @@ def _with_progress(fn: Callable[P, ReplayResult]) -> Callable[P, ReplayResult]:
                     user(flow)
 
             def on_progress(n: int) -> None:
+                if n == 0:
+                    bar.restart()  # the load said how long it took
                 bar.update(n)
                 if user_progress is not None:
                     user_progress(n)
@@ -128,7 +130,8 @@ def replay(
         on_flow: called with each flow's result (with several workers: each
             kept flow's).
         on_progress: called with how many more flows are done, kept or not
-            (a progress bar; the ``progress`` bar uses it).
+            (a progress bar; the ``progress`` bar uses it); first with 0 once
+            the filter is loaded.
         callouts_from_capture: answer the filter's HTTP callouts with the
             recorded responses of matching flows of the same captures (see
             :class:`wasmkit.replay.responders.CaptureResponder`); reads the
@@ -158,7 +161,7 @@ def replay(
         FilterLoadError: the filter cannot be loaded or started.
         CaptureFormatError: a file is not a capture wasmkit reads.
     """
-    del progress  # shown by @_with_progress around this function
+    # The bar is @_with_progress's; the load inside shows its own line.
     if callouts_from_capture:
         if "responder" in vm_options:
             raise ValueError("give callouts_from_capture or responder, not both")
@@ -229,11 +232,14 @@ def replay(
                 config=config,
                 root_id=root_id,
                 fail_open=fail_open,
+                progress=progress,
                 failure_policy=failure_policy,
                 **vm_options,
             )
             guard.busy = False
             guard.check()
+            if on_progress is not None:
+                on_progress(0)  # loaded: the flows' time starts now
             capture = load_capture(
                 captures, decoded=decoded, limit=limit, filter_expr=filter_expr
             )
