@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from wasmkit import compat, options
+from wasmkit import __version__, compat, options
+from wasmkit._cli_inputs import filter_problem, one_line, os_reason, root_id_warning
 from wasmkit.build import LANGUAGES, build, doctor
 from wasmkit.errors import (
     BuildError,
@@ -121,12 +123,8 @@ def _run(args: argparse.Namespace) -> int:
     upstream = message.response(
         args.status, args.response_header, _text_or_file(args.response_body)
     )
-    responder = None
-    if args.callouts:
-        try:
-            responder = load_responder(args.callouts)
-        except (OSError, ValueError) as exc:
-            raise SystemExit(f"wasmkit: --callouts: {exc}") from exc
+    responder = _responder(args)
+    _warn_root_id(args, filter_path)
     try:
         plugin = load(
             filter_path,
@@ -153,6 +151,29 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if result.error is not None else 0
 
 
+def _responder(args: argparse.Namespace) -> Any:
+    """The ``--callouts`` responder, or ``None``; a bad one ends the command."""
+    if not args.callouts:
+        return None
+    try:
+        return load_responder(args.callouts)
+    except OSError as exc:
+        raise SystemExit(
+            f"wasmkit {args.command}: --callouts: cannot read "
+            f"{exc.filename or args.callouts}: {os_reason(exc)}"
+        ) from exc
+    except ValueError as exc:
+        raise SystemExit(
+            f"wasmkit {args.command}: --callouts {args.callouts}: {one_line(str(exc))}"
+        ) from exc
+
+
+def _warn_root_id(args: argparse.Namespace, path: str) -> None:
+    warning = root_id_warning(path, args.root_id)
+    if warning is not None:
+        print(f"wasmkit {args.command}: {warning}", file=sys.stderr)
+
+
 def _failed_load(args: argparse.Namespace, exc: FilterError) -> int:
     callback = exc.callback if isinstance(exc, FilterTrapError) else "load"
     if args.json:
@@ -167,7 +188,9 @@ def _failed_load(args: argparse.Namespace, exc: FilterError) -> int:
         print(json.dumps(record, indent=2))
     else:
         print(
-            f"wasmkit: cannot load {args.filter} [{exc.kind}]: {exc}", file=sys.stderr
+            f"wasmkit {args.command}: cannot load {args.filter} [{exc.kind}]: "
+            f"{one_line(str(exc))}",
+            file=sys.stderr,
         )
     return 1
 
@@ -248,12 +271,20 @@ def _demo_replay(samples: Path) -> int:
 _SOURCE_SUFFIXES = (".rs", ".go", ".ts")
 
 
-def _built_filter(arg: str, args: argparse.Namespace | None = None) -> str | None:
+def _built_filter(
+    arg: str, args: argparse.Namespace | None = None, *, command: str = ""
+) -> str | None:
     """``arg`` itself for a .wasm/.wat file; a source folder or file is built first.
 
-    ``args`` carries the build flags (``--tags`` ...). Returns ``None`` (after
-    saying why on stderr) when the build fails.
+    ``args`` carries the build flags (``--tags`` ...) and the command's name
+    (else ``command``). Returns ``None`` (after saying why on stderr, in one
+    line) when ``arg`` is no filter or the build fails.
     """
+    command = "wasmkit " + (args.command if args is not None else command)
+    problem = filter_problem(arg)
+    if problem is not None:
+        print(f"{command}: {problem}", file=sys.stderr)
+        return None
     path = Path(arg)
     if not (path.is_dir() or path.suffix in _SOURCE_SUFFIXES):
         return arg
@@ -261,7 +292,9 @@ def _built_filter(arg: str, args: argparse.Namespace | None = None) -> str | Non
     try:
         artifact = build(path, **wanted)
     except (BuildError, ValueError, OSError) as exc:
-        print(f"wasmkit: cannot build {arg}: {exc}", file=sys.stderr)
+        if isinstance(exc, CompileError):
+            print(exc.stderr.rstrip(), file=sys.stderr)  # the compiler's own words
+        print(f"{command}: cannot build {arg}: {one_line(str(exc))}", file=sys.stderr)
         return None
     print(f"wasmkit: {arg} -> {artifact.summary()}", file=sys.stderr)
     return str(artifact.path)
@@ -293,6 +326,17 @@ def _add_build(sub: Any) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from wasmkit.traffic import _atomic
+
+    if not os.path.lexists(args.source):
+        raise SystemExit(f"wasmkit build: {args.source}: no such file or folder")
+    if args.output:
+        try:
+            _atomic.check_writable(args.output)
+        except OSError as exc:
+            raise SystemExit(
+                f"wasmkit build: -o: cannot write {args.output}: {os_reason(exc)}"
+            ) from exc
     try:
         artifact = build(
             args.source,
@@ -312,7 +356,12 @@ def _build(args: argparse.Namespace) -> int:
                 print(exc.stderr.rstrip(), file=sys.stderr)
             print(f"wasmkit build: {exc}", file=sys.stderr)
         return 1
-    path = artifact.save(args.output) if args.output else artifact.path
+    try:
+        path = artifact.save(args.output) if args.output else artifact.path
+    except OSError as exc:
+        raise SystemExit(
+            f"wasmkit build: -o: cannot write {args.output}: {os_reason(exc)}"
+        ) from exc
     if args.json:
         print(json.dumps({**artifact.to_json(), "output": str(path)}, indent=2))
     else:
@@ -378,13 +427,13 @@ def _add_inspect(sub: Any) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    path = _built_filter(args.filter)
+    path = _built_filter(args.filter, command="inspect")
     if path is None:
         return 1
     try:
         record = compat.inspect_filter(path)
     except FilterError as exc:
-        print(f"wasmkit inspect: {exc}", file=sys.stderr)
+        print(f"wasmkit inspect: {one_line(str(exc))}", file=sys.stderr)
         return 1
     record["filter"] = args.filter
     print(json.dumps(record, indent=2) if args.json else compat.render(record))
@@ -502,12 +551,8 @@ def _replay(args: argparse.Namespace) -> int:
     path = _built_filter(args.filter, args)
     if path is None:
         return 1
-    responder = None
-    if args.callouts:
-        try:
-            responder = load_responder(args.callouts)
-        except (OSError, ValueError) as exc:
-            raise SystemExit(f"wasmkit: --callouts: {exc}") from exc
+    responder = _responder(args)
+    _warn_root_id(args, path)
     try:
         records = _RecordStream(args.json) if compact and args.json else None
     except OSError as exc:
@@ -541,7 +586,7 @@ def _replay(args: argparse.Namespace) -> int:
         if records is not None:
             records.discard()  # a failed replay leaves no records file
         if isinstance(exc, WasmkitError | ValueError):
-            print(f"wasmkit replay: {exc}", file=sys.stderr)
+            print(f"wasmkit replay: {one_line(str(exc))}", file=sys.stderr)
             return 1
         if isinstance(exc, OSError):
             print(
@@ -680,11 +725,24 @@ class _RecordStream:
             self._stdout.flush()
 
 
+def _version() -> str:
+    # wasmtime's version from its metadata: importing it costs a start-up.
+    from importlib import metadata
+
+    try:
+        engine = f"wasmtime {metadata.version('wasmtime')}"
+    except metadata.PackageNotFoundError:
+        engine = "wasmtime not installed"
+    python = ".".join(map(str, sys.version_info[:3]))
+    return f"wasmkit {__version__} ({engine}, Python {python})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wasmkit`` command."""
     parser = argparse.ArgumentParser(
         prog="wasmkit", description="A development kit for proxy-wasm filters."
     )
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_build(sub)

@@ -167,12 +167,36 @@ class Progress:
                 self.shown = True
                 if elapsed >= self.heartbeat:
                     self._last_line = elapsed
-                    self._line(f"{self.desc}: {self._count()} ({elapsed:.0f} s)")
+                    count = self._count()
+                    self._line(
+                        f"{self.desc}: {count} ({elapsed:.0f} s)"
+                        if count
+                        else f"{self.desc} ({elapsed:.0f} s)"
+                    )
 
     def _count(self) -> str:
+        # "1 flow", "2 flows"; nothing when nothing is counted (a compile).
+        unit = self.unit
+        if self.n == 1 and self.total in (None, 1) and unit.endswith("s"):
+            unit = unit[:-1]
         if self.total is not None:
-            return f"{self.n}/{self.total} {self.unit}".rstrip()
-        return f"{self.n} {self.unit}".rstrip()
+            return f"{self.n}/{self.total} {unit}".rstrip()
+        if not unit:
+            return ""
+        return f"{self.n} {unit}"
+
+    def restart(self) -> None:
+        """Start the clock again: what ran so far reported itself (a load).
+
+        Only before anything was shown: a replay whose filter took 30 s to
+        load (with its own ``loaded ...`` line) shows its bar, heartbeat and
+        summary for the flows' time, not a stale ``replaying: 1 flow (30 s)``.
+        """
+        with self._lock:
+            if self.shown or self._bar is not None:
+                return
+            self._start = time.perf_counter()
+            self._wall_start = time.time()
 
     def _make_bar(self) -> Any:
         from tqdm.auto import tqdm  # type: ignore[import-untyped]  # only when shown

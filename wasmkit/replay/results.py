@@ -374,6 +374,9 @@ class ReplayResult:
     the VM options (``responder``, ``limits``, ``vm_configuration``...), as
     :func:`wasmkit.replay.run.replay` got them; what :meth:`against_envoy`
     replays through Envoy. ``None``: not recorded."""
+    _totals: ReplayTotals | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
     envoy_comparison: Any = field(default=None, repr=False, compare=False)
     """The last :meth:`against_envoy` comparison (the explorer shows it)."""
 
@@ -395,13 +398,18 @@ class ReplayResult:
     @property
     def totals(self) -> ReplayTotals:
         """Counts over every replayed flow (flows, modified, failed, actions)."""
-        if self.counted is None:
-            totals = ReplayTotals()
+        if self.counted is not None:
+            return self.counted
+        cached = self._totals
+        if cached is None or cached.kept != len(self.flows):
+            # Counted once when first asked for; a copy with other flows
+            # (dataclasses.replace) counts its own.
+            cached = ReplayTotals()
             for flow in self.flows:
-                totals.add(flow)
-            totals.kept = len(self.flows)
-            self.counted = totals
-        return self.counted
+                cached.add(flow)
+            cached.kept = len(self.flows)
+            self._totals = cached
+        return cached
 
     def __iter__(self) -> Iterator[FlowResult]:
         return iter(self.flows)
