@@ -87,7 +87,11 @@ def test_replay_takes_properties_and_log_level(tmp_path):
 
 def test_replay_limits(tmp_path):
     loop = write(tmp_path, "loop.wat", LOOP)
-    proc = wasmkit("replay", loop, str(FLOW), "--limit", "2", "--timeout-ms", "40")
+    # fail_reload with a short backoff: the second flow runs on a new VM.
+    proc = wasmkit(
+        "replay", loop, str(FLOW), "--limit", "2", "--timeout-ms", "40",
+        "--failure-policy", "fail_reload", "--reload-backoff-ms", "2",
+    )  # fmt: skip
     assert proc.returncode == 1
     assert proc.stdout.count("ran past its limit of 40 ms per callback") == 2
     out = tmp_path / "r.json"
@@ -99,6 +103,10 @@ def test_replay_limits(tmp_path):
         "2",
         "--fuel",
         "100000",
+        "--failure-policy",
+        "fail_reload",
+        "--reload-backoff-ms",
+        "2",
         "--json",
         str(out),
     )
@@ -124,3 +132,30 @@ def test_start_timeout_flag_applies_to_configure(tmp_path):
     assert "Traceback" not in short.stderr
     bad = wasmkit("replay", slow, str(FLOW), "--timeout-ms", "-1")
     assert bad.returncode != 0 and "--timeout-ms must be 0" in bad.stderr
+
+
+def test_failure_policy_flags(tmp_path):
+    from .host.test_safety import TRAP_ON_BOOM
+
+    got = options.vm_options(
+        _parse("--failure-policy", "fail_reload", "--reload-backoff-ms", "2")
+    )
+    assert (got["failure_policy"], got["reload_backoff_ms"]) == ("fail_reload", 2)
+    assert "failure_policy" not in options.vm_options(_parse())
+    with pytest.raises(ValueError, match="over 1"):
+        options.vm_options(_parse("--reload-backoff-ms", "1"))
+    trap = write(tmp_path, "trap.wat", TRAP_ON_BOOM)
+    out = tmp_path / "records.json"
+    failed = {}
+    for policy in ("fail_closed", "fail_open"):
+        proc = wasmkit(
+            "replay", trap, str(FLOW), "--failure-policy", policy, "--json", str(out)
+        )
+        assert proc.returncode == 1, proc.stderr
+        records = json.loads(out.read_text())
+        failed[policy] = [r["index"] for r in records if r["error"]]
+        # Flow 4 (/form) traps; under fail_closed every later flow fails.
+        assert records[4]["error"]["callback"] == "proxy_on_request_headers"
+        assert "the VM failed at flow 4" in " ".join(records[5]["notes"])
+    assert failed["fail_closed"] == list(range(4, 17))
+    assert failed["fail_open"] == [4]

@@ -4,8 +4,9 @@ One definition, so a flag means the same on the command line and in a cell:
 
 ``--timeout-ms``, ``--start-timeout-ms``, ``--memory-mb``, ``--fuel`` (the
 :class:`~wasmkit.host.vm.Limits`), ``--log-level``, ``--vm-config``,
-``--property`` (VM options) and ``--tags``, ``--go-flags``, ``--build-arg``
-(build options, for filters given as source).
+``--property``, ``--failure-policy``, ``--reload-backoff-ms`` (VM options) and
+``--tags``, ``--go-flags``, ``--build-arg`` (build options, for filters given
+as source).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from wasmkit.host.failure import FAILURE_POLICIES, RELOAD_BACKOFF_MS
 from wasmkit.host.vm import Limits
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error", "critical")
@@ -98,6 +100,22 @@ def add_vm_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--vm-config", help="VM configuration: TEXT or @FILE")
     group.add_argument(
+        "--failure-policy",
+        choices=FAILURE_POLICIES,
+        help="after the filter fails, as Envoy's failure_policy: fail_closed "
+        "(default: that stream and every later one get a 503), fail_open (that "
+        "stream gets the 503, later ones skip the filter), fail_reload (a later "
+        "stream reloads the VM after --reload-backoff-ms)",
+    )
+    group.add_argument(
+        "--reload-backoff-ms",
+        type=int,
+        default=RELOAD_BACKOFF_MS,
+        metavar="MS",
+        help="fail_reload: least time between VM loads (Envoy's "
+        f"reload_config.backoff.base_interval; default {RELOAD_BACKOFF_MS})",
+    )
+    group.add_argument(
         "--property",
         action="append",
         default=[],
@@ -167,6 +185,14 @@ def vm_options(args: argparse.Namespace) -> dict[str, Any]:
         "log_level": args.log_level,
         "vm_configuration": text_or_file(args.vm_config),
     }
+    if args.failure_policy is not None:
+        options["failure_policy"] = args.failure_policy
+    if args.reload_backoff_ms != RELOAD_BACKOFF_MS:
+        if args.reload_backoff_ms <= 1:
+            raise ValueError(
+                f"--reload-backoff-ms must be over 1, not {args.reload_backoff_ms}"
+            )
+        options["reload_backoff_ms"] = args.reload_backoff_ms
     props = dict(parse_property(p) for p in args.property)
     if props:
         options["properties"] = props

@@ -60,7 +60,10 @@ def test_local_reply_keeps_the_recorded_status_and_says_why():
 
 
 def test_failure_reason_is_kind_and_message_head():
-    result = replay(TRAP_ON_BOOM, FLOW)
+    # fail_reload: each trapping flow traps in the filter itself.
+    result = replay(
+        TRAP_ON_BOOM, FLOW, failure_policy="fail_reload", reload_backoff_ms=2
+    )
     frame = frames.summary(result)
     failed = [f.index for f in result.failed]
     assert failed

@@ -112,9 +112,11 @@ def test_a_trapping_filter_fails_closed_with_503(exchanges):
 
 
 def test_fail_open_lets_traffic_past_a_failed_vm(exchanges):
-    # Envoy fails the stream that trapped (503) even with fail-open; later
-    # streams skip the failed VM and go upstream.
-    with EnvoyRunner(wat(TRAP), fail_open=True) as runner:
+    # Envoy fails the stream that trapped (503) even with FAIL_OPEN; later
+    # streams skip the failed VM and go upstream (the deprecated fail_open:
+    # true, fail_open=True here, lets the failing stream through too: see
+    # test_policy.py).
+    with EnvoyRunner(wat(TRAP), failure_policy="fail_open") as runner:
         first, second = (runner.run(x).result for x in exchanges[:2])
     assert first.error is not None and first.response_after.status == 503
     assert second.error is None

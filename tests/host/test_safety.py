@@ -43,7 +43,17 @@ def test_trap_names_callback_context_and_backtrace_and_host_stays_usable():
     # Fail-closed: the client gets a 503, the upstream is never asked.
     assert bad.response_after.status == 503
     assert bad.response_before is None
-    # The VM is restarted; the next stream works.
+    # Envoy keeps the VM failed: the next stream gets the 503 without the
+    # filter being called.
+    later = plugin.run_http(request("GET", "http://h/ok"), response(200))
+    assert later.response_after.status == 503 and not later.request_forwarded
+    assert [t for t in later.trace if t.kind == "callback"] == []
+    assert "fail_closed answers 503 (wasm_fail_stream)" in str(later.error)
+    # The host itself stays usable: fail_reload restarts the VM after its
+    # backoff, and the next stream works.
+    plugin = load(TRAP_ON_BOOM, failure_policy="fail_reload")
+    assert plugin.run_http(request("GET", "http://h/boom"), response()).error
+    plugin.vm.advance(1500)
     good = plugin.run_http(request("GET", "http://h/ok"), response(200))
     assert good.error is None
     assert good.response_after.status == 200
@@ -225,24 +235,34 @@ def test_allocator_returning_garbage_gives_invalid_memory_access():
     assert call.result == "INVALID_MEMORY_ACCESS"
 
 
-def test_other_streams_in_flight_survive_a_trap():
+def test_streams_in_flight_fail_with_the_vm_and_reload_waits_for_them():
     from wasmkit.abi.constants import StreamType
 
-    plugin = load(TRAP_ON_BOOM)
+    plugin = load(TRAP_ON_BOOM, failure_policy="fail_reload")
     calm = plugin.http_stream()
     calm.send_message(StreamType.HTTP_REQUEST, request("GET", "http://h/ok"))
     boom = plugin.http_stream()
     boom.send_message(StreamType.HTTP_REQUEST, request("GET", "http://h/boom"))
     failed = boom.finish()
     assert failed.error is not None and failed.error.kind == "trap"
+    # Envoy checks the VM before each callback: the stream in flight gets the
+    # 503 instead of its response, and its on_log never runs.
+    plugin.vm.advance(1500)
     calm.send_message(StreamType.HTTP_RESPONSE, response(200, [], "fine"))
     result = calm.finish()
-    assert result.error is None
-    assert result.response_after.body == b"fine"
-    assert [t.name for t in result.trace if t.kind == "callback"][-1] == "proxy_on_log"
-    # The next stream starts on a fresh instance: context ids restart at 2.
+    assert "without calling the filter" in str(result.error)
+    assert result.response_after.status == 503 and result.response_after.body == b""
+    names = [
+        t.name
+        for t in result.trace
+        if t.kind == "callback" and t.context_id == result.context_id
+    ]
+    assert names == ["proxy_on_request_headers", "malloc"]  # its on_log never ran
+    # With no stream left on it, the next stream reloads the instance:
+    # context ids restart at 2.
     after = plugin.run_http(request("GET", "http://h/ok"), response())
     assert after.error is None and after.context_id == 2
+    assert any("reloaded for this stream" in n for n in after.notes)
 
 
 # Counts down from the configuration's size times a million: seconds of work

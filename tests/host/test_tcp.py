@@ -383,10 +383,26 @@ def test_fail_open_lets_data_through_after_a_trap():
     assert "proxy_on_done" not in callbacks(result)
 
 
-def test_a_new_connection_after_a_trap_restarts_the_vm():
+def test_a_new_connection_after_a_trap_finds_the_vm_failed():
+    # Envoy's default fail_closed: the VM stays failed, a later connection is
+    # closed without the filter being called.
     plugin = load(TRAP)
+    assert plugin.run_tcp(b"boom").error is not None
+    later = plugin.run_tcp(b"boom", b"reply")
+    assert callbacks(later) == []
+    assert later.closed_by == "error" and "fail_closed" in str(later.error)
+    # fail_open: later connections pass without the filter.
+    plugin = load(TRAP, failure_policy="fail_open")
+    assert plugin.run_tcp(b"boom").error is not None
+    later = plugin.run_tcp(b"boom", b"reply")
+    assert later.error is None and callbacks(later) == []
+
+
+def test_a_new_connection_after_a_trap_reloads_the_vm_with_fail_reload():
+    plugin = load(TRAP, failure_policy="fail_reload")
     first = plugin.run_tcp(b"boom")
     assert first.error is not None
+    plugin.vm.advance(1500)  # past the reload backoff
     second = plugin.run_tcp(b"boom")
     # A fresh instance ran the filter again (and it trapped again).
     assert second.error is not None and second.error is not first.error

@@ -66,9 +66,14 @@ MIXED = filter_wat(
 )
 
 
+# Each trapping flow gets a new VM on the next flow (Envoy's fail_reload with
+# a short backoff), so that one replay has every kind of flow.
+RELOADING = {"failure_policy": "fail_reload", "reload_backoff_ms": 2}
+
+
 @pytest.fixture(scope="module")
 def result():
-    return replay(MIXED, FLOW)
+    return replay(MIXED, FLOW, **RELOADING)
 
 
 @pytest.fixture()
@@ -344,8 +349,9 @@ def test_in_a_live_kernel_import_wasmkit_shows_widgets_and_progress():
     code = (
         "import time, wasmkit\n"
         "from wasmkit.replay.run import replay\n"
-        "from tests.notebook.test_explorer import MIXED, FLOW\n"
-        "r = replay(MIXED, FLOW, on_flow=lambda flow: time.sleep(0.07))\n"
+        "from tests.notebook.test_explorer import MIXED, FLOW, RELOADING\n"
+        "r = replay(MIXED, FLOW, on_flow=lambda flow: time.sleep(0.07), "
+        "**RELOADING)\n"
         "r"
     )
     nb = nbformat.v4.new_notebook()

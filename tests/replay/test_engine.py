@@ -71,10 +71,20 @@ def test_replay_records_every_flow_and_what_changed():
 
 
 def test_a_trapping_flow_is_marked_and_the_others_kept():
+    # Envoy's default fail_closed: the VM stays failed, the flow after the
+    # trap gets the 503 without the filter.
     result = replay_all(load(TRAP_ON_BOOM), flows())
-    assert [f.failed for f in result] == [False, True, False]
+    assert [f.failed for f in result] == [False, True, True]
     assert result.summary_rows[1]["action"] == "failed"
     assert result.summary_rows[1]["error"] == "trap: proxy_on_request_headers"
+    after = result.flows[2].result
+    assert after.response_after.status == 503 and not after.request_forwarded
+    assert after.error.callback == ""
+    assert not [t for t in after.trace if t.kind == "callback"]
+    # fail_reload: the flow 250 ms later reloads the VM (backoff 100 ms).
+    reload = load(TRAP_ON_BOOM, failure_policy="fail_reload", reload_backoff_ms=100)
+    result = replay_all(reload, flows())
+    assert [f.failed for f in result] == [False, True, False]
     assert result.flows[2].result.response_after.status == 200
 
 

@@ -140,7 +140,9 @@ def test_har_export_uses_mitmproxy_and_holds_the_after_traffic(result, tmp_path)
 
 
 def test_exports_carry_the_filter_error_on_failed_flows(tmp_path):
-    trapped = replay(TRAP_ON_BOOM, FLOW)
+    trapped = replay(
+        TRAP_ON_BOOM, FLOW, failure_policy="fail_reload", reload_backoff_ms=2
+    )
     failed = {f.index for f in trapped.failed}
     assert failed
     trapped.to_flow(tmp_path / "t.flow")

@@ -430,9 +430,17 @@ TRAP_ON_BOOM_SLOW = filter_wat(
 
 
 def test_measured_cut_keeps_capture_order_for_caps_and_callbacks():
-    exchanges = _many(600)
+    # 10 ms apart, with fail_reload's backoff at 2 ms: every flow after a
+    # trap runs on a reloaded VM, so failures fall all along the capture.
+    exchanges = [
+        dataclasses.replace(e, timestamp_start=1000.0 + e.index * 0.01)
+        for e in _many(600)
+    ]
+    reloading = {"failure_policy": "fail_reload", "reload_backoff_ms": 2}
     seen: list[int] = []
-    one = replay_parallel(TRAP_ON_BOOM_SLOW, exchanges, workers=1, keep="summary")
+    one = replay_parallel(
+        TRAP_ON_BOOM_SLOW, exchanges, workers=1, keep="summary", **reloading
+    )
     two = replay_parallel(
         TRAP_ON_BOOM_SLOW,
         exchanges,
@@ -440,6 +448,7 @@ def test_measured_cut_keeps_capture_order_for_caps_and_callbacks():
         keep="summary",
         max_kept=50,
         on_flow=lambda f: seen.append(f.index),
+        **reloading,
     )
     assert {k for k, _ in two.parts} == {0, 1}
     # Failures all along the capture: the cap falls past this process's head.
@@ -470,3 +479,41 @@ def test_progress_counts_every_flow_with_workers_and_compact_keeps():
     done = []
     replay_parallel(SLOW, _many(600), workers=2, on_progress=done.append)
     assert sum(done) == 600 and len(done) > 2
+
+
+# Traps on six-byte paths: first /error, flow 11, in the second of three
+# even parts (TRAP_ON_BOOM first traps on flow 4, in the first).
+TRAP_ON_ERROR = TRAP_ON_BOOM.replace("(i32.const 516)) (i32.const 5))", "(i32.const 516)) (i32.const 6))")
+assert TRAP_ON_ERROR != TRAP_ON_BOOM
+
+
+@pytest.mark.parametrize(
+    ("wat", "part"), [(TRAP_ON_BOOM, 0), (TRAP_ON_ERROR, 1)], ids=["head", "worker"]
+)
+@pytest.mark.parametrize("policy", ["fail_closed", "fail_open"])
+def test_a_vm_failed_on_an_earlier_part_fails_the_later_parts(policy, wat, part):
+    # One VM keeps failing (fail_closed) or skips the filter (fail_open) for
+    # every flow after its failure; the later parts' VMs must say the same.
+    one = replay(wat, FLOW, failure_policy=policy)
+    three = replay(wat, FLOW, failure_policy=policy, workers=3, balance="even")
+    assert len(three.parts) == 3
+    first = one.failed[0].index
+    assert first in three.parts[part][1]
+    assert [f.index for f in three.failed] == [f.index for f in one.failed]
+    for a, b in zip(one.flows, three.flows, strict=True):
+        ra, rb = a.result, b.result
+        assert (ra.response_after.status, ra.request_forwarded) == (
+            rb.response_after.status,
+            rb.request_forwarded,
+        )
+        assert ra.notes == rb.notes
+        if a.index > first:
+            assert str(ra.error) == str(rb.error)
+            assert not [t for t in rb.trace if t.kind == "callback"]
+    later = three.flows[-1].result
+    if policy == "fail_closed":
+        assert later.response_after.status == 503
+        assert f"the VM failed at flow {first}" in str(later.error)
+    else:
+        assert later.error is None and later.request_forwarded
+    assert three.totals.failed == one.totals.failed

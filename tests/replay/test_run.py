@@ -39,7 +39,10 @@ def test_replay_sample_capture(capture):
 
 def test_replay_keeps_results_when_the_filter_traps_on_some_flows():
     # TRAP_ON_BOOM traps when :path has 5 bytes: /form, /gzip and /large here.
-    result = replay(TRAP_ON_BOOM, FLOW)
+    # fail_reload with a short backoff: each flow after a trap gets a new VM.
+    result = replay(
+        TRAP_ON_BOOM, FLOW, failure_policy="fail_reload", reload_backoff_ms=2
+    )
     failed = [f.index for f in result.failed]
     paths = {f.index: f.result.request_before.get(b":path") for f in result}
     assert failed and all(len(paths[i]) == 5 for i in failed)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wasmkit.host import failure
+
 LOOPBACK = "127.0.0.1"
 UPSTREAM_CLUSTER = "wasmkit_upstream"
 """The cluster the route sends every request to (the local upstream)."""
@@ -60,9 +62,19 @@ class WasmFilterConfig:
     vm_configuration: bytes = b""
     """The VM configuration (given to ``proxy_on_vm_start``)."""
     fail_open: bool = False
-    """Let traffic through when the filter fails (else Envoy answers 503)."""
+    """Envoy's deprecated ``fail_open: true`` (the failing stream too goes on
+    without the filter); written instead of ``failure_policy``."""
     environment: Mapping[str, str] = field(default_factory=dict)
     """``vm_config.environment_variables.key_values``."""
+    failure_policy: str | None = None
+    """``failure_policy``: ``fail_closed`` (``None``), ``fail_open``,
+    ``fail_reload`` (see :mod:`wasmkit.host.failure`)."""
+    reload_backoff_ms: int | None = None
+    """``reload_config.backoff.base_interval`` (ms) for ``fail_reload``;
+    ``None``: Envoy's 1 s."""
+    host_env_keys: tuple[str, ...] = ()
+    """``vm_config.environment_variables.host_env_keys``: Envoy's own
+    environment variables the VM sees."""
 
 
 def _any_bytes(data: bytes) -> dict[str, Any]:
@@ -104,14 +116,27 @@ def wasm_filter(wasm: WasmFilterConfig) -> dict[str, Any]:
     }
     if wasm.vm_configuration:
         vm["configuration"] = _any_bytes(wasm.vm_configuration)
+    env: dict[str, Any] = {}
+    if wasm.host_env_keys:
+        env["host_env_keys"] = list(wasm.host_env_keys)
     if wasm.environment:
-        vm["environment_variables"] = {"key_values": dict(wasm.environment)}
+        env["key_values"] = dict(wasm.environment)
+    if env:
+        vm["environment_variables"] = env
     plugin: dict[str, Any] = {
         "name": PLUGIN_NAME,
         "root_id": wasm.root_id,
         "vm_config": vm,
-        "failure_policy": "FAIL_OPEN" if wasm.fail_open else "FAIL_CLOSED",
     }
+    # Envoy refuses both fields at once; fail_open is the deprecated one.
+    policy = failure.resolve_policy(wasm.failure_policy, wasm.fail_open)
+    if wasm.fail_open:
+        plugin["fail_open"] = True
+    else:
+        plugin["failure_policy"] = policy.upper()
+    if policy == "fail_reload" and wasm.reload_backoff_ms is not None:
+        seconds = wasm.reload_backoff_ms / 1000
+        plugin["reload_config"] = {"backoff": {"base_interval": f"{seconds:.3f}s"}}
     if wasm.configuration:
         plugin["configuration"] = _any_bytes(wasm.configuration)
     return {

@@ -27,6 +27,9 @@ def replay(
     responder: ResponderArg = None,
     clusters: Sequence[str] = (),
     environment: Mapping[str, str] | None = None,
+    failure_policy: str | None = None,
+    reload_backoff_ms: int | None = None,
+    host_env_keys: Sequence[str] = (),
     decoded: bool = False,
     limit: int | None = None,
     filter_expr: str | None = None,
@@ -53,7 +56,11 @@ def replay(
         config: the plugin configuration.
         root_id: the plugin's root id.
         vm_config: the VM configuration.
-        fail_open: let traffic through when the filter fails.
+        fail_open: Envoy's deprecated ``fail_open: true``.
+        failure_policy: Envoy's ``failure_policy`` (see
+            :class:`~wasmkit.envoy.runner.EnvoyRunner`).
+        reload_backoff_ms: ``fail_reload``'s backoff base (ms).
+        host_env_keys: Envoy's own environment variables the VM sees.
         responder: answers the filter's HTTP callouts (a table keyed by
             ``cluster``, ``cluster path`` or ``cluster authority path``, or
             a function of a ``Callout``); each cluster it names becomes an
@@ -92,6 +99,9 @@ def replay(
         responder=responder,
         clusters=clusters,
         environment=environment,
+        failure_policy=failure_policy,
+        reload_backoff_ms=reload_backoff_ms,
+        host_env_keys=host_env_keys,
         request_timeout_s=request_timeout_s,
         start_timeout_s=start_timeout_s,
         binary=binary,

@@ -36,6 +36,7 @@ from wasmkit.envoy.collector import EnvoyLine
 from wasmkit.envoy.process import START_TIMEOUT_S, EnvoyProcess
 from wasmkit.envoy.servers import CalloutServer, UpstreamServer
 from wasmkit.errors import EnvoyError
+from wasmkit.host import failure
 from wasmkit.host.callouts import Callout, Responder, TableResponder, table_responder
 from wasmkit.host.context import LogRecord
 from wasmkit.replay.results import FlowCollector, FlowResult, Keep, ReplayResult
@@ -94,14 +95,24 @@ class EnvoyRunner:
         config: the plugin configuration.
         root_id: the plugin's root id.
         vm_config: the VM configuration.
-        fail_open: let traffic through when the filter fails.
+        fail_open: Envoy's deprecated ``fail_open: true``: the failing stream
+            and later ones go on without the filter.
+        failure_policy: Envoy's ``failure_policy`` (``fail_closed``, the
+            default; ``fail_open``; ``fail_reload``), as wasmkit's replay
+            takes it (see :mod:`wasmkit.host.failure`).
+        reload_backoff_ms: ``fail_reload``'s backoff base (ms; Envoy's
+            default 1 s when ``None``).
         responder: answers the filter's HTTP callouts: a table (``cluster``,
             ``cluster path``, ``cluster authority path`` keys, as
             :func:`~wasmkit.host.callouts.table_responder` takes) or a
             function of a :class:`~wasmkit.host.callouts.Callout`.
         clusters: callout cluster names to configure besides the table's
             (needed for a function responder: Envoy only knows named clusters).
-        environment: VM environment variables.
+        environment: VM environment variables
+            (``environment_variables.key_values``).
+        host_env_keys: names of Envoy's own environment variables the VM
+            sees (``environment_variables.host_env_keys``); Envoy runs with
+            this process's environment.
         request_timeout_s: wall-clock limit for one exchange (s).
         start_timeout_s: how long Envoy may take to be ready (s).
         binary: the Envoy binary (default: :func:`wasmkit.envoy.find_envoy`).
@@ -122,6 +133,9 @@ class EnvoyRunner:
         responder: ResponderArg = None,
         clusters: Sequence[str] = (),
         environment: Mapping[str, str] | None = None,
+        failure_policy: str | None = None,
+        reload_backoff_ms: int | None = None,
+        host_env_keys: Sequence[str] = (),
         request_timeout_s: float = REQUEST_TIMEOUT_S,
         start_timeout_s: float = START_TIMEOUT_S,
         binary: Path | None = None,
@@ -140,6 +154,9 @@ class EnvoyRunner:
         self._vm_config = _bytes(vm_config)
         self._fail_open = fail_open
         self._environment = dict(environment or {})
+        self.failure_policy = failure.resolve_policy(failure_policy, fail_open)
+        self._reload_backoff_ms = reload_backoff_ms
+        self._host_env_keys = tuple(host_env_keys)
         self.responder = _responder(responder)
         names = set(clusters)
         if isinstance(self.responder, TableResponder):
@@ -198,6 +215,9 @@ class EnvoyRunner:
             vm_configuration=self._vm_config,
             fail_open=self._fail_open,
             environment=self._environment,
+            failure_policy=self.failure_policy,
+            reload_backoff_ms=self._reload_backoff_ms,
+            host_env_keys=self._host_env_keys,
         )
         boot = config.bootstrap(
             wasm,

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from wasmkit.abi import pairs
 from wasmkit.abi.check import compile_gate, resolve_abi
@@ -44,6 +44,13 @@ from wasmkit.host.context import (
     TraceEvent,
 )
 from wasmkit.host.events import VmEvents
+from wasmkit.host.failure import (
+    RELOAD_BACKOFF_MS,
+    FailurePolicy,
+    ReloadBackoff,
+    VmFailure,
+    resolve_policy,
+)
 from wasmkit.host.grpc import GrpcResponder
 from wasmkit.host.memory import GuestMemory
 from wasmkit.host.message import Connection, HeaderPairs, HttpMessage
@@ -122,9 +129,30 @@ class PluginConfig:
     name: str = ""
     """Plugin name (property ``plugin_name``); defaults to the root id."""
     fail_open: bool = False
-    """On a filter failure let traffic through instead of answering 503."""
+    """Envoy's deprecated ``fail_open: true``: on a filter failure the stream
+    goes on without the filter, and so do later streams (unlike
+    ``failure_policy="fail_open"``, whose failing stream gets the 503)."""
     allow_on_headers_stop_iteration: bool = False
     """Envoy's knob: Pause on headers stops only the headers, not the body."""
+    failure_policy: FailurePolicy | str | None = None
+    """Envoy's ``failure_policy``: ``fail_closed`` (the default), ``fail_open``
+    or ``fail_reload`` (see :mod:`wasmkit.host.failure`); ``None``:
+    ``fail_closed``, or ``fail_open`` with ``fail_open=True``."""
+    reload_backoff_ms: int = RELOAD_BACKOFF_MS
+    """``fail_reload``: Envoy's ``reload_config.backoff.base_interval`` (ms)."""
+
+    def __post_init__(self) -> None:
+        policy = resolve_policy(self.failure_policy, self.fail_open)
+        if self.reload_backoff_ms <= 1:
+            raise ValueError(
+                f"reload_backoff_ms must be over 1 ms, not {self.reload_backoff_ms}"
+            )
+        object.__setattr__(self, "failure_policy", policy)
+
+    @property
+    def policy(self) -> FailurePolicy:
+        """The failure policy in force (``failure_policy`` resolved)."""
+        return cast("FailurePolicy", self.failure_policy or "fail_closed")
 
     @property
     def display_name(self) -> str:
@@ -337,6 +365,12 @@ class FilterVm:
         """What the filter made the host keep in this window (quotas)."""
         self.plugins: list[Plugin] = []
         self.failed: FilterTrapError | None = None
+        self.failure: VmFailure | None = None
+        """Where the VM failed (``failed`` with the callback and flow)."""
+        self.flow: int | None = None
+        """The replayed flow running now (set by the replay loops), named
+        when the VM fails on it."""
+        self._backoff: ReloadBackoff | None = None
         self.out: Any = None
         self.call_data: bytes | None = None
         self.finished_roots: list[RootContext] = []
@@ -350,6 +384,8 @@ class FilterVm:
         """Higress state: Redis calls, unemulated calls (see ``host.higress``)."""
         self.events.set_grpc_responder(grpc_responder)
         self._start()
+        self.loaded_ns = self.clock.monotonic_ns()
+        """When the instance was last loaded (virtual monotonic ns)."""
 
     # -- loading ------------------------------------------------------------------
 
@@ -473,10 +509,41 @@ class FilterVm:
         if self.vm is not None:
             self.vm.close()
         self.failed = None
+        self.failure = None
         self.events.reset()
+        self.loaded_ns = self.clock.monotonic_ns()
         self._start()
         for plugin in self.plugins:
             plugin._start_root()
+
+    def admits(self, config: PluginConfig) -> bool:
+        """Whether a new stream of a plugin with ``config`` may call the filter.
+
+        A failed VM admits none, except that under ``fail_reload`` it is
+        reloaded first when the backoff since its last load has passed and no
+        other stream uses the instance (see :mod:`wasmkit.host.failure`). A
+        reload that fails leaves the VM failed.
+        """
+        if self.failed is None:
+            return True
+        if config.policy != "fail_reload":
+            return False
+        backoff = self._backoff
+        if backoff is None or backoff.base_ms != config.reload_backoff_ms:
+            backoff = self._backoff = ReloadBackoff(config.reload_backoff_ms, self.seed)
+        since_ms = (self.clock.monotonic_ns() - self.loaded_ns) / 1e6
+        if not backoff.due(since_ms) or self.streams:
+            return False
+        failed, failure = self.failed, self.failure
+        try:
+            self.reload()
+        except (FilterTrapError, FilterLoadError, FilterStartError) as exc:
+            self.log_host(LogLevel.ERROR, f"fail_reload: the reload failed: {exc}")
+            if isinstance(exc, FilterStartError):
+                # Refused, not trapped: the old failure stands.
+                self.failed, self.failure = failed, failure
+            return False
+        return True
 
     def close(self) -> None:
         """Shut the plugins down (``on_done``, ``on_delete``) and drop the VM."""
@@ -558,6 +625,8 @@ class FilterVm:
             if tracing:
                 self._trace_callback(name, ctx, args, exc.kind, start, index, depth)
             self.failed = exc
+            if depth == 0:
+                self.failure = VmFailure(exc, name, ctx.id, self.flow)
             raise
         finally:
             self._depth = depth
@@ -1164,6 +1233,8 @@ def load(
     root_id: str = "",
     name: str = "",
     fail_open: bool = False,
+    failure_policy: str | None = None,
+    reload_backoff_ms: int = RELOAD_BACKOFF_MS,
     progress: bool | None = None,
     **options: Any,
 ) -> Plugin:
@@ -1175,7 +1246,14 @@ def load(
         config: the plugin configuration.
         root_id: the plugin's root id.
         name: the plugin name (defaults to the root id).
-        fail_open: let traffic through when the filter fails.
+        fail_open: Envoy's deprecated ``fail_open: true``: the stream on
+            which the filter fails and later ones go on without it.
+        failure_policy: Envoy's ``failure_policy``: ``fail_closed`` (the
+            default: the failing stream and every later one get a 503),
+            ``fail_open`` (the failing stream gets the 503, later ones skip
+            the filter) or ``fail_reload`` (later streams reload the VM after
+            a backoff); see :mod:`wasmkit.host.failure`.
+        reload_backoff_ms: ``fail_reload``'s backoff base (ms).
         progress: a load that takes over a second (a compile, a slow
             ``proxy_on_configure``) shows what it is doing with the time, then
             one line (``loaded waf.wasm in 13.1 s: compiled 12.0 s, started
@@ -1190,6 +1268,14 @@ def load(
     """
     what = _source_name(source)
     started = time.perf_counter()
+    plugin_config = PluginConfig(  # a bad policy fails before any compile
+        root_id=root_id,
+        configuration=config.encode() if isinstance(config, str) else config,
+        name=name,
+        fail_open=fail_open,
+        failure_policy=failure_policy,
+        reload_backoff_ms=reload_backoff_ms,
+    )
     with Progress(
         desc=f"loading {what}",
         unit="",
@@ -1199,13 +1285,8 @@ def load(
     ) as bar:
         vm = FilterVm(source, **options)
         loaded = time.perf_counter()
-        data = config.encode() if isinstance(config, str) else config
         try:
-            plugin = vm.add_plugin(
-                PluginConfig(
-                    root_id=root_id, configuration=data, name=name, fail_open=fail_open
-                )
-            )
+            plugin = vm.add_plugin(plugin_config)
         except FilterTrapError as exc:
             raise FilterLoadError(
                 f"{vm.module.name}: plugin start-up failed: {exc}"

@@ -133,6 +133,7 @@ class HttpStream:
         self._trace_start = len(self.vm.trace)
         self._v010 = self.vm.abi_version is AbiVersion.V0_1_0
         self._bypass = False
+        self._detached = False  # a failed VM: the filter is not called at all
         self._finished = False
         self._replied: LocalReply | None = None
 
@@ -141,23 +142,54 @@ class HttpStream:
     def _context(self) -> HttpContext:
         if self.ctx is None:
             vm = self.vm
-            if vm.failed is not None and not vm.streams:
-                # Restart after a failure once no other stream uses the instance.
-                vm.reload()
+            failure = vm.failure if vm.failed is not None else None
+            logs, trace = len(vm.logs), len(vm.trace)
+            # A failed VM takes no stream, unless fail_reload reloads it now.
+            usable = failure is None or vm.admits(self.plugin.config)
             root = self.plugin.root
             assert root is not None
             if not vm.streams:
+                # The reload's start-up logs belong to this stream (Envoy).
+                logs, trace = len(vm.logs) - logs, len(vm.trace) - trace
                 vm.new_window()
-                self._log_start = len(vm.logs)
-                self._trace_start = len(vm.trace)
+                self._log_start = max(0, len(vm.logs) - logs)
+                self._trace_start = max(0, len(vm.trace) - trace)
             ctx = HttpContext(vm.new_context_id(), root)
             ctx.start_ns = vm.clock.now_ns()
             ctx.connection = self.connection  # None: the default, made on demand
             vm.contexts[ctx.id] = ctx
             vm.streams[ctx.id] = self
             self.ctx = ctx
-            self._call("proxy_on_context_create", (ctx.id, root.id))
+            if usable:
+                if failure is not None:
+                    self.notes.append(
+                        f"fail_reload: the VM failed at {failure.where()}; it was "
+                        "reloaded for this stream"
+                    )
+                self._call("proxy_on_context_create", (ctx.id, root.id))
+            else:
+                self._failed_vm(ctx)
         return self.ctx
+
+    def _failed_vm(self, ctx: HttpContext) -> None:
+        # Envoy (plugin.cc createContext): fail_open leaves the filter out of
+        # the chain; otherwise an empty context answers 503 at once.
+        failure = self.vm.failure
+        policy = self.plugin.config.policy
+        self._detached = True
+        note = (
+            failure.note(policy, reloading=policy == "fail_reload")
+            if failure is not None
+            else f"the VM failed: {policy}"
+        )
+        self.notes.append(note)
+        if policy == "fail_open":
+            self._bypass = True
+            return
+        if failure is not None:
+            self.error = failure.stream_error(policy, reloading=policy == "fail_reload")
+        self.ended = True
+        self._fail_reply(ctx)
 
     def send(self, stream_type: StreamType, frame: Frame) -> None:
         """Deliver one frame of the request or the response."""
@@ -173,9 +205,20 @@ class HttpStream:
             ctx = self._context()
         side = ctx.request if stream_type is _REQUEST else ctx.response
         if self.ended:
+            # Past the end the client's message is still what it sent.
+            if stream_type is _REQUEST and not self._finished:
+                self._keep_before(side, frame)
             return
         self._queues[stream_type].append(frame)
         self._pump(side)
+
+    def _keep_before(self, side: Side, frame: Frame) -> None:
+        kind, payload, eos = frame
+        if kind == "headers":
+            if side.before is None:
+                side.before = HttpMessage(payload)
+        else:
+            self._receive(side, kind, payload, eos)
 
     def request_headers(self, headers: HeaderPairs, end_of_stream: bool) -> None:
         """The client's request headers arrive."""
@@ -517,6 +560,15 @@ class HttpStream:
         ctx = self.ctx
         assert ctx is not None
         ctx.callback = name
+        if self.vm.failed is not None:
+            # Another stream broke the instance: Envoy (CHECK_FAIL_HTTP, before
+            # it looks for the callback) fails this one too.
+            failure = self.vm.failure
+            policy = self.plugin.config.policy
+            self._fail(
+                failure.stream_error(policy) if failure is not None else self.vm.failed
+            )
+            return None
         if name not in self.vm.exported:
             return None  # as in cpp-host: nothing to call, the stream goes on
         try:
@@ -536,14 +588,35 @@ class HttpStream:
         self.error = exc
         ctx = self.ctx
         assert ctx is not None
-        if self.plugin.config.fail_open:
-            # Traffic goes on as if the filter were not there.
+        config = self.plugin.config
+        if config.fail_open:
+            # Envoy's deprecated fail_open: true: traffic goes on as if the
+            # filter were not there, this stream included.
             self._bypass = True
+            self.notes.append(
+                "fail_open (deprecated fail_open: true): the stream goes on "
+                "without the filter, and so do later ones"
+            )
             for side in (ctx.request, ctx.response):
                 side.stopped = None
                 self._pump(side)
             return
         self.ended = True
+        if self._fail_reply(ctx):
+            later = {
+                "fail_closed": "the VM stays failed: later streams get the same 503",
+                "fail_open": "later streams skip the filter",
+                "fail_reload": "a later stream reloads the VM once "
+                f"{config.reload_backoff_ms} ms or more passed since it was "
+                "last loaded",
+            }[config.policy]
+            self.notes.append(
+                f"{config.policy}: the client gets 503 (wasm_fail_stream); {later}"
+            )
+
+    def _fail_reply(self, ctx: HttpContext) -> bool:
+        # Envoy's failStream: a 503 local reply while the response headers
+        # have not gone to the client, else a reset.
         response_side = ctx.response
         if response_side.forwarded_headers is None:
             reply = LocalReply(503, details="wasm_fail_stream", grpc_status=14)
@@ -553,9 +626,9 @@ class HttpStream:
             response_side.forwarded_body = bytearray()
             response_side.buffer.clear()
             response_side.complete = True
-            self.notes.append("fail-closed: the client gets 503 (wasm_fail_stream)")
-        else:
-            self.reset = True
+            return True
+        self.reset = True
+        return False
 
     # -- the end ----------------------------------------------------------------
 
@@ -575,7 +648,7 @@ class HttpStream:
                     )
                     self.stalled = f"{label} {where}"
                     break
-        if self.error is None:
+        if self.error is None and not self._detached and vm.failed is None:
             invoke = vm.invoke
             exported = vm.exported
             for name in _CLOSE_SPEC if vm.profile == "spec" else _CLOSE:

@@ -24,8 +24,11 @@ applied here:
   ``proxy_on_log``, ``proxy_on_delete`` (done first, unlike HTTP). Envoy does
   this on the downstream close whether or not the upstream close was seen,
   and calls the filter no more for that connection.
-* A trap closes the connection (fail-closed; the filter is not called again)
-  or, with ``fail_open``, lets data through without the filter.
+* A trap closes the connection (the filter is not called again) or, with
+  the deprecated ``fail_open``, lets data through without the filter. Later
+  connections follow the plugin's failure policy (:mod:`wasmkit.host.failure`):
+  closed without the filter (``fail_closed``), passed without it
+  (``fail_open``), or on a reloaded VM after the backoff (``fail_reload``).
 """
 
 from __future__ import annotations
@@ -141,9 +144,9 @@ class TcpStream:
     def _context(self) -> TcpContext:
         if self.ctx is None:
             vm = self.vm
-            if vm.failed is not None and not vm.streams:
-                # Restart after a failure once no other stream uses the instance.
-                vm.reload()
+            failure = vm.failure if vm.failed is not None else None
+            # A failed VM takes no connection, unless fail_reload reloads it.
+            usable = failure is None or vm.admits(self.plugin.config)
             root = self.plugin.root
             if root is None:
                 raise RuntimeError("plugin is not started")
@@ -154,6 +157,9 @@ class TcpStream:
             vm.contexts[ctx.id] = ctx
             vm.streams[ctx.id] = self
             self.ctx = ctx
+            if not usable:
+                self._failed_vm()
+                return ctx
             self._call("proxy_on_context_create", (ctx.id, root.id))
             if not self.ended and not self._bypass:
                 self._call("proxy_on_new_connection", (ctx.id,))
@@ -314,6 +320,25 @@ class TcpStream:
                     break
         self.vm.contexts.pop(ctx.id, None)
         self.vm.streams.pop(ctx.id, None)
+
+    def _failed_vm(self) -> None:
+        # Envoy: fail_open leaves the filter out of the chain, the other
+        # policies close the connection without calling it.
+        failure = self.vm.failure
+        policy = self.plugin.config.policy
+        self.notes.append(
+            failure.note(policy).replace(
+                "answers 503 (wasm_fail_stream)", "closes the connection"
+            )
+            if failure is not None
+            else f"the VM failed: {policy}"
+        )
+        if policy == "fail_open":
+            self._bypass = True
+            return
+        if failure is not None:
+            self.error = failure.stream_error(policy)
+        self._close_downstream(PeerType.LOCAL, "error")
 
     # -- calls ------------------------------------------------------------------
 

@@ -71,10 +71,11 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from wasmkit.errors import FilterLoadError
-from wasmkit.host.plugin import load
+from wasmkit.errors import ErrorKind, FilterLoadError, FilterTrapError
+from wasmkit.host.failure import VmFailure
+from wasmkit.host.plugin import FilterVm, Plugin, load
 from wasmkit.host.vm import CompiledModule, Limits, compile_module
 from wasmkit.replay import _interrupts, _wire
 from wasmkit.replay.engine import (
@@ -110,6 +111,7 @@ class _Job:
     """The first timestamp of the whole replay (virtual time zero)."""
     keep: Keep = "all"
     max_kept: int | None = None
+    failure_policy: str | None = None
 
 
 def _first_stamp(exchanges: Sequence[ExchangeLike]) -> float | None:
@@ -175,7 +177,15 @@ def _warm_up(filter: FilterSource, fuel: bool) -> None:
 class _Run:
     # A worker's replay in progress, in the worker process: it is fed its
     # exchanges piece by piece (each a call), in order, by one parent.
-    __slots__ = ("collector", "gc", "packer", "plugin", "position", "runner")
+    __slots__ = (
+        "collector",
+        "failed",
+        "gc",
+        "packer",
+        "plugin",
+        "position",
+        "runner",
+    )
 
     def __init__(self, job: _Job) -> None:
         self.plugin = load(
@@ -183,12 +193,14 @@ class _Run:
             config=job.config,
             root_id=job.root_id,
             fail_open=job.fail_open,
+            failure_policy=job.failure_policy,
             **job.vm_options,
         )
         self.runner = FlowRunner(self.plugin, job.options, job.upstream, job.origin)
         self.collector = FlowCollector(job.keep, job.max_kept)
         self.packer = _wire.Packer(job.upstream)
         self.position = 0
+        self.failed: _FailRow | None = None
         # Full collections held from the first piece to the last (not just
         # within each piece: each release would walk the whole heap).
         self.gc = contextlib.ExitStack()
@@ -221,8 +233,12 @@ def _feed(payload: tuple[str, bytes]) -> _wire.Piece:
     first = position = run.position
     kept = collector.flows
     for batch in _wire.decode_exchanges(payload):
+        vm = run.plugin.vm
         for exchange in batch:
+            vm.flow = exchange.index  # named should the VM fail on it
             flow = runner.run(exchange)
+            if vm.failed is not None and run.failed is None:
+                run.failed = _fail_row(vm, position)
             if collector.add(flow):
                 assert runner.request is not None
                 packer.add(position, flow, runner.request)
@@ -237,16 +253,47 @@ def _feed(payload: tuple[str, bytes]) -> _wire.Piece:
     return piece
 
 
-def _finish() -> _wire.Ending:
+def _finish() -> tuple[_wire.Ending, _FailRow | None]:
     run = _RUN.pop()
     run.gc.close()
     vm = run.plugin.vm
-    return _wire.Ending(
+    ending = _wire.Ending(
         metrics=vm.metrics.table(),
         callouts=list(vm.callouts),
         name=vm.module.name,
         totals=run.collector.counted(),
     )
+    return ending, run.failed
+
+
+# -- a VM failed on one part: the later parts ---------------------------------------
+
+_FailRow = tuple[int, int | None, str, str, str, int, str | None]
+"""Where a worker's VM failed, picklable: its position in the part, the
+flow, the callback, the error's kind, message, context id and trap code."""
+
+
+def _fail_row(vm: FilterVm, position: int) -> _FailRow:
+    failure = vm.failure
+    error = vm.failed
+    assert error is not None
+    callback = failure.callback if failure is not None else error.callback
+    context = failure.context_id if failure is not None else error.context_id
+    flow = failure.flow if failure is not None else vm.flow
+    message = str(error.args[0]) if error.args else str(error)
+    return (position, flow, callback, error.kind, message, context, error.trap_code)
+
+
+def _failure_of(row: _FailRow) -> VmFailure:
+    _, flow, callback, kind, message, context, trap_code = row
+    error = FilterTrapError(
+        message,
+        kind=cast("ErrorKind", kind),
+        callback=callback,
+        context_id=context,
+        trap_code=trap_code,
+    )
+    return VmFailure(error, callback, context, flow)
 
 
 # -- the calling process -----------------------------------------------------------
@@ -311,7 +358,7 @@ class _Worker:
     """The worker's time on the unpacked pieces."""
     totals: ReplayTotals | None = None
     """Its counts up to the last unpacked piece (compact replays)."""
-    finish: Future[_wire.Ending] | None = None
+    finish: Future[tuple[_wire.Ending, _FailRow | None]] | None = None
     lost: BaseException | None = None
     """Why the worker process stopped before it answered everything."""
     recovered: range = range(0)
@@ -453,6 +500,7 @@ def replay_parallel(
     config: bytes | str = b"",
     root_id: str = "",
     fail_open: bool = False,
+    failure_policy: str | None = None,
     options: ReplayOptions | None = None,
     upstream: Upstream | None = None,
     on_flow: Callable[[FlowResult], None] | None = None,
@@ -475,7 +523,9 @@ def replay_parallel(
         workers: the number of processes, this one included.
         config: the plugin configuration.
         root_id: the plugin's root id.
-        fail_open: let traffic through when the filter fails.
+        fail_open: Envoy's deprecated ``fail_open: true``.
+        failure_policy: what follows a filter failure (Envoy's
+            ``failure_policy``, see :func:`wasmkit.replay.run.replay`).
         options: chunking and timing.
         upstream: answers requests instead of the recorded responses; must be
             picklable (a module-level function).
@@ -541,6 +591,7 @@ def replay_parallel(
                 config=config,
                 root_id=root_id,
                 fail_open=fail_open,
+                failure_policy=failure_policy,
                 options=options or ReplayOptions(),
                 upstream=upstream,
                 vm_options=vm_options,
@@ -784,6 +835,7 @@ class _Here:
             config=job.config,
             root_id=job.root_id,
             fail_open=job.fail_open,
+            failure_policy=job.failure_policy,
             **job.vm_options,
         )
         guard.busy = False
@@ -798,6 +850,11 @@ class _Here:
         self.replay_s = 0.0
         self.replayed = 0
         self.moving_s = 0.0
+        self.failed_at: int | None = None
+        """Where this process's VM first failed (a position)."""
+        self.head_totals: ReplayTotals | None = None
+        """The head's counts (compact replays), without the tail's."""
+        self._failed: tuple[Plugin, FlowRunner] | None = None
 
     def calibrate(self) -> None:
         # Replays from the first flow until every worker is ready (and at
@@ -831,10 +888,14 @@ class _Here:
         on_flow = self.on_flow if live else None
         guard = self.guard
         stop = flows.start
+        vm = self.plugin.vm
         for exchange in self.items[flows.start : flows.stop]:
             guard.busy = True  # an interrupt waits for the flow to finish
+            vm.flow = exchange.index  # named should the VM fail on it
             flow = run(exchange)
             guard.busy = False
+            if self.failed_at is None and vm.failed is not None:
+                self.failed_at = stop
             stop += 1
             if add(flow) and on_flow is not None:
                 on_flow(kept[-1])
@@ -848,6 +909,8 @@ class _Here:
         if live:
             self.head_kept = len(kept)
             self.head_callouts = len(self.plugin.vm.callouts)
+            if self.mine.counted() is not None:
+                self.head_totals = copy.deepcopy(self.mine.totals)
         guard.check()
 
     def _poll(self) -> None:
@@ -901,6 +964,7 @@ class _Here:
             config=job.config,
             root_id=job.root_id,
             fail_open=job.fail_open,
+            failure_policy=job.failure_policy,
             **job.vm_options,
         )
         self.guard.busy = False
@@ -910,6 +974,7 @@ class _Here:
         try:
             for exchange in self.items[lost.start : lost.stop]:
                 guard.busy = True
+                plugin.vm.flow = exchange.index
                 flow = runner.run(exchange)
                 guard.busy = False
                 collector.add(flow)
@@ -926,6 +991,39 @@ class _Here:
             totals=totals,
         )
 
+    def _replay_failed(
+        self, flows: range, failure: VmFailure
+    ) -> tuple[list[FlowResult], _wire.Ending]:
+        # A VM failed on an earlier part: ``flows`` go through a VM failed
+        # the same way, as one VM's later flows would (fail_closed: the 503
+        # without the filter; fail_open: without the filter).
+        job = self.job
+        if self._failed is None:
+            plugin = load(
+                job.filter,
+                config=job.config,
+                root_id=job.root_id,
+                fail_open=job.fail_open,
+                failure_policy=job.failure_policy,
+                **job.vm_options,
+            )
+            runner = FlowRunner(plugin, job.options, job.upstream, job.origin)
+            self._failed = (plugin, runner)
+        plugin, runner = self._failed
+        plugin.vm.failed, plugin.vm.failure = failure.error, failure
+        collector = FlowCollector(job.keep, job.max_kept)
+        for exchange in self.items[flows.start : flows.stop]:
+            collector.add(runner.run(exchange))
+        ending = _wire.Ending(
+            metrics=[], name=plugin.vm.module.name, totals=collector.counted()
+        )
+        return collector.flows, ending
+
+    def _stays_failed(self) -> bool:
+        # fail_reload reloads a failed VM: a later part's new VM stands for
+        # the reload (VM state does not carry across parts anyway).
+        return self.plugin.config.policy != "fail_reload"
+
     def result(self) -> ReplayResult:
         """Waits for the workers; every flow in capture order."""
         job, items = self.job, self.items
@@ -936,8 +1034,18 @@ class _Here:
         totals = [self.mine.totals] if self.mine.counted() is not None else []
         tables = [vm.metrics.table()]
         callouts = list(vm.callouts[: self.head_callouts])
+        # A VM that failed stays failed (fail_closed, fail_open): the flows
+        # of the parts after it are what that VM would have made of them.
+        failure: VmFailure | None = None
+        if (
+            self._stays_failed()
+            and self.failed_at is not None
+            and self.failed_at in self.head
+        ):
+            failure = vm.failure
         for k, worker in enumerate(self.used):
             ending = None
+            row: _FailRow | None = None
             answered = worker.flows
             if worker.started():  # or its load error
                 while worker.finish is None and worker.lost is None:
@@ -947,7 +1055,7 @@ class _Here:
                 if worker.lost is None:
                     assert worker.finish is not None
                     try:
-                        ending = worker.finish.result()
+                        ending, row = worker.finish.result()
                         worker.pool.submit(_tidy)  # while this process goes on
                     except BrokenProcessPool as exc:
                         worker.lost = exc
@@ -956,13 +1064,25 @@ class _Here:
             if self.on_progress is not None:
                 done = len(worker.part) if len(worker.recovered) else worker.flows
                 self.on_progress(done - answered)
+            if failure is not None:
+                worker.done, ending = self._replay_failed(worker.part, failure)
+            elif row is not None and self._stays_failed():
+                failure = _failure_of(row)
             _collect(collector, worker.done, self.on_flow)
             if ending.totals is not None:
                 totals.append(ending.totals)
             tables.append(ending.metrics)
             callouts.extend(ending.callouts)
-        _collect(collector, kept[self.head_kept :], self.on_flow)
-        callouts.extend(vm.callouts[self.head_callouts :])
+        tail = kept[self.head_kept :]
+        if failure is not None and failure is not vm.failure and len(self.tail):
+            # A worker's VM failed before the tail this VM replayed.
+            tail, ending = self._replay_failed(self.tail, failure)
+            if totals and ending.totals is not None:
+                totals[0] = self.head_totals or ReplayTotals()
+                totals.append(ending.totals)
+        else:
+            callouts.extend(vm.callouts[self.head_callouts :])
+        _collect(collector, tail, self.on_flow)
         counted = collector.counted()
         if counted is not None:
             counted = ReplayTotals()
