@@ -1,8 +1,9 @@
 """The compare view: a :class:`~wasmkit.replay.compare.Comparison` as widgets.
 
 A status line (flows, how many differ), an All / Differing toggle, the flow
-list and, for the selected flow, A and B side by side: status, action, local
-reply, failure, then where their headers and bodies differ. CSS classes
+list and, for the selected flow, the two sides (labelled with the
+comparison's names) side by side: status, action, local reply, failure, then
+where their headers and bodies differ. CSS classes
 (``wasmkit-compare``, ``wasmkit-status``, ``wasmkit-show``,
 ``wasmkit-flowlist``) are a contract with the browser test; keep them.
 """
@@ -35,14 +36,19 @@ def _status(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
-def flow_label(flow: FlowComparison) -> str:
-    """``#3  POST host/login  A 200 forwarded | B 403 local reply``."""
+def flow_label(flow: FlowComparison, names: tuple[str, str] = ("a", "b")) -> str:
+    """The list's label of a flow, the sides by their names.
+
+    ``#3  POST host/login  old 200 forwarded | new 403 local reply  differs:
+    status, action, local reply``.
+    """
     text = (
         f"#{flow.index}  {flow.method} {_host(flow)}{flow.path}  "
-        f"A {_status(flow.status_a)} {flow.action_a} | "
-        f"B {_status(flow.status_b)} {flow.action_b}"
+        f"{names[0]} {_status(flow.status_a)} {flow.action_a} | "
+        f"{names[1]} {_status(flow.status_b)} {flow.action_b}"
     )
-    return text + ("  differs" if flow.differs else "")
+    fields = flow.fields
+    return text + (f"  differs: {', '.join(fields)}" if fields else "")
 
 
 def _reply(flow: FlowResult | None) -> str:
@@ -91,17 +97,18 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
 
     def _status(self) -> str:
         c = self.comparison
+        a, b = c.names
         return (
-            f"<b>A</b> {e(short_name(c.a.filter))} vs <b>B</b> "
+            f"<b>{e(a)}</b> {e(short_name(c.a.filter))} vs <b>{e(b)}</b> "
             f"{e(short_name(c.b.filter))} · {len(c.flows)} flows · "
             f"{len(c.differing)} differing &nbsp; {tables.LEGEND} "
-            "(added: only in B, removed: only in A)"
+            f"(added: only in {e(b)}, removed: only in {e(a)})"
         )
 
     def _refresh_list(self, change: Any = None) -> None:
         differing = self.show_mode.value == "Differing"
         options = [
-            (flow_label(f), f.index)
+            (flow_label(f, self.comparison.names), f.index)
             for f in self.comparison.flows
             if f.differs or not differing
         ]
@@ -132,11 +139,11 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
                 else "<p>No flows.</p>"
             )
             return
-        self.detail.value = render_flow(self.flows[index])
+        self.detail.value = render_flow(self.flows[index], self.comparison.names)
 
 
-def render_flow(flow: FlowComparison) -> str:
-    """One flow under A and B, side by side, as HTML."""
+def render_flow(flow: FlowComparison, names: tuple[str, str] = ("a", "b")) -> str:
+    """One flow under both sides (labelled by ``names``), side by side, as HTML."""
     a, b = flow.a, flow.b
     rows = [
         ("status", _status(flow.status_a), _status(flow.status_b)),
@@ -144,9 +151,9 @@ def render_flow(flow: FlowComparison) -> str:
         ("local reply", _reply(a), _reply(b)),
         ("failure", _error(a), _error(b)),
     ]
-    frame = pd.DataFrame(rows, columns=["", "A", "B"])
+    frame = pd.DataFrame(rows, columns=["", *names])
     parts = [
-        f"<p><b>{e(flow_label(flow))}</b></p>",
+        f"<p><b>{e(flow_label(flow, names))}</b></p>",
         tables.styled(
             frame,
             table_class="wasmkit-compare-side",
@@ -172,16 +179,17 @@ def render_flow(flow: FlowComparison) -> str:
             flow.index,
             message_a.headers if message_a is not None else None,
             message_b.headers if message_b is not None else None,
-            labels=("A", "B"),
+            labels=names,
         )
         parts.append(f"<p><b>{e(side)} headers</b></p>")
-        parts.append(table if shown else "<p>The same under A and B.</p>")
+        same = f"<p>The same under {e(names[0])} and {e(names[1])}.</p>"
+        parts.append(table if shown else same)
     parts.append("<p><b>bodies</b></p>")
     parts.append(
         tables.body_table(
             flow.index,
             [("request", flow.request_body), ("response", flow.response_body)],
-            labels=("A", "B"),
+            labels=names,
         )
     )
     return "\n".join(parts)

@@ -12,6 +12,7 @@ from wasmkit.build import Artifact
 from wasmkit.errors import FilterError
 from wasmkit.host import HttpMessage, Plugin, StreamResult, load
 from wasmkit.host import request as make_request
+from wasmkit.notebook import cell_lines
 from wasmkit.replay.results import ReplayResult
 from wasmkit.replay.run import replay
 
@@ -40,6 +41,9 @@ class Filter:
         root_id: the plugin's root id.
         name: how replays and the explorer name it (default: the source's
             folder or file name and the language, e.g. ``json_rewrite/go``).
+        cell_first_line: for a filter built from a ``%%wasm`` cell, the cell
+            line its source starts on (2): failures (a Go or Rust panic) then
+            name the cell's line beside the generated file's.
         **vm_options: for :class:`wasmkit.host.FilterVm` (``limits``,
             ``properties``, ``responder`` ...), used by every load and replay.
 
@@ -55,10 +59,13 @@ class Filter:
         config: bytes | str = b"",
         root_id: str = "",
         name: str | None = None,
+        cell_first_line: int | None = None,
         **vm_options: Any,
     ) -> None:
         self.artifact = artifact
         self.name = name or _default_name(artifact)
+        self.cell_first_line = cell_first_line
+        """The cell line the source starts on, for a ``%%wasm`` filter."""
         self.config = config.encode() if isinstance(config, str) else config
         self.root_id = root_id
         self.vm_options = vm_options
@@ -78,9 +85,17 @@ class Filter:
     def reload(self) -> Plugin:
         """Close the VM and load the module again: fresh state, same module."""
         self.close()
-        self._plugin = load(
-            self.artifact, config=self.config, root_id=self.root_id, **self.vm_options
-        )
+        try:
+            self._plugin = load(
+                self.artifact,
+                config=self.config,
+                root_id=self.root_id,
+                **self.vm_options,
+            )
+        except FilterError as exc:
+            if self.cell_first_line is not None:
+                cell_lines.map_error(exc, self.artifact.lang, self.cell_first_line)
+            raise
         self.load_ms = self._plugin.load_ms or 0.0
         return self._plugin
 
@@ -95,9 +110,12 @@ class Filter:
         ``request`` defaults to ``wasmkit.request()`` (``GET /``), ``response``
         to an empty 200. A filter failure is reported in the result.
         """
-        return self.plugin.run_http(
+        result = self.plugin.run_http(
             make_request() if request is None else request, response, **options
         )
+        if self.cell_first_line is not None:
+            cell_lines.map_result(result, self.artifact.lang, self.cell_first_line)
+        return result
 
     def replay(
         self, capture: PathArg | Sequence[PathArg], **options: Any
@@ -116,6 +134,8 @@ class Filter:
         kwargs.update(options)
         result = replay(self.artifact.path, capture, **kwargs)
         result.filter = f"{self.name} ({self.artifact.lang})"
+        if self.cell_first_line is not None:
+            cell_lines.to_cell_lines(result, self.artifact.lang, self.cell_first_line)
         return result
 
     def close(self) -> None:
@@ -144,7 +164,7 @@ class Filter:
         return [name for name in exports if name.startswith("proxy_on_")]
 
     def __repr__(self) -> str:
-        return f"<wasmkit Filter {self.artifact.summary()}>"
+        return f"<wasmkit Filter {self.name!r}: {self.artifact.summary()}>"
 
     def _repr_html_(self) -> str:
         a = self.artifact
@@ -160,20 +180,33 @@ class Filter:
             "disk": f"code from the module cache, {module.load_ms:.0f} ms",
             "memory": "code already in this kernel",
         }[module.origin]
+        hits = [
+            f"build cache: {'yes' if a.cache_hit else 'no'}",
+            {
+                "compiled": "module cache: no",
+                "disk": "module cache: yes",
+                "memory": "module cache: yes (loaded in this kernel)",
+            }[module.origin],
+        ]
         rows = [
             ("language", f"{a.lang} ({tools})" if tools else a.lang),
-            ("size", f"{a.size:,} bytes"),
             ("ABI version", self.abi_version),
+            ("size", f"{a.size:,} bytes"),
             ("root id", self.root_id or '""'),
             ("build time", timing),
             ("load time", f"{self.load_ms:.0f} ms ({code})"),
-            ("cache hit", "yes" if a.cache_hit else "no"),
+            ("cache hits", ", ".join(hits)),
             ("callbacks", ", ".join(self.callbacks) or "none"),
             ("module", str(a.path)),
         ]
+        # Long values (the module's path in the cache) wrap inside the card.
+        cell = "text-align:left;vertical-align:top;padding:1px 8px 1px 0"
+        wrap = f"{cell};overflow-wrap:anywhere;word-break:break-all"
         body = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
-            f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
+            f"<tr><th style='{cell};white-space:nowrap'>{html.escape(k)}</th>"
+            f"<td style='{wrap if k == 'module' else cell}'>"
+            + (f"<code>{html.escape(v)}</code>" if k == "module" else html.escape(v))
+            + "</td></tr>"
             for k, v in rows
         )
         warnings = "".join(
@@ -181,6 +214,11 @@ class Filter:
         )
         extra = f"<p>warnings:</p><ul>{warnings}</ul>" if warnings else ""
         return (
-            f"<div><p><b>wasmkit filter</b> <code>{html.escape(a.path.name)}"
-            f"</code></p><table>{body}</table>{extra}</div>"
+            "<div class='wasmkit-filter-card' style='max-width:100%;overflow:hidden'>"
+            f"<p><b>{html.escape(self.name)}</b> · wasmkit filter "
+            f"({html.escape(a.lang)}, ABI {html.escape(self.abi_version)}, "
+            f"<code>{html.escape(a.path.name)}</code>)</p>"
+            "<table style='table-layout:fixed;width:100%;max-width:60em'>"
+            "<colgroup><col style='width:9em'><col></colgroup>"
+            f"{body}</table>{extra}</div>"
         )

@@ -205,7 +205,12 @@ class WasmkitMagics(Magics):
             **options.build_options(args),
         )
         loaded = Filter(
-            artifact, config=config, root_id=root_id, name=name, **vm_options
+            artifact,
+            config=config,
+            root_id=root_id,
+            name=name,
+            cell_first_line=2,  # the %%wasm line is line 1
+            **vm_options,
         )
         previous = self._ns.get(name)
         if isinstance(previous, Filter) and previous is not loaded:

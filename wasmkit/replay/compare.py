@@ -12,7 +12,7 @@ import html
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from wasmkit.diff.compare import BodyChange, HeaderChange, body_change, header_changes
 from wasmkit.host.message import HeaderPairs, HttpMessage, LocalReply
@@ -26,9 +26,15 @@ PathArg = str | os.PathLike[str]
 COLUMNS = [
     "index", "method", "path", "status_a", "status_b", "action_a", "action_b",
     "request_headers", "response_headers", "request_body", "response_body",
-    "local_reply", "error", "differs",
+    "local_reply", "error", "fields", "differs",
 ]  # fmt: skip
 """The keys of :attr:`Comparison.rows`, in order."""
+
+FIELDS = (
+    "missing", "status", "action", "request headers", "response headers",
+    "request body", "response body", "local reply", "error",
+)  # fmt: skip
+"""What :attr:`FlowComparison.fields` can name, in this order."""
 
 
 def _headers(message: HttpMessage | None) -> HeaderPairs | None:
@@ -147,20 +153,30 @@ class FlowComparison:
         return "" if ea == eb else f"{ea} -> {eb}"
 
     @property
+    def fields(self) -> list[str]:
+        """Where the two outputs differ: names from :data:`FIELDS`, in order.
+
+        ``missing`` when one side did not replay the flow; ``[]`` when the
+        outputs are the same.
+        """
+        req, resp = self.request_body, self.response_body
+        differ = {
+            "missing": self.a is None or self.b is None,
+            "status": self.status_a != self.status_b,
+            "action": self.action_a != self.action_b,
+            "request headers": bool(self.request_headers),
+            "response headers": bool(self.response_headers),
+            "request body": req is not None and req.changed,
+            "response body": resp is not None and resp.changed,
+            "local reply": bool(self.local_reply),
+            "error": bool(self.error),
+        }
+        return [name for name in FIELDS if differ[name]]
+
+    @property
     def differs(self) -> bool:
-        """The two outputs differ somewhere."""
-        return bool(
-            self.a is None
-            or self.b is None
-            or self.status_a != self.status_b
-            or self.action_a != self.action_b
-            or self.request_headers
-            or self.response_headers
-            or (self.request_body is not None and self.request_body.changed)
-            or (self.response_body is not None and self.response_body.changed)
-            or self.local_reply
-            or self.error
-        )
+        """The two outputs differ somewhere (see :attr:`fields`)."""
+        return bool(self.fields)
 
     def row(self) -> dict[str, Any]:
         """One summary dict (keys: :data:`COLUMNS`)."""
@@ -178,6 +194,7 @@ class FlowComparison:
             "response_body": _body_text(self.response_body),
             "local_reply": self.local_reply,
             "error": self.error,
+            "fields": ", ".join(self.fields),
             "differs": self.differs,
         }
 
@@ -231,6 +248,9 @@ class Comparison:
     """Replay b."""
     flows: list[FlowComparison]
     """One entry per flow index either replay has, in index order."""
+    names: tuple[str, str] = ("a", "b")
+    """How views label the two sides: the user's names (``names=``, a
+    ``%%wasm`` filter's name, a path's file name), else ``a`` and ``b``."""
 
     def __iter__(self) -> Iterator[FlowComparison]:
         return iter(self.flows)
@@ -255,10 +275,54 @@ class Comparison:
         return compare_frames.comparison(self, differing=differing)
 
     def __repr__(self) -> str:
+        a, b = self.names
         return (
-            f"<Comparison {self.a.filter!r} vs {self.b.filter!r}: "
+            f"<Comparison {a!r} vs {b!r}: "
             f"{len(self.flows)} flows, {len(self.differing)} differ>"
         )
+
+    def text(self, *, max_rows: int = 200) -> str:
+        """The differing flows as a plain-text table, then one line of counts."""
+        a, b = self.names
+        columns = [
+            ("#", 4), ("method", 7), ("path", 28), (a, 18), (b, 18), ("differs in", 0)
+        ]  # fmt: skip
+        lines = ["  ".join(f"{t[:w] if w else t:<{w}}" for t, w in columns).rstrip()]
+        differing = self.differing
+        for flow in differing[:max_rows]:
+            row = flow.row()
+            cells = [
+                str(flow.index),
+                row["method"],
+                row["path"],
+                f"{_shown(row['status_a'])} {row['action_a']}",
+                f"{_shown(row['status_b'])} {row['action_b']}",
+                row["fields"],
+            ]
+            lines.append(
+                "  ".join(
+                    f"{_cut(c, w):<{w}}" if w else c
+                    for c, (_, w) in zip(cells, columns, strict=True)
+                ).rstrip()
+            )
+        if len(differing) > max_rows:
+            lines.append(f"... {len(differing) - max_rows} more flows")
+        lines.append(
+            f"{len(self.flows)} flows compared, {len(differing)} differ: "
+            f"{a} = {_first_line(self.a.filter)}, {b} = {_first_line(self.b.filter)}"
+        )
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """The comparison as JSON: names, counts and the differing flows' rows."""
+        return {
+            "a": self.names[0],
+            "b": self.names[1],
+            "filters": [self.a.filter, self.b.filter],
+            "flows": len(self.flows),
+            "differing": len(self.differing),
+            "rows": [f.row() for f in self.differing],
+        }
 
     def _repr_html_(self) -> str:
         # The static summary (saved notebooks, exports): the differing flows.
@@ -273,11 +337,12 @@ class Comparison:
             for r in rows[:_HTML_ROWS]
         )
         more = len(rows) - _HTML_ROWS
+        name_a, name_b = self.names
         return (
             f'<div class="wasmkit-compare-summary"><p><b>compare</b> '
-            f"{cell(_first_line(self.a.filter))} vs "
-            f"{cell(_first_line(self.b.filter))}: {len(self.flows)} flows, "
-            f"{len(rows)} differing</p>"
+            f"<b>{cell(name_a)}</b> ({cell(_first_line(self.a.filter))}) vs "
+            f"<b>{cell(name_b)}</b> ({cell(_first_line(self.b.filter))}): "
+            f"{len(self.flows)} flows, {len(rows)} differing</p>"
             + (f"<table><tr>{head}</tr>{body}</table>" if rows else "")
             + (f"<p>… and {more} more</p>" if more > 0 else "")
             + "</div>"
@@ -298,17 +363,56 @@ class Comparison:
 _HTML_ROWS = 200
 
 
+def _shown(status: int | None) -> str:
+    return "-" if status is None else str(status)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _first_line(name: str) -> str:
     first = name.strip().splitlines()[0] if name.strip() else name
     return first if len(first) <= 80 and first == name.strip() else first[:60] + " …"
 
 
-def compare_results(a: ReplayResult, b: ReplayResult) -> Comparison:
+def compare_results(
+    a: ReplayResult, b: ReplayResult, names: tuple[str, str] = ("a", "b")
+) -> Comparison:
     """Pair two replays of the same capture by flow index."""
     by_a = {f.index: f for f in a.flows}
     by_b = {f.index: f for f in b.flows}
     indices = sorted(set(by_a) | set(by_b))
-    return Comparison(a, b, [_pair(i, by_a.get(i), by_b.get(i)) for i in indices])
+    flows = [_pair(i, by_a.get(i), by_b.get(i)) for i in indices]
+    return Comparison(a, b, flows, _distinct(names))
+
+
+def _distinct(names: tuple[str, str]) -> tuple[str, str]:
+    # Two sides named alike (one filter, two configurations) stay apart.
+    a, b = names
+    if a != b:
+        return a, b
+    return (f"{a} (a)", f"{b} (b)") if (a, b) != ("a", "b") else ("a", "b")
+
+
+def _side_name(side: Any, default: str) -> str:
+    # A %%wasm filter by its name; a path as the user gave it, by its file
+    # name; anything else (a build artifact in the cache, bytes, WAT text,
+    # a replay result) as a or b.
+    name = getattr(side, "name", None)
+    if _is_filter(side) and isinstance(name, str) and name:
+        return name
+    if isinstance(side, str) and not side.lstrip().startswith("("):
+        return os.path.basename(side.rstrip("/")) or side
+    if type(side).__name__ in ("PosixPath", "WindowsPath", "Path"):
+        return os.path.basename(os.fspath(side)) or default
+    return default
+
+
+def _is_filter(side: Any) -> bool:
+    # What %%wasm binds (wasmkit.notebook.display.Filter), told by its shape:
+    # the core does not import the notebook layer.
+    return callable(getattr(side, "replay", None)) and hasattr(side, "artifact")
 
 
 _UNSET: Any = object()
@@ -321,6 +425,7 @@ def compare(
     *,
     config_a: bytes | str = _UNSET,
     config_b: bytes | str = _UNSET,
+    names: tuple[str, str] | None = None,
     **options: Any,
 ) -> Comparison | EnvoyComparison:
     """Compare two builds, or two configurations, over the same capture.
@@ -336,12 +441,19 @@ def compare(
     :class:`wasmkit.envoy.differ.EnvoyComparison` (normalizations counted,
     ``identical``, ``unexplained``).
 
+    A filter is anything :func:`wasmkit.replay.run.replay` takes (a path,
+    a build artifact, wasm bytes, WAT text) or the filter a ``%%wasm`` cell
+    binds, which replays with its own configuration, root id and VM options
+    (``config_a`` / ``config_b`` and ``options`` override them).
+
     Args:
-        a: a replay result, or a filter (as for :func:`wasmkit.replay.run.replay`).
+        a: a replay result, or a filter.
         b: the same for the other side.
         captures: the capture(s) to replay, when ``a`` and ``b`` are filters.
         config_a: a's plugin configuration (default: ``config``, else empty).
         config_b: b's plugin configuration (default: ``config``, else empty).
+        names: how views label the sides (default: a ``%%wasm`` filter's
+            name, a path's file name, else ``a`` and ``b``).
         **options: for :func:`~wasmkit.replay.run.replay` on both sides
             (``config``, ``limit``, ``workers``, ``responder``...).
 
@@ -366,18 +478,33 @@ def compare(
 
             ours, theirs = (a, b) if b.runtime == "envoy" else (b, a)
             return differ.compare_envoy(ours, theirs)
-        return compare_results(a, b)
+        return compare_results(a, b, names or ("a", "b"))
     if any(results):
         raise ValueError("compare: pass two replay results or two filters")
     if captures is None:
         raise ValueError("compare: filters need a capture to replay")
+    config = options.pop("config", _UNSET)
+    labels = names or (_side_name(a, "a"), _side_name(b, "b"))
+    result_a = _replay_side(a, captures, config_a, config, options)
+    result_b = _replay_side(b, captures, config_b, config, options)
+    return compare_results(result_a, result_b, labels)
+
+
+def _replay_side(
+    side: Any,
+    captures: PathArg | Sequence[PathArg],
+    config: Any,
+    shared: Any,
+    options: dict[str, Any],
+) -> ReplayResult:
     from wasmkit.replay.run import replay
 
-    config = options.pop("config", b"")
-    result_a = replay(
-        a, captures, config=config if config_a is _UNSET else config_a, **options
-    )
-    result_b = replay(
-        b, captures, config=config if config_b is _UNSET else config_b, **options
-    )
-    return compare_results(result_a, result_b)
+    wanted = dict(options)
+    chosen = config if config is not _UNSET else shared
+    if _is_filter(side):
+        # The %%wasm filter's configuration unless one is given.
+        if chosen is not _UNSET:
+            wanted["config"] = chosen
+        return cast(ReplayResult, side.replay(captures, **wanted))
+    wanted["config"] = b"" if chosen is _UNSET else chosen
+    return replay(side, captures, **wanted)
