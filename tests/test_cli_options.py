@@ -159,3 +159,26 @@ def test_failure_policy_flags(tmp_path):
         assert "the VM failed at flow 4" in " ".join(records[5]["notes"])
     assert failed["fail_closed"] == list(range(4, 17))
     assert failed["fail_open"] == [4]
+
+
+def test_vm_environment_flags(tmp_path, monkeypatch):
+    from .host.test_plugin import ENV_LOGGER
+
+    monkeypatch.setenv("WASMKIT_TEST_REGION", "eu-1")
+    got = options.vm_options(
+        _parse("--env", "A=1", "--env", "B=x=y", "--host-env", "WASMKIT_TEST_REGION")
+    )
+    assert got["environment"] == {"A": "1", "B": "x=y"}
+    assert got["host_env_keys"] == ("WASMKIT_TEST_REGION",)
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        options.vm_options(_parse("--env", "novalue"))
+    out = tmp_path / "records.json"
+    proc = wasmkit(
+        "replay", write(tmp_path, "env.wat", ENV_LOGGER), str(FLOW), "--limit", "1",
+        "--env", "A=1", "--host-env", "WASMKIT_TEST_REGION", "--json", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (record,) = json.loads(out.read_text())
+    assert [log["message"] for log in record["logs"]] == [
+        "A=1;WASMKIT_TEST_REGION=eu-1;"
+    ]

@@ -4,7 +4,8 @@ One definition, so a flag means the same on the command line and in a cell:
 
 ``--timeout-ms``, ``--start-timeout-ms``, ``--memory-mb``, ``--fuel`` (the
 :class:`~wasmkit.host.vm.Limits`), ``--log-level``, ``--vm-config``,
-``--property``, ``--failure-policy``, ``--reload-backoff-ms`` (VM options) and
+``--property``, ``--env``, ``--host-env``, ``--failure-policy``,
+``--reload-backoff-ms`` (VM options) and
 ``--tags``, ``--go-flags``, ``--build-arg`` (build options, for filters given
 as source).
 """
@@ -100,6 +101,23 @@ def add_vm_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--vm-config", help="VM configuration: TEXT or @FILE")
     group.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable of the VM, as Envoy's vm_config."
+        "environment_variables.key_values (repeatable; the host's own "
+        "environment stays invisible)",
+    )
+    group.add_argument(
+        "--host-env",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="pass this process's variable KEY to the VM, as Envoy's "
+        "host_env_keys (repeatable; left out when unset)",
+    )
+    group.add_argument(
         "--failure-policy",
         choices=FAILURE_POLICIES,
         help="after the filter fails, as Envoy's failure_policy: fail_closed "
@@ -185,6 +203,16 @@ def vm_options(args: argparse.Namespace) -> dict[str, Any]:
         "log_level": args.log_level,
         "vm_configuration": text_or_file(args.vm_config),
     }
+    if args.env:
+        env: dict[str, str] = {}
+        for item in args.env:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ValueError(f"--env must look like KEY=VALUE, not {item!r}")
+            env[key] = value
+        options["environment"] = env
+    if args.host_env:
+        options["host_env_keys"] = tuple(args.host_env)
     if args.failure_policy is not None:
         options["failure_policy"] = args.failure_policy
     if args.reload_backoff_ms != RELOAD_BACKOFF_MS:

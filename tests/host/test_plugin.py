@@ -314,3 +314,52 @@ def test_start_error_on_vm_start_shows_the_vm_configuration():
         load(wat, vm_configuration="vm-settings")
     assert "VM configuration: vm-settings" in str(info.value)
     assert info.value.configuration == "vm-settings"
+
+
+# Logs the VM's WASI environment on each request: "K=V;K2=V2;" (each
+# entry's NUL as ";").
+ENV_LOGGER = filter_wat(
+    """(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+         (local $i i32) (local $size i32)
+         (drop (call $wasi_environ_sizes_get (i32.const 0x10000) (i32.const 0x10004)))
+         (drop (call $wasi_environ_get (i32.const 0x10100) (i32.const 0x11000)))
+         (local.set $size (i32.load (i32.const 0x10004)))
+         (block $done (loop $each
+           (br_if $done (i32.ge_u (local.get $i) (local.get $size)))
+           (if (i32.eqz (i32.load8_u (i32.add (i32.const 0x11000) (local.get $i))))
+             (then (i32.store8 (i32.add (i32.const 0x11000) (local.get $i))
+               (i32.const 59))))
+           (local.set $i (i32.add (local.get $i) (i32.const 1)))
+           (br $each)))
+         (drop (call $proxy_log (i32.const 2) (i32.const 0x11000) (local.get $size)))
+         (i32.const 0))""",
+    wasi=True,
+)
+
+
+def _environment_seen(**options):
+    logs = load(ENV_LOGGER, **options).run_http(request(), response()).logs
+    (line,) = [log.message for log in logs]
+    return sorted(item for item in line.split(";") if item)
+
+
+def test_the_vm_environment_is_explicit(monkeypatch):
+    monkeypatch.setenv("WASMKIT_TEST_SECRET", "s3cr3t")
+    monkeypatch.setenv("WASMKIT_TEST_REGION", "eu-1")
+    monkeypatch.delenv("WASMKIT_TEST_UNSET", raising=False)
+    # The host's environment is invisible by default.
+    assert _environment_seen() == []
+    assert _environment_seen(environment={"A": "1", "B": "two=2"}) == [
+        "A=1",
+        "B=two=2",
+    ]
+    # host_env_keys copies the named variables that are set, as Envoy does.
+    seen = _environment_seen(
+        environment={"A": "1"},
+        host_env_keys=["WASMKIT_TEST_REGION", "WASMKIT_TEST_UNSET"],
+    )
+    assert seen == ["A=1", "WASMKIT_TEST_REGION=eu-1"]
+    with pytest.raises(ValueError, match=r"Key A is duplicated .* must be unique"):
+        load(ENV_LOGGER, environment={"A": "1"}, host_env_keys=["A"])
+    with pytest.raises(ValueError, match="Key K is duplicated"):
+        load(ENV_LOGGER, host_env_keys=["K", "K"])

@@ -242,7 +242,14 @@ class FilterVm:
         clock: the virtual clock (a new one by default).
         trace: record every callback and host call.
         properties: property overrides, ``{"a.b": value}``.
-        environ: environment variables for the guest.
+        environment: the VM's environment variables, as Envoy's
+            ``vm_config.environment_variables.key_values``: what the guest
+            reads through WASI ``environ_get``. The host's own environment
+            stays invisible unless named in ``host_env_keys``.
+        host_env_keys: names of this process's environment variables the
+            guest sees too (``environment_variables.host_env_keys``; an unset
+            one is left out, as Envoy does).
+        environ: the older name of ``environment``.
         responder: answers HTTP callouts: a function of a ``Callout`` or a
             table keyed by cluster (see :mod:`wasmkit.host.callouts`).
         clusters: the cluster names callouts may use (default: the table's).
@@ -280,6 +287,8 @@ class FilterVm:
         trace: bool = True,
         properties: Mapping[str, properties.PropertyValue] | None = None,
         environ: Mapping[str, str] | None = None,
+        environment: Mapping[str, str] | None = None,
+        host_env_keys: Iterable[str] = (),
         responder: Responder | Mapping[str, Any] | None = None,
         clusters: Iterable[str] | None = None,
         grpc_responder: GrpcResponder | Mapping[str, Any] | None = None,
@@ -346,7 +355,12 @@ class FilterVm:
             "cluster_metadata": xds["cluster_metadata"],
             "metadata": {"filter_metadata": {}},  # dynamic metadata
         }
-        self.environ = dict(environ or {})
+        if environ is not None and environment is not None:
+            raise ValueError("give environment or environ (its older name), not both")
+        self.environ = vm_environment(
+            environment if environment is not None else environ, host_env_keys
+        )
+        """The guest's environment variables (WASI ``environ_get``)."""
         self.foreign_functions: dict[str, Callable[[bytes], bytes]] = dict(
             host_imports_mod.BUILTIN_FOREIGN
         )
@@ -841,6 +855,35 @@ class FilterVm:
     def callouts(self) -> list[Callout]:
         """Every HTTP callout the filter made, in order."""
         return self.events.callouts
+
+
+def vm_environment(
+    key_values: Mapping[str, str] | None, host_env_keys: Iterable[str] = ()
+) -> dict[str, str]:
+    """The VM's environment as Envoy builds it from ``environment_variables``.
+
+    ``key_values`` as given, then each of ``host_env_keys`` that is set in
+    this process's environment, with its value here.
+
+    Raises:
+        ValueError: a key named twice (Envoy refuses the configuration:
+            "Key K is duplicated in ...environment_variables ... All the keys
+            must be unique.").
+    """
+    env = {str(k): str(v) for k, v in (key_values or {}).items()}
+    seen = set(env)
+    for key in host_env_keys:
+        if key in seen:
+            raise ValueError(
+                f"Key {key} is duplicated in envoy.extensions.wasm.v3.VmConfig."
+                "environment_variables (environment and host_env_keys). All the "
+                "keys must be unique."
+            )
+        seen.add(key)
+        value = os.environ.get(key)
+        if value is not None:
+            env[key] = value
+    return env
 
 
 def _parse_overrides(
