@@ -1,4 +1,4 @@
-"""The ``wasmkit`` command line: run, build, inspect, doctor and demo."""
+"""The ``wasmkit`` command line: run, build, inspect, doctor, replay, compare, demo."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from wasmkit import __version__, compat, options
+from wasmkit import __version__, _cli_compare, compat, options
 from wasmkit._cli_inputs import filter_problem, one_line, os_reason, root_id_warning
 from wasmkit.build import LANGUAGES, build, doctor
 from wasmkit.errors import (
@@ -440,21 +440,11 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_replay(sub: Any) -> None:
-    cmd = sub.add_parser(
-        "replay",
-        help="replay captured traffic through a filter",
-        description="Replay mitmproxy .flow or HAR captures through a filter and "
-        "show what it changed, flow by flow.",
-    )
-    cmd.add_argument("filter", help="a .wasm or .wat file, or a source folder/file")
-    cmd.add_argument("captures", nargs="+", help=".flow or .har files")
+def _add_replay_options(cmd: Any) -> None:
+    """The options ``replay`` and ``compare`` share (VM and build flags aside)."""
     cmd.add_argument("--config", help="plugin configuration: TEXT or @FILE")
     cmd.add_argument("--root-id", default="", help="the plugin's root id")
     cmd.add_argument("--callouts", help="answers to HTTP callouts (as for run)")
-    cmd.add_argument(
-        "--json", metavar="OUT", help="write the records as JSON (- for stdout)"
-    )
     cmd.add_argument("--limit", type=int, help="replay at most N exchanges")
     cmd.add_argument("--filter", dest="filter_expr", help="mitmproxy filter expression")
     cmd.add_argument(
@@ -475,6 +465,37 @@ def _add_replay(sub: Any) -> None:
         default="measured",
         help="with --workers: cut the capture by measured speed (fastest) or "
         "into even chunks (the same cut every run)",
+    )
+
+
+def _replay_kwargs(args: argparse.Namespace, responder: Any) -> dict[str, Any]:
+    """What :func:`_add_replay_options` asked for, as ``replay()`` takes it."""
+    return {
+        "config": _text_or_file(args.config),
+        "root_id": args.root_id,
+        "fail_open": args.fail_open,
+        "decoded": args.decoded,
+        "limit": args.limit,
+        "filter_expr": args.filter_expr,
+        "chunk_size": args.chunk_size,
+        "responder": responder,
+        "workers": args.workers,
+        "balance": args.balance,
+    }
+
+
+def _add_replay(sub: Any) -> None:
+    cmd = sub.add_parser(
+        "replay",
+        help="replay captured traffic through a filter",
+        description="Replay mitmproxy .flow or HAR captures through a filter and "
+        "show what it changed, flow by flow.",
+    )
+    cmd.add_argument("filter", help="a .wasm or .wat file, or a source folder/file")
+    cmd.add_argument("captures", nargs="+", help=".flow or .har files")
+    _add_replay_options(cmd)
+    cmd.add_argument(
+        "--json", metavar="OUT", help="write the records as JSON (- for stdout)"
     )
     cmd.add_argument(
         "--out", metavar="FLOW", help="write the traffic after the filter as .flow"
@@ -565,16 +586,7 @@ def _replay(args: argparse.Namespace) -> int:
         result = replay(
             path,
             args.captures,
-            config=_text_or_file(args.config),
-            root_id=args.root_id,
-            fail_open=args.fail_open,
-            decoded=args.decoded,
-            limit=args.limit,
-            filter_expr=args.filter_expr,
-            chunk_size=args.chunk_size,
-            responder=responder,
-            workers=args.workers,
-            balance=args.balance,
+            **_replay_kwargs(args, responder),
             # A bar on a terminal, plain lines when piped; quiet under a second.
             progress=True,
             keep=args.keep,
@@ -749,6 +761,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_inspect(sub)
     _add_doctor(sub)
     _add_replay(sub)
+    _cli_compare.add_parser(sub)
     demo = sub.add_parser("demo", help="run the sample filters on a request")
     demo.add_argument("--samples", default=str(SAMPLES), help="folder of built samples")
     args = parser.parse_args(argv)
@@ -772,6 +785,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _doctor(args)
     if args.command == "replay":
         return _replay(args)
+    if args.command == "compare":
+        return _cli_compare.run(args)
     return _demo(args)
 
 

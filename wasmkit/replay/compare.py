@@ -284,8 +284,10 @@ class Comparison:
     def text(self, *, max_rows: int = 200) -> str:
         """The differing flows as a plain-text table, then one line of counts."""
         a, b = self.names
+        side = min(max(len(a), len(b), 16), 32)
         columns = [
-            ("#", 4), ("method", 7), ("path", 28), (a, 18), (b, 18), ("differs in", 0)
+            ("#", 4), ("method", 7), ("path", 28), (a, side), (b, side),
+            ("differs in", 0),
         ]  # fmt: skip
         lines = ["  ".join(f"{t[:w] if w else t:<{w}}" for t, w in columns).rstrip()]
         differing = self.differing
