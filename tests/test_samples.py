@@ -163,7 +163,8 @@ def test_assemblyscript_sample_reads_config_despite_runtime_bug(samples):
     assert quirks and quirks[0].name == "proxy_get_buffer_bytes"
     result = plugin.run_http(request(), response())
     assert result.error is None
-    assert len(result.request_after.headers) == 4 + 100
+    # Pseudo-headers, x-forwarded-proto and x-request-id, and the 100 added.
+    assert len(result.request_after.headers) == 4 + 2 + 100
 
 
 def test_assemblyscript_sdk_abort_is_reported_with_its_message(samples):

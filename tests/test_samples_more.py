@@ -135,12 +135,16 @@ def callback_results(trace, name: str) -> list[object]:
 
 
 def reply_headers(status: int, body: bytes, *extra: tuple[bytes, bytes]):
-    """The headers of a local reply as the client gets it."""
+    """The headers of a local reply as the filter's response path passes it on.
+
+    Envoy's order (measured): ``:status``, the filter's headers, then
+    ``content-length`` and ``content-type``.
+    """
     return [
         (b":status", str(status).encode()),
+        *extra,
         (b"content-length", str(len(body)).encode()),
         (b"content-type", b"text/plain"),
-        *extra,
     ]
 
 
@@ -325,10 +329,12 @@ def test_json_rewrite_rewrites_json_objects(sample, lang, chunk_size, body, expe
     assert result.stalled is None
     assert result.response_before.body == body.encode()
     assert result.response_after.body == expected
+    # The router's x-envoy-upstream-service-time reached the filter too.
     assert result.response_after.headers == [
         (b":status", b"200"),
         (b"content-type", b"Application/JSON; charset=utf-8"),
         (b"x-k", b"v"),
+        (b"x-envoy-upstream-service-time", b"0"),
     ]
     assert filter_logs(result.logs, "json_rewrite") == [
         (LogLevel.INFO, f"json_rewrite: rewrote {len(body.encode())} bytes")
@@ -361,6 +367,7 @@ def test_json_rewrite_passes_non_json_unchanged(sample, lang, body):
     assert result.response_after.headers == [
         (b":status", b"200"),
         (b"content-type", b"application/json"),
+        (b"x-envoy-upstream-service-time", b"0"),
     ]
     assert filter_logs(result.logs, "json_rewrite") == [
         (LogLevel.INFO, "json_rewrite: not json")
@@ -394,9 +401,12 @@ def test_json_rewrite_json_without_body(sample, lang):
     )
     assert result.error is None, result.error
     # Headers-only response: no body callback, so nothing to rewrite or log.
+    # Envoy drops a 204's content-length before the filter; the router adds
+    # its service time.
     assert result.response_after.headers == [
         (b":status", b"204"),
         (b"content-type", b"application/json"),
+        (b"x-envoy-upstream-service-time", b"0"),
     ]
     assert result.response_after.body == b""
     assert filter_logs(result.logs, "json_rewrite") == []

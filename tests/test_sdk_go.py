@@ -120,8 +120,11 @@ def test_go_callout_resumes_the_request_on_200(callout_wasm):
     assert result.stalled is None and result.local_reply is None
     # The request went upstream only after the answer, with the answer's body.
     assert result.request_forwarded
-    assert result.request_after.headers[-2:] == [
+    # After the connection manager's x-forwarded-proto and x-request-id.
+    assert result.request_after.headers[-4:] == [
         (b"x-user", b"alice"),
+        (b"x-forwarded-proto", b"http"),
+        (b"x-request-id", result.request_before.get(b"x-request-id")),
         (b"x-auth", b"ok"),
     ]
     assert result.response_after.status == 200
@@ -536,7 +539,11 @@ def test_go_body_rewrite_buffers_then_replaces(body_rewrite_wasm, chunk_size, ca
     assert messages(result.logs) == calls
     assert result.response_before.body == b"hello world"
     assert result.response_after.body == b"<rewritten>HELLO WORLD</rewritten>"
-    assert result.response_after.headers == [(b":status", b"200"), (b"k", b"v")]
+    assert result.response_after.headers == [
+        (b":status", b"200"),
+        (b"k", b"v"),
+        (b"x-envoy-upstream-service-time", b"0"),
+    ]
     assert [t.result for t in result.trace if t.name == "proxy_on_response_body"] == [
         1
     ] * (len(calls) - 1) + [0]

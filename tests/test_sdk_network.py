@@ -428,7 +428,10 @@ def test_rust_grpc_sends_the_path_and_takes_a_raw_answer_as_text(grpc_client_was
     assert said(result) == b"plain text"
     (call,) = plugin.vm.events.grpc_calls
     assert call.sent == [b"\x0a\x08/a/b?c=d"]
-    assert call.metadata == [(b"x-request-id", b"-"), (b"x-caller", b"grpc_client")]
+    # The request id Envoy's connection manager gave the request.
+    rid = result.request_before.get(b"x-request-id")
+    assert rid is not None and len(rid) == 36
+    assert call.metadata == [(b"x-request-id", rid), (b"x-caller", b"grpc_client")]
     assert result.response_after.status == 204
 
 

@@ -19,6 +19,7 @@ from wasmkit.errors import (
     WasmkitError,
 )
 from wasmkit.host import (
+    ConnectionManager,
     FilterVm,
     HttpMessage,
     Limits,
@@ -111,6 +112,7 @@ _register_display()
 
 __all__ = [
     "Artifact",
+    "ConnectionManager",
     "FilterError",
     "FilterLoadError",
     "FilterStartError",

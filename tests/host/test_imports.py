@@ -8,6 +8,7 @@ trace recorded for each call.
 
 from __future__ import annotations
 
+import random
 import zlib
 
 import pytest
@@ -16,6 +17,7 @@ from wasmkit.abi import pairs
 from wasmkit.abi.constants import AbiVersion, LogLevel
 from wasmkit.errors import FilterLoadError
 from wasmkit.host import FilterVm, VirtualClock, load, request, response
+from wasmkit.host.connection_manager import request_id
 from wasmkit.testing import filter_wat
 
 BAD_PTR = "(i32.const 0x7fff0000)"  # far past the 2-page (128 KiB) memory
@@ -536,6 +538,12 @@ REQ = request(
     "http://h.test/p?q=1",
     [("X-R", "1"), ("B", "2"), ("x-r", "3")],
 )
+# Envoy's connection manager adds these before the filter runs; the id is the
+# first a VM with seed 0 draws.
+FIRST_ID = request_id(random.Random(0))
+HCM_ADDED = [(b"x-forwarded-proto", b"http"), (b"x-request-id", FIRST_ID)]
+SEEN = [*REQ.headers, *HCM_ADDED]
+"""REQ as the filter sees it."""
 
 
 @pytest.mark.parametrize("profile", ["envoy", "spec"])
@@ -567,7 +575,7 @@ def test_get_header_map_pairs_serializes_the_map():
         """
     )
     vm, result = http(body, req=REQ)
-    assert pairs.decode(copied_out(vm)) == REQ.headers
+    assert pairs.decode(copied_out(vm)) == SEEN
     assert (b":method", b"GET") in REQ.headers
     # No request trailers: an empty map, pointer 0 and size 0, no allocation.
     assert (u32(vm, 520), u32(vm, 524)) == (0, 0)
@@ -581,7 +589,12 @@ def test_get_header_map_pairs_of_the_response():
       (i32.const 0))
     """
     vm, _ = http(body, resp=response(201, [("Server", "up")]))
-    assert pairs.decode(copied_out(vm)) == [(b":status", b"201"), (b"server", b"up")]
+    # The router adds x-envoy-upstream-service-time before the filter runs.
+    assert pairs.decode(copied_out(vm)) == [
+        (b":status", b"201"),
+        (b"server", b"up"),
+        (b"x-envoy-upstream-service-time", b"0"),
+    ]
 
 
 def test_set_header_map_pairs_replaces_the_map_and_lower_cases_keys():
@@ -716,7 +729,7 @@ def kv_call(name: str, map_type: int, key: str, value: str | None = None) -> str
 def test_add_header_map_value_appends_and_keeps_existing_values():
     body = on_request_headers(kv_call("add", 0, "key", "val"))
     _, result = http(body, {"key": "X-R", "val": "4"}, req=REQ)
-    assert result.request_after.headers == [*REQ.headers, (b"x-r", b"4")]
+    assert result.request_after.headers == [*SEEN, (b"x-r", b"4")]
     assert statuses(result.trace, "proxy_add_header_map_value") == ["OK"]
 
 
@@ -729,7 +742,11 @@ def test_add_to_the_response_headers():
       (i32.const 0))
     """
     _, result = http(body, {"key": "X-Added", "val": "yes"})
-    assert result.response_after.headers == [(b":status", b"200"), (b"x-added", b"yes")]
+    assert result.response_after.headers == [
+        (b":status", b"200"),
+        (b"x-envoy-upstream-service-time", b"0"),
+        (b"x-added", b"yes"),
+    ]
 
 
 def test_add_to_read_only_or_absent_maps_is_bad_argument():
@@ -763,6 +780,7 @@ def test_replace_keeps_the_first_in_place_and_removes_other_repeats():
         *pseudo,
         (b"x-r", b"9"),
         (b"b", b"2"),
+        *HCM_ADDED,
         (b"new", b"9"),
     ]
     assert statuses(result.trace, "proxy_replace_header_map_value") == ["OK", "OK"]
@@ -771,7 +789,7 @@ def test_replace_keeps_the_first_in_place_and_removes_other_repeats():
 def test_remove_drops_every_value_and_absent_keys_are_ok():
     body = on_request_headers(kv_call("remove", 0, "key") + kv_call("remove", 0, "no"))
     _, result = http(body, {"key": "X-R", "no": "absent"}, req=REQ)
-    assert result.request_after.headers == [*REQ.headers[:4], (b"b", b"2")]
+    assert result.request_after.headers == [*REQ.headers[:4], (b"b", b"2"), *HCM_ADDED]
     assert statuses(result.trace, "proxy_remove_header_map_value") == ["OK", "OK"]
 
 
@@ -933,7 +951,7 @@ PROPERTIES = [
     (b"request\0method", b"GET"),
     (b"request\0host", b"h.test"),
     # A map: pairs, names lower-cased, repeats joined, pseudo-headers left out.
-    (b"request\0headers", pairs.encode([(b"x-r", b"1,3"), (b"b", b"2")])),
+    (b"request\0headers", pairs.encode([(b"x-r", b"1,3"), (b"b", b"2"), *HCM_ADDED])),
     (b"request\0headers\0x-r", b"1,3"),
     (b"request.path", b"/p?q=1"),  # the AssemblyScript SDK's dotted form
     (b"source\0port", (8080).to_bytes(8, "little")),  # an int override

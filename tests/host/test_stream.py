@@ -325,7 +325,13 @@ def test_headers_only_request_has_end_of_stream():
     result = load(wat).run_http(request(), response(204))
     (call,) = calls(result, "proxy_on_request_headers")
     assert call.args["end_of_stream"] == 1
-    assert call.args["num_headers"] == 4
+    # The four pseudo-headers, and x-forwarded-proto and x-request-id from
+    # Envoy's connection manager.
+    assert call.args["num_headers"] == 6
+    assert [k for k, _ in result.request_before.headers][4:] == [
+        b"x-forwarded-proto",
+        b"x-request-id",
+    ]
 
 
 def test_upstream_function_sees_the_forwarded_request():
@@ -356,7 +362,8 @@ def test_local_reply_to_a_grpc_request_is_trailers_only():
     assert after.status == 200
     assert (b"content-type", b"application/grpc") in after.headers
     assert (b"grpc-status", b"7") in after.headers  # 403 maps to PERMISSION_DENIED
-    assert (b"grpc-message", b"forbidden\n") in after.headers
+    # Envoy percent-encodes the body into grpc-message (PercentEncoding::encode).
+    assert (b"grpc-message", b"forbidden%0A") in after.headers
     assert after.body == b""
     replaced = load(REPLACE_RESPONSE).run_http(grpc_req, response(200, [], "upstream"))
     assert (b"grpc-status", b"14") in replaced.response_after.headers

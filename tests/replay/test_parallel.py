@@ -161,8 +161,17 @@ def _same_results(one, two):
     for a, b in zip(one, two, strict=True):
         ra, rb = a.result, b.result
         assert a.index == b.index and a.no_response == b.no_response
-        for name in ("request_before", "request_after", "response_before", "response_after"):
+        for name in (
+            "request_before",
+            "request_after",
+            "response_before",
+            "response_after",
+            "client_request",
+            "upstream_request",
+            "client_response",
+        ):
             assert _message(getattr(rb, name)) == _message(getattr(ra, name)), name
+        assert rb.host_changes == ra.host_changes
         assert rb.request_forwarded == ra.request_forwarded
         assert rb.local_reply == ra.local_reply
         assert rb.stalled == ra.stalled and rb.reset == ra.reset

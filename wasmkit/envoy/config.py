@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from wasmkit.host import failure
+from wasmkit.host.connection_manager import ENVOY_DEFAULTS, ConnectionManager
 
 LOOPBACK = "127.0.0.1"
 UPSTREAM_CLUSTER = "wasmkit_upstream"
@@ -40,6 +41,23 @@ _TYPES = "type.googleapis.com/"
 _HCM = _TYPES + (
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 )
+
+REFUSED_CLUSTER = "wasmkit_refused"
+"""The cluster on a closed port (flows whose upstream refused the connection)."""
+UPSTREAM_MARK_HEADER = "x-wasmkit-upstream"
+"""Request header ``refused`` sends a flow to :data:`REFUSED_CLUSTER`; Envoy's
+Lua filter takes it off before the Wasm filter sees the request."""
+
+_UPSTREAM_LUA = f"""
+function envoy_on_request(handle)
+  local upstream = handle:headers():get("{UPSTREAM_MARK_HEADER}")
+  if upstream then
+    handle:headers():remove("{UPSTREAM_MARK_HEADER}")
+    handle:streamInfo():dynamicMetadata():set("wasmkit", "upstream", upstream)
+    handle:clearRouteCache()
+  end
+end
+"""
 
 _MARK_LUA = f"""
 function envoy_on_request(handle)
@@ -107,6 +125,27 @@ def _cluster(name: str, port: int) -> dict[str, Any]:
     }
 
 
+DETAILS_PREFIX = "wasmkit-details "
+"""How the filter listener's access log line starts; then the stream's
+response code details (``%RESPONSE_CODE_DETAILS%``)."""
+
+
+def _details_log() -> list[dict[str, Any]]:
+    # One line per stream on stderr, in the collector's format (logger
+    # "access"), written when the stream ends, before the next marker.
+    line = f"@wk|info|access|{DETAILS_PREFIX}%RESPONSE_CODE_DETAILS%\n"
+    return [
+        {
+            "name": "envoy.access_loggers.stderr",
+            "typed_config": {
+                "@type": _TYPES
+                + "envoy.extensions.access_loggers.stream.v3.StderrAccessLog",
+                "log_format": {"text_format_source": {"inline_string": line}},
+            },
+        }
+    ]
+
+
 def wasm_filter(wasm: WasmFilterConfig) -> dict[str, Any]:
     """The ``envoy.filters.http.wasm`` entry of the HTTP filter chain."""
     vm: dict[str, Any] = {
@@ -148,17 +187,47 @@ def wasm_filter(wasm: WasmFilterConfig) -> dict[str, Any]:
     }
 
 
-def _router() -> dict[str, Any]:
-    return {
-        "name": "envoy.filters.http.router",
-        "typed_config": {
-            "@type": _TYPES + "envoy.extensions.filters.http.router.v3.Router"
-        },
+def _router(cm: ConnectionManager = ENVOY_DEFAULTS) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "@type": _TYPES + "envoy.extensions.filters.http.router.v3.Router"
     }
+    if cm.suppress_envoy_headers:
+        config["suppress_envoy_headers"] = True
+    return {"name": "envoy.filters.http.router", "typed_config": config}
 
 
-def _listener(name: str, prefix: str, filters: list[Any], route: Any) -> Any:
-    return {
+def hcm_options(cm: ConnectionManager) -> dict[str, Any]:
+    """The HTTP connection manager fields that differ from Envoy's defaults."""
+    out: dict[str, Any] = {}
+    if not cm.generate_request_id:
+        out["generate_request_id"] = False
+    if cm.preserve_external_request_id:
+        out["preserve_external_request_id"] = True
+    if cm.use_remote_address:
+        out["use_remote_address"] = True
+    if cm.xff_num_trusted_hops:
+        out["xff_num_trusted_hops"] = cm.xff_num_trusted_hops
+    if cm.skip_xff_append:
+        out["skip_xff_append"] = True
+    if cm.server_name != ENVOY_DEFAULTS.server_name:
+        out["server_name"] = cm.server_name
+    if cm.server_header_transformation != "OVERWRITE":
+        out["server_header_transformation"] = cm.server_header_transformation
+    if cm.upgrade_types:
+        out["upgrade_configs"] = [{"upgrade_type": t} for t in cm.upgrade_types]
+    if cm.proxy_100_continue:
+        out["proxy_100_continue"] = True
+    return out
+
+
+def _listener(
+    name: str,
+    prefix: str,
+    filters: list[Any],
+    route: Any,
+    cm: ConnectionManager = ENVOY_DEFAULTS,
+) -> Any:
+    listener: dict[str, Any] = {
         "name": name,
         "address": _address(0),
         "filter_chains": [
@@ -169,13 +238,16 @@ def _listener(name: str, prefix: str, filters: list[Any], route: Any) -> Any:
                         "typed_config": {
                             "@type": _HCM,
                             "stat_prefix": prefix,
+                            **hcm_options(cm),
                             "route_config": {
                                 "name": prefix,
                                 "virtual_hosts": [
                                     {
                                         "name": prefix,
                                         "domains": ["*"],
-                                        "routes": [{"match": {"prefix": "/"}, **route}],
+                                        "routes": route
+                                        if isinstance(route, list)
+                                        else [{"match": {"prefix": "/"}, **route}],
                                     }
                                 ],
                             },
@@ -186,6 +258,10 @@ def _listener(name: str, prefix: str, filters: list[Any], route: Any) -> Any:
             }
         ],
     }
+    limit = cm.per_connection_buffer_limit_bytes
+    if limit != ENVOY_DEFAULTS.per_connection_buffer_limit_bytes:
+        listener["per_connection_buffer_limit_bytes"] = limit
+    return listener
 
 
 def bootstrap(
@@ -193,6 +269,8 @@ def bootstrap(
     *,
     upstream_port: int,
     callout_ports: Mapping[str, int],
+    connection_manager: ConnectionManager = ENVOY_DEFAULTS,
+    refused_port: int | None = None,
 ) -> dict[str, Any]:
     """The whole bootstrap: listeners, clusters and admin.
 
@@ -200,9 +278,47 @@ def bootstrap(
         wasm: the filter.
         upstream_port: where the local upstream listens (loopback).
         callout_ports: callout cluster name -> the port of its local server.
+        connection_manager: the filter listener's connection manager, router
+            and route knobs (the same :class:`ConnectionManager` wasmkit's
+            replay takes).
+        refused_port: a loopback port nobody listens on, for flows whose
+            upstream refused the connection (:data:`UPSTREAM_MARK_HEADER`).
     """
-    if UPSTREAM_CLUSTER in callout_ports:
+    cm = connection_manager
+    route: dict[str, Any] = {"cluster": UPSTREAM_CLUSTER}
+    if cm.route_timeout_ms != ENVOY_DEFAULTS.route_timeout_ms:
+        ms = cm.route_timeout_ms
+        route["timeout"] = f"{ms // 1000}.{ms % 1000:03d}s"
+    if UPSTREAM_CLUSTER in callout_ports or REFUSED_CLUSTER in callout_ports:
         raise ValueError(f"{UPSTREAM_CLUSTER!r} is reserved for the upstream")
+    # A flow whose capture says the upstream refused the connection goes to
+    # a cluster on a closed port, so Envoy's router fails as it did; the Lua
+    # filter in front takes the request's marker off before the filter runs.
+    routes: list[dict[str, Any]] = []
+    if refused_port is not None:
+        routes.append(
+            {
+                "match": {
+                    "prefix": "/",
+                    "dynamic_metadata": [
+                        {
+                            "filter": "wasmkit",
+                            "path": [{"key": "upstream"}],
+                            "value": {"string_match": {"exact": "refused"}},
+                        }
+                    ],
+                },
+                "route": {**route, "cluster": REFUSED_CLUSTER},
+            }
+        )
+    routes.append({"match": {"prefix": "/"}, "route": route})
+    upstream_lua = {
+        "name": "envoy.filters.http.lua",
+        "typed_config": {
+            "@type": _TYPES + "envoy.extensions.filters.http.lua.v3.Lua",
+            "default_source_code": {"inline_string": _UPSTREAM_LUA},
+        },
+    }
     lua = {
         "name": "envoy.filters.http.lua",
         "typed_config": {
@@ -214,8 +330,9 @@ def bootstrap(
         _listener(
             FILTER_LISTENER,
             "wasmkit",
-            [wasm_filter(wasm), _router()],
-            {"route": {"cluster": UPSTREAM_CLUSTER}},
+            [upstream_lua, wasm_filter(wasm), _router(cm)],
+            routes,
+            cm,
         ),
         _listener(
             MARKER_LISTENER,
@@ -224,7 +341,11 @@ def bootstrap(
             {"direct_response": {"status": 200}},
         ),
     ]
+    hcm = listeners[0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm["access_log"] = _details_log()
     clusters = [_cluster(UPSTREAM_CLUSTER, upstream_port)]
+    if refused_port is not None:
+        clusters.append(_cluster(REFUSED_CLUSTER, refused_port))
     clusters += [_cluster(name, port) for name, port in sorted(callout_ports.items())]
     return {
         "node": {"id": "wasmkit", "cluster": "wasmkit"},

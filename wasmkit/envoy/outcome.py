@@ -24,6 +24,7 @@ from wasmkit.host.stream import StreamResult
 
 _DETAILS = "Preparing local reply with details "
 _FAILED = re.compile(r"Function: (\w+) failed")
+_ROUTER_RESET = "local reply with details upstream_reset_before_response_started"
 # What Envoy puts around a filter's local reply; the rest are the filter's.
 _REPLY_OWN = {b":status", b"content-length", b"date", b"server", b"connection"}
 
@@ -90,8 +91,18 @@ def stream_result(
             context_id=0,
             trap_code=None,
         )
+    # The router's own 503 for an upstream that refused the connection (or
+    # reset it): the filter forwarded the request, nothing arrived.
+    router_reset = any(
+        ln.logger == "http" and _ROUTER_RESET in ln.message for ln in lines
+    )
     local_reply = None
-    if not arrived and response_after is not None and error is None:
+    if (
+        not arrived
+        and response_after is not None
+        and error is None
+        and not router_reset
+    ):
         local_reply = LocalReply(
             response_after.status or 0,
             [
@@ -108,10 +119,11 @@ def stream_result(
         notes.append(f"the client got no response: {outcome.error}")
     if details and local_reply is None:
         notes.append(f"Envoy answered itself: {details}")
+    client_request = exchange.to_request_message()
     return StreamResult(
-        request_before=exchange.to_request_message(),
+        request_before=client_request,
         request_after=request_after,
-        request_forwarded=bool(arrived),
+        request_forwarded=bool(arrived) or router_reset,
         response_before=response_before,
         response_after=response_after,
         local_reply=local_reply,
@@ -121,6 +133,11 @@ def stream_result(
         reset=response_after is None and error is None,
         notes=notes,
         callouts=list(callouts),
+        # The same fields wasmkit's connection manager fills: what the
+        # upstream received and what the client got, as they crossed the wire.
+        client_request=client_request,
+        upstream_request=request_after,
+        client_response=response_after,
     )
 
 

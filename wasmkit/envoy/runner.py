@@ -21,8 +21,10 @@ sends one exchange and turns what happened into the same
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
+import socket
 import tempfile
 import time
 import weakref
@@ -36,10 +38,13 @@ from wasmkit.envoy.collector import EnvoyLine
 from wasmkit.envoy.process import START_TIMEOUT_S, EnvoyProcess
 from wasmkit.envoy.servers import CalloutServer, UpstreamServer
 from wasmkit.errors import EnvoyError
+from wasmkit.host import connection_manager as hcm
 from wasmkit.host import failure
 from wasmkit.host.callouts import Callout, Responder, TableResponder, table_responder
+from wasmkit.host.connection_manager import ENVOY_DEFAULTS, ConnectionManager
 from wasmkit.host.context import LogRecord
 from wasmkit.replay.results import FlowCollector, FlowResult, Keep, ReplayResult
+from wasmkit.traffic.model import Headers
 
 REQUEST_TIMEOUT_S = 10.0
 """Wall-clock limit for one exchange through Envoy (s)."""
@@ -70,6 +75,13 @@ def _binary(filter: Any, workdir: Path) -> tuple[str, Path]:
     out = workdir / "filter.wasm"
     out.write_bytes(data)
     return name, out
+
+
+def _closed_port() -> int:
+    # A loopback port nobody listens on (bound, then let go).
+    with socket.socket() as sock:
+        sock.bind((config.LOOPBACK, 0))
+        return int(sock.getsockname()[1])
 
 
 def _bytes(value: bytes | str) -> bytes:
@@ -120,6 +132,9 @@ class EnvoyRunner:
             the filter's logs below it are dropped, and ``proxy_get_log_level``
             reports it. Give wasmkit's replay the same ``log_level`` to
             compare logs.
+        connection_manager: the connection manager, router and route knobs
+            written into Envoy's config (the same object wasmkit's replay
+            takes; default: Envoy's defaults).
     """
 
     def __init__(
@@ -140,7 +155,9 @@ class EnvoyRunner:
         start_timeout_s: float = START_TIMEOUT_S,
         binary: Path | None = None,
         log_level: str = "debug",
+        connection_manager: ConnectionManager = ENVOY_DEFAULTS,
     ) -> None:
+        self.connection_manager = connection_manager
         level = log_level.lower()
         level = {"warn": "warning"}.get(level, level)
         if level not in _ENVOY_LEVELS:
@@ -222,7 +239,9 @@ class EnvoyRunner:
         boot = config.bootstrap(
             wasm,
             upstream_port=self.upstream.port,
+            refused_port=_closed_port(),
             callout_ports={s.cluster: s.port for s in self.callout_servers},
+            connection_manager=self.connection_manager,
         )
         path = config.write_bootstrap(self._workdir / "envoy.json", boot)
         process = EnvoyProcess(
@@ -291,10 +310,18 @@ class EnvoyRunner:
         index = exchange.index
         captured = None if exchange.request_only else exchange.response
         self.upstream.expect(index, captured)
+        request = exchange.request
+        error = getattr(exchange, "error", None)
+        if captured is None and hcm.reset_reason(error) == hcm.REFUSED_REASON:
+            # The capture's upstream refused the connection: so does Envoy's.
+            mark = (config.UPSTREAM_MARK_HEADER.encode(), b"refused")
+            request = dataclasses.replace(
+                request, headers=Headers((*request.headers.fields, mark))
+            )
         began = time.perf_counter()
         answer = sender.send(
             self._ports[config.FILTER_LISTENER],
-            exchange.request,
+            request,
             self.request_timeout_s,
         )
         micros = (time.perf_counter() - began) * 1e6

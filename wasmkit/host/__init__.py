@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from wasmkit.host.callouts import Callout, CalloutReply, table_responder
+from wasmkit.host.connection_manager import ConnectionManager, UpstreamReset
 from wasmkit.host.context import LogRecord, TraceEvent
 from wasmkit.host.grpc import GrpcReply, GrpcRequest, grpc_table_responder
 from wasmkit.host.higress import RedisCall, RedisReply, redis_table_responder
@@ -20,6 +21,7 @@ __all__ = [
     "CalloutReply",
     "CompiledModule",
     "Connection",
+    "ConnectionManager",
     "FilterVm",
     "GrpcReply",
     "GrpcRequest",
@@ -38,6 +40,7 @@ __all__ = [
     "TcpResult",
     "TcpStream",
     "TraceEvent",
+    "UpstreamReset",
     "VirtualClock",
     "compile_module",
     "grpc_table_responder",

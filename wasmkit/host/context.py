@@ -40,8 +40,10 @@ class LogRecord:
 class TraceEvent:
     """One crossing between host and guest."""
 
-    kind: Literal["callback", "hostcall"]
-    """``callback`` (host → guest export) or ``hostcall`` (guest → host import)."""
+    kind: Literal["callback", "hostcall", "host"]
+    """``callback`` (host → guest export), ``hostcall`` (guest → host import)
+    or ``host`` (a change Envoy's connection manager or router made around
+    the filter: ``name`` says which, ``args["change"]`` what)."""
     name: str
     """Export or import name, e.g. ``proxy_on_request_headers``."""
     context_id: int

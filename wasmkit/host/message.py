@@ -31,6 +31,28 @@ def header_value(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes |
     return None
 
 
+def set_header(headers: HeaderPairs, name: bytes, value: bytes) -> None:
+    """Envoy's ``setX()``: the first ``name`` field takes ``value`` in place.
+
+    Later fields of that name go; without one, a new field is appended.
+    """
+    for i, (key, _) in enumerate(headers):
+        if key == name:
+            headers[i] = (name, value)
+            headers[i + 1 :] = [p for p in headers[i + 1 :] if p[0] != name]
+            return
+    headers.append((name, value))
+
+
+def remove_header(headers: HeaderPairs, name: bytes) -> bool:
+    """Remove every ``name`` field; whether there was one."""
+    kept = [p for p in headers if p[0] != name]
+    if len(kept) == len(headers):
+        return False
+    headers[:] = kept
+    return True
+
+
 @dataclass(slots=True)
 class HttpMessage:
     """One side of an exchange: headers (pseudo-headers first), body, trailers."""
@@ -183,35 +205,53 @@ class LocalReply:
     callback: str = ""
     """The callback that sent it."""
 
-    def to_message(self, *, grpc: bool = False) -> HttpMessage:
+    def to_message(self, *, grpc: bool = False, head: bool = False) -> HttpMessage:
         """The response Envoy generates for this reply.
+
+        Follows ``source/common/http/utility.cc`` ``prepareLocalReply``
+        (measured with Envoy 1.40): ``:status``, then the filter's headers in
+        their order, then ``content-length`` and, unless the filter gave one,
+        ``content-type: text/plain``. With an empty body neither is sent (a
+        ``content-length`` or ``content-type`` the filter gave is dropped).
 
         Args:
             grpc: the request was a gRPC call (``content-type:
                 application/grpc...``). Envoy then answers trailers-only:
-                ``:status 200``, the gRPC status (given, or mapped from the
-                HTTP status) and the body as ``grpc-message``. Otherwise the
-                gRPC status is not sent.
+                ``:status 200``, the filter's headers, ``content-type:
+                application/grpc``, the gRPC status (the filter's, given, or
+                mapped from the HTTP status) and the body as a percent-encoded
+                ``grpc-message``.
+            head: the request was ``HEAD``: the headers announce the body's
+                length, the body is not sent.
         """
-        if grpc:
-            code = self.grpc_status
-            if code is None:
-                code = _GRPC_FROM_HTTP.get(self.status, 2)  # UNKNOWN
-            headers: HeaderPairs = [
-                (b":status", b"200"),
-                (b"content-type", b"application/grpc"),
-                (b"grpc-status", str(code).encode()),
-            ]
-            if self.body:
-                headers.append((b"grpc-message", self.body))
-            headers.extend(self.headers)
-            return HttpMessage(headers, b"")
-        headers = [(b":status", str(self.status).encode())]
-        if self.body:
-            headers.append((b"content-length", str(len(self.body)).encode()))
-            if header_value(self.headers, b"content-type") is None:
-                headers.append((b"content-type", b"text/plain"))
-        elif header_value(self.headers, b"content-length") is None:
-            headers.append((b"content-length", b"0"))
+        headers: HeaderPairs = [(b":status", str(self.status).encode())]
         headers.extend(self.headers)
-        return HttpMessage(headers, self.body)
+        if grpc:
+            set_header(headers, b":status", b"200")
+            set_header(headers, b"content-type", b"application/grpc")
+            if header_value(headers, b"grpc-status") is None:
+                code = self.grpc_status
+                if code is None:
+                    code = _GRPC_FROM_HTTP.get(self.status, 2)  # UNKNOWN
+                headers.append((b"grpc-status", str(code).encode()))
+            if self.body and not head:
+                set_header(headers, b"grpc-message", _percent_encode(self.body))
+            remove_header(headers, b"content-length")
+            return HttpMessage(headers, b"")
+        if self.body:
+            set_header(headers, b"content-length", str(len(self.body)).encode())
+            if header_value(headers, b"content-type") is None:
+                headers.append((b"content-type", b"text/plain"))
+        else:
+            remove_header(headers, b"content-length")
+            remove_header(headers, b"content-type")
+        return HttpMessage(headers, b"" if head else self.body)
+
+
+def _percent_encode(value: bytes) -> bytes:
+    # Envoy's PercentEncoding::encode for grpc-message: '%', '~' and above,
+    # and control bytes.
+    return b"".join(
+        b"%%%02X" % c if c < 0x20 or c >= 0x7E or c == 0x25 else bytes((c,))
+        for c in value
+    )

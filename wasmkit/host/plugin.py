@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from wasmkit.errors import FilterLoadError, FilterStartError, FilterTrapError
 from wasmkit.host import higress, properties
 from wasmkit.host import imports as host_imports_mod
 from wasmkit.host.callouts import Callout, Responder, table_responder
+from wasmkit.host.connection_manager import ENVOY_DEFAULTS, ConnectionManager
 from wasmkit.host.context import (
     Context,
     LogRecord,
@@ -325,6 +327,9 @@ class FilterVm:
             else LogLevel(log_level)
         )
         self.seed = seed
+        self.request_ids = random.Random(seed)
+        """Draws the connection manager's ``x-request-id`` values (seeded, so
+        replays repeat; apart from the guest's own random numbers)."""
         self.clock = clock or VirtualClock()
         self.tracing = trace
         self.overrides = _parse_overrides(properties)
@@ -1165,6 +1170,7 @@ class Plugin:
         chunk_size: int | None = None,
         connection: Connection | None = None,
         wait_ms: float = 15_000,
+        connection_manager: ConnectionManager | None = ENVOY_DEFAULTS,
     ) -> StreamResult:
         """Run one exchange through the filter, as Envoy would.
 
@@ -1182,6 +1188,14 @@ class Plugin:
                 as ``source.*``, ``connection.*`` ... properties.
             wait_ms: virtual time a paused stream may wait for callout replies
                 and ticks before it counts as stalled (ms).
+            connection_manager: what Envoy's HTTP connection manager and
+                router do around the filter (default: Envoy 1.40's defaults,
+                see :mod:`wasmkit.host.connection_manager`): the filter sees
+                ``request_before`` (the client's request with
+                ``x-forwarded-proto``, ``x-request-id``, hop-by-hop headers
+                removed ...); ``upstream_request`` and ``client_response``
+                say what the upstream and the client got. ``None``: the
+                filter sees ``request`` as given.
 
         Returns:
             What happened: before/after of both messages, local reply, logs,
@@ -1196,6 +1210,7 @@ class Plugin:
             chunk_size=chunk_size,
             connection=connection,
             wait_ms=wait_ms,
+            connection_manager=connection_manager,
         )
 
     def tcp_stream(self, connection: Connection | None = None) -> TcpStream:

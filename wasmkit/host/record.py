@@ -53,6 +53,16 @@ def _side(before: HttpMessage | None, after: HttpMessage | None) -> dict[str, An
     }
 
 
+def _message(message: HttpMessage | None) -> dict[str, Any] | None:
+    if message is None:
+        return None
+    return {
+        "headers": _pairs(message.headers),
+        "body": body_json(message.body),
+        "trailers": _pairs(message.trailers),
+    }
+
+
 def error_json(error: FilterError | None, callback: str = "") -> dict[str, Any] | None:
     """``{"kind", "callback", "message"}`` for an error, or ``None``."""
     if error is None:
@@ -111,6 +121,13 @@ def to_record(result: StreamResult) -> dict[str, Any]:
             for m in result.metrics
         },
         "error": error_json(result.error),
+        # What Envoy's connection manager and router made of it around the
+        # filter: the client's request, what reached the upstream and the
+        # client, and each change.
+        "client_request": _message(result.client_request),
+        "upstream_request": _message(result.upstream_request),
+        "client_response": _message(result.client_response),
+        "host_changes": list(result.host_changes),
     }
 
 

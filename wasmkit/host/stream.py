@@ -26,13 +26,20 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from wasmkit.abi.constants import AbiVersion, StreamType
 from wasmkit.errors import FilterTrapError
+from wasmkit.host import connection_manager as hcm
 from wasmkit.host.callouts import Callout
+from wasmkit.host.connection_manager import (
+    ENVOY_DEFAULTS,
+    ConnectionManager,
+    UpstreamReset,
+)
 from wasmkit.host.context import HttpContext, LogRecord, Side, TraceEvent
 from wasmkit.host.message import (
     Connection,
     HeaderPairs,
     HttpMessage,
     LocalReply,
+    header_value,
     is_grpc,
     response,
 )
@@ -128,6 +135,9 @@ class HttpStream:
         self.stalled: str | None = None
         self.notes: list[str] = []
         self.upstream_response: HttpMessage | None = None
+        self.close_connection = False
+        """A local reply came before the whole request was read: Envoy closes
+        the connection after the response (``connection: close``)."""
         self._queues: dict[StreamType, list[Frame]] = {_REQUEST: [], _RESPONSE: []}
         self._log_start = len(self.vm.logs)
         self._trace_start = len(self.vm.trace)
@@ -521,19 +531,33 @@ class HttpStream:
             self._forward_trailers(side)
         self._pump(side)
 
+    def _head(self) -> bool:
+        # Envoy's is_head_request_: the method as the request arrived.
+        ctx = self.ctx
+        before = ctx.request.before if ctx is not None else None
+        return before is not None and header_value(before.headers, b":method") == (
+            b"HEAD"
+        )
+
     def _local_reply(self, reply: LocalReply) -> None:
         ctx = self._context()
         response_side = ctx.response
-        self._queues[StreamType.HTTP_REQUEST].clear()
+        queue = self._queues[StreamType.HTTP_REQUEST]
+        if not ctx.request.end_received and not any(f[2] for f in queue):
+            # conn_manager_impl.cc: the rest of the request is never read.
+            self.close_connection = True
+        queue.clear()
+        head = self._head()
         if not response_side.headers_seen:
-            # Envoy sends the reply through the filter's response callbacks.
+            # Envoy sends the reply through the filter's response callbacks
+            # (a HEAD request's without its body).
             ctx.request.stopped = None
             self.send_message(
-                StreamType.HTTP_RESPONSE, reply.to_message(grpc=self._grpc())
+                StreamType.HTTP_RESPONSE, reply.to_message(grpc=self._grpc(), head=head)
             )
             self.ended = True
         elif response_side.forwarded_headers is None:
-            message = reply.to_message(grpc=self._grpc())
+            message = reply.to_message(grpc=self._grpc(), head=head)
             response_side.headers = list(message.headers)
             response_side.forwarded_headers = list(message.headers)
             response_side.buffer.clear()
@@ -725,22 +749,43 @@ def _final(side: Side, before: HttpMessage | None) -> HttpMessage | None:
 def run_exchange(
     plugin: Plugin,
     request: HttpMessage,
-    upstream: HttpMessage | Callable[[HttpMessage], HttpMessage] | None,
+    upstream: HttpMessage
+    | Callable[[HttpMessage], HttpMessage | UpstreamReset]
+    | UpstreamReset
+    | None,
     *,
     chunk_size: int | None = None,
     wait_ms: float = 15_000,
     connection: Connection | None = None,
     owned: bool = False,
+    connection_manager: ConnectionManager | None = ENVOY_DEFAULTS,
+    request_id: Callable[[], bytes] | None = None,
 ) -> StreamResult:
     """Run a whole exchange through ``plugin`` (see :meth:`Plugin.run_http`).
 
     ``owned``: the request and the upstream's answers are fresh messages
     nobody else changes, so the result may keep them without defensive copies
-    (the replay engine).
+    (the replay engine). ``connection_manager``: what Envoy's connection
+    manager and router do around the filter (:mod:`wasmkit.host.connection_manager`);
+    ``None`` hands the filter the request as given and the client the
+    filter's response as it is. ``request_id`` makes the ``x-request-id``
+    the connection manager adds (default: the next draw of the VM's seeded
+    generator).
     """
+    cm = connection_manager
+    vm = plugin.vm
+    changes: list[str] = []
+    client_request = request
+    if cm is not None:
+        new_id = request_id or (lambda: hcm.request_id(vm.request_ids))
+        request = hcm.request_to_filter(cm, request, connection, new_id, changes)
+        owned_request = True
+    else:
+        owned_request = owned
+    request_changes = len(changes)
     stream = HttpStream(plugin, connection)
-    events = plugin.vm.events
-    stream.send_message(_REQUEST, request, chunk_size, owned=owned)
+    events = vm.events
+    stream.send_message(_REQUEST, request, chunk_size, owned=owned_request)
 
     # A paused request may be waiting on a callout or a tick: let time pass.
     def request_done() -> bool:
@@ -748,7 +793,12 @@ def run_exchange(
 
     if not request_done():
         events.wait(wait_ms, request_done)
+    asked = False  # the request reached the upstream
+    upstream_changes: list[str] = []
+    router_changes: list[str] = []
     if not stream.ended and stream.request_complete():
+        asked = True
+        answer: HttpMessage | UpstreamReset
         if upstream is None:
             answer = response(200)
         elif callable(upstream):
@@ -758,15 +808,89 @@ def run_exchange(
             forwarded = (
                 side.after() if getattr(upstream, "reads_request", True) else None
             )
-            answer = upstream(forwarded or side.before or HttpMessage([]))
+            sent = forwarded or side.before or HttpMessage([])
+            if cm is not None and forwarded is not None:
+                sent = hcm.request_to_upstream(cm, sent, [])
+            answer = upstream(sent)
         else:
             answer = upstream
-        stream.upstream_response = answer if owned else answer.copy()
-        stream.send_message(_RESPONSE, answer, chunk_size, owned=owned)
+        if isinstance(answer, UpstreamReset):
+            # A refused connection carried nothing to the upstream.
+            asked = answer.reason != hcm.REFUSED_REASON
+            # The router's own 503 goes through the filter's response path.
+            message = hcm.router_reply(answer.reason)
+            if stream._head():
+                message.body = b""
+            router_changes.append(
+                f"response: the router answered 503 (upstream reset: {answer.reason})"
+            )
+        else:
+            message = answer if owned else answer.copy()
+            if cm is not None:
+                message = hcm.response_to_filter(cm, message, router_changes)
+        stream.upstream_response = message
+        fresh = owned or cm is not None
+        stream.send_message(_RESPONSE, message, chunk_size, owned=fresh)
 
         def response_done() -> bool:
             return stream.ended or stream.response_complete()
 
         if not response_done():
             events.wait(wait_ms, response_done)
-    return stream.finish()
+    result = stream.finish()
+    if cm is None:
+        return result
+    result.client_request = client_request
+    if asked and result.request_after is not None:
+        result.upstream_request = hcm.request_to_upstream(
+            cm, result.request_after, upstream_changes
+        )
+    client_changes: list[str] = []
+    if result.response_after is not None:
+        result.client_response = hcm.response_to_client(
+            cm,
+            result.response_after,
+            result.request_before,
+            client_changes,
+            date=hcm.http_date(vm.clock.now_ns()),
+            close=stream.close_connection or hcm.client_closes(client_request),
+        )
+    result.host_changes = changes + upstream_changes + router_changes + client_changes
+    if vm.tracing:
+        _trace_changes(
+            result,
+            changes[:request_changes],
+            upstream_changes + router_changes,
+            client_changes,
+        )
+    return result
+
+
+def _trace_changes(
+    result: StreamResult,
+    request: list[str],
+    upstream: list[str],
+    client: list[str],
+) -> None:
+    # The connection manager's changes in the trace, marked as the host's:
+    # the request's before the first callback, the router's before the
+    # response callbacks, the client's before the stream's end.
+    def events(name: str, lines: list[str]) -> list[TraceEvent]:
+        return [
+            TraceEvent("host", name, result.context_id, {"change": line}, None, 0)
+            for line in lines
+        ]
+
+    trace = result.trace
+    names = [t.name for t in trace]
+    end = next(
+        (i for i, n in enumerate(names) if n in _CLOSE),
+        len(trace),
+    )
+    response_at = next(
+        (i for i, n in enumerate(names) if n.startswith("proxy_on_response_")),
+        end,
+    )
+    trace[end:end] = events("connection_manager", client)
+    trace[response_at:response_at] = events("router", upstream)
+    trace[0:0] = events("connection_manager", request)

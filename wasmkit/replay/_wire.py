@@ -103,7 +103,9 @@ def _flat(e: Exchange) -> tuple[Any, ...]:
     trailers = rq.trailers
     stamp = e.timestamp_start
     if rs is None or e.error is not None:
-        response: tuple[Any, ...] = (None, None, None, None)
+        # No response to send: the capture's error in its place (the
+        # router's 503 follows it).
+        response: tuple[Any, ...] = (None, e.error, None, None)
     else:
         rs_trailers = rs.trailers
         response = (
@@ -190,6 +192,12 @@ class RowExchange:
         if r[11] is None:
             return None
         return model.response_message(r[11], r[12], r[13], r[14])
+
+    @property
+    def error(self) -> str | None:
+        """The capture's error of a flow without a response."""
+        r = self.row
+        return None if r[11] is not None else r[12]
 
     def connection(self) -> Connection:
         r = self.row
@@ -295,21 +303,29 @@ class Packer:
         """Record one flow; ``request`` is the message the parent will rebuild."""
         r = flow.result
         before = r.request_before
-        if before is request or (
-            before.headers == request.headers
-            and before.body == request.body
-            and before.trailers == request.trailers
+        # The client's request (the connection manager's input, when there
+        # is one) is sent only when the parent cannot rebuild it.
+        client = r.client_request if r.client_request is not None else before
+        if client is request or (
+            client.headers == request.headers
+            and client.body == request.body
+            and client.trailers == request.trailers
         ):
             sent = None
         else:
-            sent = (before.headers, before.body, before.trailers)
+            sent = (client.headers, client.body, client.trailers)
+        seen = None if r.client_request is None else _delta(client, before)
         response = r.response_before
+        recorded = None
         if response is None:
             kind, upstream = _NO_RESPONSE, None
-        elif self.upstream is not None:
+        elif self.upstream is not None or flow.no_response:
+            # The router's 503 of a flow without a response follows the
+            # capture's error, which the parent's rows do not carry.
             kind, upstream = _SENT, (response.headers, response.body, response.trailers)
         else:
-            kind, upstream = (_STAND_IN if flow.no_response else _RECORDED), None
+            kind, upstream = _RECORDED, None
+            recorded = _delta(flow.exchange.to_response_message(), response)
         tables = self.tables
         metrics = r.metrics
         if not tables or (tables[-1] is not metrics and tables[-1] != metrics):
@@ -340,6 +356,11 @@ class Packer:
                 _delta(response, r.response_after),
                 len(tables) - 1,
                 extra,
+                seen,
+                recorded,
+                _delta(r.request_after, r.upstream_request),
+                _delta(r.response_after, r.client_response),
+                r.host_changes or None,
             )
         )
 
@@ -417,10 +438,19 @@ def _unpack(exchange: Any, record: tuple[Any, ...], piece: Piece) -> StreamResul
         response_after,
         table,
         extra,
+        seen,
+        recorded,
+        upstream_request,
+        client_response,
+        host_changes,
     ) = record
-    before = exchange.to_request_message() if request is None else HttpMessage(*request)
+    client = exchange.to_request_message() if request is None else HttpMessage(*request)
+    before = client if seen is None else _undelta(client, seen)
+    assert before is not None
     if kind == _RECORDED:
         upstream = exchange.to_response_message()
+        if recorded is not None:
+            upstream = _undelta(upstream, recorded)
     elif kind == _STAND_IN:
         upstream = missing_response()
     elif kind == _SENT:
@@ -450,12 +480,14 @@ def _unpack(exchange: Any, record: tuple[Any, ...], piece: Piece) -> StreamResul
         {**m, "samples": None if m["samples"] is None else list(m["samples"])}
         for m in piece.tables[table]
     ]
+    after = _undelta(before, request_after)
+    response_out = _undelta(upstream, response_after)
     return StreamResult(
         before,
-        _undelta(before, request_after),
+        after,
         forwarded,
         upstream,
-        _undelta(upstream, response_after),
+        response_out,
         reply,
         logs,
         trace,
@@ -466,6 +498,10 @@ def _unpack(exchange: Any, record: tuple[Any, ...], piece: Piece) -> StreamResul
         notes,
         callouts,
         metrics,
+        client_request=None if seen is None else client,
+        upstream_request=_undelta(after, upstream_request),
+        client_response=_undelta(response_out, client_response),
+        host_changes=list(host_changes or ()),
     )
 
 

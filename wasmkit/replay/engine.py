@@ -10,6 +10,7 @@ marked and replay goes on.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import math
 import time
@@ -17,7 +18,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from wasmkit.host.message import Connection, HttpMessage, response
+from wasmkit.host import connection_manager as hcm
+from wasmkit.host.connection_manager import (
+    ENVOY_DEFAULTS,
+    ConnectionManager,
+    UpstreamReset,
+)
+from wasmkit.host.message import Connection, HttpMessage
 from wasmkit.host.plugin import FilterVm, Plugin
 from wasmkit.host.stream import run_exchange
 from wasmkit.replay.results import FlowCollector, FlowResult, Keep, ReplayResult
@@ -63,6 +70,9 @@ class ReplayOptions:
     """Advance the virtual clock to each flow's timestamp (fires ticks)."""
     wait_ms: float = 15_000
     """Virtual time a paused stream may wait for callouts and ticks."""
+    connection_manager: ConnectionManager | None = ENVOY_DEFAULTS
+    """What Envoy's connection manager and router do around the filter
+    (:mod:`wasmkit.host.connection_manager`); ``None``: nothing."""
 
 
 def _recorded(request: HttpMessage, exchange: Any) -> HttpMessage | None:
@@ -134,6 +144,14 @@ def young_gc_only() -> Iterator[None]:
 _NO_FULL = 1 << 30
 
 
+class _Unset:
+    # "Not given" for arguments where None means something.
+    pass
+
+
+_UNSET = _Unset()
+
+
 class _Responder:
     # The upstream of one flow: the recorded (or ``upstream``'s) response, or
     # Envoy's 503 when there is none.
@@ -145,18 +163,26 @@ class _Responder:
         self.missing = False
         self.reads_request = answer is not _recorded
 
-    def __call__(self, forwarded: HttpMessage) -> HttpMessage:
+    def __call__(self, forwarded: HttpMessage) -> HttpMessage | UpstreamReset:
         got = self.answer(forwarded, self.exchange)
         if got is None:
-            # No recorded response (an error flow): Envoy would answer 503.
+            # No recorded response (an error flow): Envoy's router answers 503
+            # with the reset reason the capture's error implies.
             self.missing = True
-            return missing_response()
+            return UpstreamReset(
+                hcm.reset_reason(getattr(self.exchange, "error", None))
+            )
         return got
 
 
-def missing_response() -> HttpMessage:
-    """The 503 that stands in for a flow without a recorded response."""
-    return response(503, [("content-type", "text/plain")], "no upstream response")
+def missing_response(error: str | None = None) -> HttpMessage:
+    """The 503 Envoy's router answers a flow without a recorded response with.
+
+    ``error`` is the capture's error message: a refused connection gives
+    ``reset reason: remote connection failure``, anything else ``connection
+    termination`` (see :func:`wasmkit.host.connection_manager.reset_reason`).
+    """
+    return hcm.router_reply(hcm.reset_reason(error))
 
 
 class FlowRunner:
@@ -168,6 +194,9 @@ class FlowRunner:
         upstream: answers requests instead of the recorded responses.
         origin: the capture time virtual time zero stands for (seconds since
             the epoch); by default the first flow's.
+        connection_manager: what Envoy's connection manager and router do
+            around the filter (default: ``options``'s, Envoy's defaults);
+            ``None``: nothing.
     """
 
     def __init__(
@@ -176,8 +205,15 @@ class FlowRunner:
         options: ReplayOptions | None = None,
         upstream: Upstream | None = None,
         origin: float | None = None,
+        *,
+        connection_manager: ConnectionManager | _Unset | None = _UNSET,
     ) -> None:
         opts = options or ReplayOptions()
+        self.connection_manager = (
+            opts.connection_manager
+            if isinstance(connection_manager, _Unset)
+            else connection_manager
+        )
         self.plugin = plugin
         # The recorded responses are fresh messages: streams keep them as they are.
         self.owned = upstream is None
@@ -215,6 +251,10 @@ class FlowRunner:
             connection=exchange.connection(),
             wait_ms=self._wait_ms,
             owned=self.owned,
+            connection_manager=self.connection_manager,
+            request_id=functools.partial(
+                hcm.flow_request_id, self.plugin.vm.seed, exchange.index
+            ),
         )
         if jumped is not None:
             result.notes.insert(0, jumped)

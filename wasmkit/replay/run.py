@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ParamSpec, cast
 
 from wasmkit.errors import CaptureReadError
+from wasmkit.host.connection_manager import ENVOY_DEFAULTS, ConnectionManager
 from wasmkit.host.plugin import Plugin, load
 from wasmkit.progress import Progress
 from wasmkit.replay import _interrupts
@@ -90,6 +91,7 @@ def replay(
     progress: bool | None = None,
     keep: Keep = "all",
     max_kept: int | None = None,
+    connection_manager: ConnectionManager | None = ENVOY_DEFAULTS,
     **vm_options: Any,
 ) -> ReplayResult:
     """Replay captured traffic through a filter and report what it changed.
@@ -154,6 +156,13 @@ def replay(
             (with ``workers=1``; several workers read the capture first). See
             :class:`wasmkit.replay.results.FlowCollector`.
         max_kept: keep at most this many flows in full.
+        connection_manager: what Envoy's HTTP connection manager and router
+            do around the filter (default: Envoy 1.40's defaults; see
+            :class:`wasmkit.host.connection_manager.ConnectionManager`):
+            the filter sees the captured request as Envoy hands it on
+            (``x-forwarded-proto``, ``x-request-id``, hop-by-hop headers
+            removed), each flow records what the upstream and the client got.
+            ``None``: the filter sees the capture as it is.
         **vm_options: for :class:`wasmkit.host.FilterVm` (``responder``,
             ``limits``, ``properties``, ``vm_configuration`` ...).
 
@@ -207,7 +216,11 @@ def replay(
             decoded=decoded,
             limit=limit,
             filter_expr=filter_expr,
-            options=ReplayOptions(chunk_size=chunk_size, follow_time=follow_time),
+            options=ReplayOptions(
+                chunk_size=chunk_size,
+                follow_time=follow_time,
+                connection_manager=connection_manager,
+            ),
             upstream=upstream,
             on_flow=on_flow,
             on_progress=on_progress,
@@ -219,7 +232,11 @@ def replay(
         return parallel
     collector = FlowCollector(keep, max_kept)
     capture_error: str | None = None
-    options = ReplayOptions(chunk_size=chunk_size, follow_time=follow_time)
+    options = ReplayOptions(
+        chunk_size=chunk_size,
+        follow_time=follow_time,
+        connection_manager=connection_manager,
+    )
     plugin: Plugin | None = None
     capture: Capture | None = None
     interrupted = False
