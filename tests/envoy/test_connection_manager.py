@@ -26,8 +26,9 @@ from wasmkit.traffic.model import Exchange, Headers, Request, Response
 
 from .conftest import wat
 
-# Envoy's listener in wasmkit.envoy is plain text: x-forwarded-proto is http.
-CM = ConnectionManager(scheme="http")
+# Envoy's defaults. (Envoy's listener in wasmkit.envoy is plain text; the
+# runner hands a TLS flow's scheme to Envoy as x-forwarded-proto.)
+CM = ConnectionManager()
 UUID4 = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 )
@@ -147,6 +148,18 @@ def test_plain_flows(probe_envoy, exchanges):
     assert theirs.result.response_after.get(b"content-length") == b"98"
     no_content, _ = pairs[3]
     assert no_content.result.response_before.status == 204
+    secure, _ = pairs[16]
+    assert exchanges[16].tls
+    assert secure.result.request_before.get(b"x-forwarded-proto") == b"https"
+
+
+def test_the_scheme_knob(probe_envoy, exchanges):
+    # scheme="http": a TLS flow is seen as plain text, as Envoy's listener is.
+    plain = replace(CM, scheme="http")
+    with EnvoyRunner(wat(PROBE_WAT), connection_manager=plain) as runner:
+        ((ours, _),) = same(runner, [exchanges[16]], plain)
+    assert ours.result.request_before.get(b"x-forwarded-proto") == b"http"
+    assert ours.result.request_before.get(b":scheme") == b"http"
 
 
 def test_hop_by_hop_headers(probe_envoy):

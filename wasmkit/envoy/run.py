@@ -10,6 +10,7 @@ from typing import Any
 from wasmkit.envoy.process import START_TIMEOUT_S
 from wasmkit.envoy.runner import REQUEST_TIMEOUT_S, EnvoyRunner, ResponderArg
 from wasmkit.errors import CaptureReadError
+from wasmkit.host.connection_manager import ENVOY_DEFAULTS, ConnectionManager
 from wasmkit.replay.results import FlowCollector, Keep, ReplayResult
 from wasmkit.traffic import load_capture
 
@@ -39,6 +40,7 @@ def replay(
     start_timeout_s: float = START_TIMEOUT_S,
     binary: Path | None = None,
     log_level: str = "debug",
+    connection_manager: ConnectionManager = ENVOY_DEFAULTS,
 ) -> ReplayResult:
     """Replay captured traffic through a real Envoy with the filter.
 
@@ -80,6 +82,8 @@ def replay(
         log_level: Envoy's ``wasm`` log level (the filter's logs below it are
             dropped); wasmkit's replay defaults to ``info``, so pass the same
             level to both to compare logs.
+        connection_manager: Envoy's connection manager, router and route
+            knobs (the same object :func:`wasmkit.replay.run.replay` takes).
 
     Raises:
         EnvoyNotFoundError: no Envoy binary.
@@ -106,6 +110,7 @@ def replay(
         start_timeout_s=start_timeout_s,
         binary=binary,
         log_level=log_level,
+        connection_manager=connection_manager,
     )
     collector = FlowCollector(keep, max_kept)
     capture_error: str | None = None

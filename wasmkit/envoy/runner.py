@@ -311,12 +311,27 @@ class EnvoyRunner:
         captured = None if exchange.request_only else exchange.response
         self.upstream.expect(index, captured)
         request = exchange.request
+        extra: list[tuple[bytes, bytes]] = []
+        cm = self.connection_manager
+        if (
+            getattr(exchange, "tls", False)
+            and cm.scheme is None
+            and not (cm.use_remote_address and cm.xff_num_trusted_hops == 0)
+            and not any(
+                k.lower() == b"x-forwarded-proto" for k, _ in request.headers.fields
+            )
+        ):
+            # Envoy's listener is plain text: a TLS flow's scheme comes in as
+            # the x-forwarded-proto Envoy keeps (where wasmkit's connection
+            # manager adds it: after the client's headers).
+            extra.append((b"x-forwarded-proto", b"https"))
         error = getattr(exchange, "error", None)
         if captured is None and hcm.reset_reason(error) == hcm.REFUSED_REASON:
             # The capture's upstream refused the connection: so does Envoy's.
-            mark = (config.UPSTREAM_MARK_HEADER.encode(), b"refused")
+            extra.append((config.UPSTREAM_MARK_HEADER.encode(), b"refused"))
+        if extra:
             request = dataclasses.replace(
-                request, headers=Headers((*request.headers.fields, mark))
+                request, headers=Headers((*request.headers.fields, *extra))
             )
         began = time.perf_counter()
         answer = sender.send(
