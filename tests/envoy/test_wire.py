@@ -111,7 +111,10 @@ def test_callout_server_answers_from_a_table():
 
 def test_the_bootstrap_names_the_filter_and_clusters(tmp_path):
     wasm = WasmFilterConfig(
-        tmp_path / "f.wasm", root_id="r", configuration=b"\xff", fail_open=True
+        tmp_path / "f.wasm",
+        root_id="r",
+        configuration=b"\xff",
+        failure_policy="fail_open",
     )
     config = bootstrap(wasm, upstream_port=1, callout_ports={"auth": 2})
     text = str(config)

@@ -526,3 +526,21 @@ def test_a_vm_failed_on_an_earlier_part_fails_the_later_parts(policy, wat, part)
     else:
         assert later.error is None and later.request_forwarded
     assert three.totals.failed == one.totals.failed
+
+
+def test_response_code_details_come_back_from_workers():
+    from tests.host.test_stream import DENY
+
+    for wat in (ADD, DENY, TRAP_ON_BOOM):
+        one = replay(wat, FLOW)
+        two = replay(wat, FLOW, workers=2, balance="even")
+        details = [f.result.details for f in one]
+        assert [f.result.details for f in two] == details
+        if wat is ADD:
+            # Flow 12's upstream refused the connection: the router's details.
+            assert details.pop(12).startswith("upstream_reset_before_response_started{")
+            assert set(details) == {"via_upstream"}
+        elif wat is DENY:
+            assert set(details) == {"access_denied"}
+        else:  # fail_closed from flow 4 on
+            assert details == ["via_upstream"] * 4 + ["wasm_fail_stream"] * 13

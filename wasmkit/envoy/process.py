@@ -118,6 +118,10 @@ class EnvoyProcess:
             "--log-format",
             LOG_FORMAT,
             "--log-format-escaped",
+            # The access log (each stream's details) is written at once, so
+            # that it comes before the next exchange's marker.
+            "--file-flush-interval-msec",
+            "1",
             *self.extra_args,
         ]
 

@@ -49,6 +49,10 @@ from wasmkit.traffic.model import Headers
 REQUEST_TIMEOUT_S = 10.0
 """Wall-clock limit for one exchange through Envoy (s)."""
 
+DETAILS_WAIT_S = 2.0
+"""How long an exchange's access line (its response code details) may come
+after its marker (s)."""
+
 
 _ENVOY_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
 
@@ -193,6 +197,8 @@ class EnvoyRunner:
         self.start_seconds = 0.0
         """How long Envoy took to be ready (s): mostly V8 compiling the module."""
         self._workdir: Path | None = None
+        self._access_seen = 0
+        """Envoy's stderr lines before the next exchange's access line."""
         self._ports: dict[str, int] = {}
 
     # -- start and stop ----------------------------------------------------------
@@ -215,6 +221,7 @@ class EnvoyRunner:
 
     def _start(self) -> None:
         self._workdir = Path(tempfile.mkdtemp(prefix="wasmkit-envoy-"))
+        self._access_seen = 0
         # Also removed at interpreter exit if stop() never runs.
         weakref.finalize(self, shutil.rmtree, self._workdir, True)
         self.name, module = _binary(self._filter, self._workdir)
@@ -350,20 +357,33 @@ class EnvoyRunner:
                 stderr=process.collector.tail() if process.collector else "",
             )
         lines = self._exchange_lines(process, index, start_line)
-        return FlowResult(
-            index,
+        result = outcome.stream_result(
             exchange,
-            outcome.stream_result(
-                exchange,
-                self.upstream.received(index, start_arrival),
-                answer,
-                lines,
-                self.callouts[start_call:],
-                fail_open=self._fail_open,
-            ),
-            micros,
-            exchange.request_only,
+            self.upstream.received(index, start_arrival),
+            answer,
+            lines,
+            self.callouts[start_call:],
+            fail_open=self._fail_open,
         )
+        result.details = self._details(process)
+        return FlowResult(index, exchange, result, micros, exchange.request_only)
+
+    def _details(self, process: EnvoyProcess) -> str:
+        # The filter listener logs one access line per stream, in order: the
+        # exchange's is the next one (flushed within a millisecond).
+        assert process.collector is not None
+        found = process.collector.wait_for(
+            lambda ln: (
+                ln.logger == "access" and ln.message.startswith(config.DETAILS_PREFIX)
+            ),
+            DETAILS_WAIT_S,
+            self._access_seen,
+        )
+        if found is None:
+            return ""
+        self._access_seen = found.seq + 1
+        details = found.message[len(config.DETAILS_PREFIX) :].strip()
+        return "" if details == "-" else details
 
     def _exchange_lines(
         self, process: EnvoyProcess, index: int, start: int

@@ -114,6 +114,13 @@ class StreamResult:
     the connection manager adds (``server``, ``date``...); ``None`` if none."""
     host_changes: list[str] = field(default_factory=list)
     """What the connection manager and router changed, one line each."""
+    details: str = ""
+    """Envoy's response code details (``%RESPONSE_CODE_DETAILS%``) as the
+    filter left them: ``via_upstream`` (the upstream answered), a local
+    reply's details, ``wasm_close_stream`` (``proxy_close_stream`` on the
+    request path, before any other), ``wasm_fail_stream`` (the filter
+    failed), the router's ``upstream_reset_before_response_started{...}``;
+    empty when none of these."""
 
     @property
     def ok(self) -> bool:
@@ -134,6 +141,7 @@ class HttpStream:
         self.reset = False
         self.stalled: str | None = None
         self.notes: list[str] = []
+        self.details = ""  # Envoy's response code details, as they stand
         self.upstream_response: HttpMessage | None = None
         self.close_connection = False
         """A local reply came before the whole request was read: Envoy closes
@@ -347,6 +355,8 @@ class HttpStream:
         if eos:
             side.end_received = True
         side.headers_seen = True
+        if side.stream_type is _RESPONSE and self._replied is None and not self.details:
+            self.details = "via_upstream"  # the router's, on upstream headers
         if self._bypass:
             self._forward_headers(side)
             return
@@ -494,10 +504,18 @@ class HttpStream:
             self._local_reply(ctx.local_reply)
             return
         if ctx.pending_close:
+            closed = list(ctx.pending_close)
             ctx.pending_close.clear()
             self.reset = True
             self.notes.append(f"the filter closed the stream in {ctx.callback}")
             self.ended = True
+            if _REQUEST in closed and not self.details:
+                # Envoy's closeStream sets these details unless set already.
+                self.details = "wasm_close_stream"
+            if ctx.callback == "proxy_on_request_headers":
+                # The reset follows the VM call, before the router sees the
+                # headers the callback let through.
+                ctx.request.forwarded_headers = None
             return
         while ctx.pending_continue:
             stream_type = ctx.pending_continue.pop(0)
@@ -541,6 +559,7 @@ class HttpStream:
 
     def _local_reply(self, reply: LocalReply) -> None:
         ctx = self._context()
+        self.details = reply.details  # sendLocalReply sets them
         response_side = ctx.response
         queue = self._queues[StreamType.HTTP_REQUEST]
         if not ctx.request.end_received and not any(f[2] for f in queue):
@@ -642,6 +661,7 @@ class HttpStream:
         # Envoy's failStream: a 503 local reply while the response headers
         # have not gone to the client, else a reset.
         response_side = ctx.response
+        self.details = "wasm_fail_stream"
         if response_side.forwarded_headers is None:
             reply = LocalReply(503, details="wasm_fail_stream", grpc_status=14)
             message = reply.to_message(grpc=self._grpc())
@@ -721,7 +741,16 @@ class HttpStream:
             self.notes,
             [c for c in callouts if c.context_id == ctx.id] if callouts else [],
             vm.metrics.table(),
+            details=self.details,
         )
+
+
+def _reset_details(reason: str) -> str:
+    # router.cc: the reset reason, then the transport failure (a refused
+    # connection's, measured), whitespace as "_".
+    if reason == hcm.REFUSED_REASON:
+        reason += "|delayed connect error: Connection refused"
+    return "upstream_reset_before_response_started{" + reason.replace(" ", "_") + "}"
 
 
 def _final(side: Side, before: HttpMessage | None) -> HttpMessage | None:
@@ -818,6 +847,7 @@ def run_exchange(
             # A refused connection carried nothing to the upstream.
             asked = answer.reason != hcm.REFUSED_REASON
             # The router's own 503 goes through the filter's response path.
+            stream.details = _reset_details(answer.reason)
             message = hcm.router_reply(answer.reason)
             if stream._head():
                 message.body = b""

@@ -361,6 +361,7 @@ class Packer:
                 _delta(r.request_after, r.upstream_request),
                 _delta(r.response_after, r.client_response),
                 r.host_changes or None,
+                r.details,
             )
         )
 
@@ -443,6 +444,7 @@ def _unpack(exchange: Any, record: tuple[Any, ...], piece: Piece) -> StreamResul
         upstream_request,
         client_response,
         host_changes,
+        details,
     ) = record
     client = exchange.to_request_message() if request is None else HttpMessage(*request)
     before = client if seen is None else _undelta(client, seen)
@@ -502,6 +504,7 @@ def _unpack(exchange: Any, record: tuple[Any, ...], piece: Piece) -> StreamResul
         upstream_request=_undelta(after, upstream_request),
         client_response=_undelta(response_out, client_response),
         host_changes=list(host_changes or ()),
+        details=details,
     )
 
 
