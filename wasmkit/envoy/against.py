@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,12 @@ def _filter(value: Any) -> Any:
         if path.suffix != ".wat":
             return value
     return engine.read_binary(value)[1]
+
+
+def _environment(inputs: dict[str, Any]) -> Any:
+    # ``environ`` is the older name of ``environment``.
+    value = inputs.get("environment")
+    return value if value is not None else inputs.get("environ")
 
 
 def _log_level(value: Any) -> str:
@@ -105,13 +110,17 @@ def envoy_arguments(result: ReplayResult) -> tuple[dict[str, Any], list[str]]:
         "fail_open": inputs.get("fail_open", False),
         "responder": responder,
         "clusters": clusters,
-        "environment": inputs.get("environ"),
+        "environment": _environment(inputs),
+        "host_env_keys": tuple(inputs.get("host_env_keys") or ()),
+        "failure_policy": inputs.get("failure_policy"),
         "decoded": inputs.get("decoded", False),
         "limit": inputs.get("limit"),
         "filter_expr": inputs.get("filter_expr"),
         "log_level": _log_level(inputs.get("log_level", LogLevel.INFO)),
         **_timeouts(inputs.get("limits")),
     }
+    if inputs.get("reload_backoff_ms") is not None:
+        kwargs["reload_backoff_ms"] = inputs["reload_backoff_ms"]
     if "connection_manager" in inputs:
         manager = inputs["connection_manager"]
         if manager is None:
@@ -119,7 +128,7 @@ def envoy_arguments(result: ReplayResult) -> tuple[dict[str, Any], list[str]]:
                 "wasmkit modelled no connection manager (connection_manager="
                 "None); Envoy always has one"
             )
-        elif "connection_manager" in inspect.signature(run.replay).parameters:
+        else:
             # The same knobs, written into Envoy's config.
             kwargs["connection_manager"] = manager
     return kwargs, notes

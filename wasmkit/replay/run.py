@@ -194,6 +194,8 @@ def replay(
         "config": config,
         "root_id": root_id,
         "fail_open": fail_open,
+        "failure_policy": failure_policy,
+        "connection_manager": connection_manager,
         "decoded": decoded,
         "limit": limit,
         "filter_expr": filter_expr,
