@@ -371,7 +371,8 @@ def test_in_a_live_kernel_import_wasmkit_shows_widgets_and_progress():
     # The progress bar was a widget; one summary line stays, on stdout.
     assert [o.name for o in streams] == ["stdout"]
     assert re.fullmatch(
-        r"replayed 17 flows in \d+\.\d s: 17 modified, 2 failed\n", streams[0].text
+        r"replayed 17 flows in \d+\.\d s: 17 modified, 2 failed, 3 local reply, 1 no response\n",
+        streams[0].text,
     )
     result = next(o for o in outputs if o.output_type == "execute_result")
     assert formatters.WIDGET_MIME in result.data
