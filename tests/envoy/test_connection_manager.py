@@ -362,3 +362,34 @@ def test_knobs(cm):
             probe = runner.run(replace(flows[1], index=99)).result.request_after
             cm = replace(cm, local_address=probe.get(b"x-forwarded-for").decode())
         same(runner, flows, cm)
+
+
+def test_bodies_buffered_past_the_buffer_limit():
+    # Envoy's default per_connection_buffer_limit_bytes is 1 MiB: a request
+    # body the filter holds past it gets Envoy's 413 (through the filter's
+    # response path, connection: close); a response body past it, once the
+    # headers went out, resets the stream.
+    from tests.host.probe import BUFFERING_PROBE_WAT
+
+    big = b"x" * (2 << 20)
+    flows = [
+        ex(
+            0,
+            method="POST",
+            req=(("Content-Length", str(len(big))),),
+            body=big,
+            resp=(("Content-Length", "2"),),
+            rbody=b"ok",
+        ),
+        ex(1, resp=(("Content-Length", str(len(big))),), rbody=big),
+    ]
+    local = FlowRunner(load(BUFFERING_PROBE_WAT), ReplayOptions(chunk_size=64 * 1024))
+    with EnvoyRunner(wat(BUFFERING_PROBE_WAT)) as runner:
+        theirs = [runner.run(x).result for x in flows]
+    ours = [local.run(x).result for x in flows]
+    a, b = (view(log.message for log in r.logs) for r in (ours[0], theirs[0]))
+    assert _headers(a.headers["rsh"]) == _headers(b.headers["rsh"])
+    assert _message(ours[0].client_response) == _message(theirs[0].response_after)
+    assert theirs[0].response_after.status == 413
+    assert ours[1].client_response is None and theirs[1].response_after is None
+    assert ours[1].reset and theirs[1].reset

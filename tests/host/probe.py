@@ -208,6 +208,20 @@ PROBE_WAT = filter_wat(
 )
 """The probe filter (WAT text, ABI 0.2.1)."""
 
+BUFFERING_PROBE_WAT = PROBE_WAT.replace(
+    """(call $body (global.get $s_rqb) (local.get $size) (local.get $eos))
+    (i32.const 0))""",
+    """(call $body (global.get $s_rqb) (local.get $size) (local.get $eos))
+    (i32.eqz (local.get $eos)))""",
+).replace(
+    """(call $body (global.get $s_rsb) (local.get $size) (local.get $eos))
+    (i32.const 0))""",
+    """(call $body (global.get $s_rsb) (local.get $size) (local.get $eos))
+    (i32.eqz (local.get $eos)))""",
+)
+"""The probe, pausing (buffering) each body until its end."""
+assert BUFFERING_PROBE_WAT.count("i32.eqz (local.get $eos)") == 2
+
 _TAGS = ("rqh", "rqb", "rqt", "rsh", "rsb", "rst")
 
 

@@ -476,3 +476,74 @@ def test_the_trace_marks_the_connection_managers_changes_as_the_hosts(probe):
     response_cb = kinds.index(("callback", "proxy_on_response_headers"))
     assert kinds[response_cb - 1] == ("host", "router")
     assert kinds[-1] == ("host", "connection_manager")
+
+
+# -- buffer limits ------------------------------------------------------------------
+
+
+def test_a_request_body_buffered_past_the_limit_gets_413():
+    from tests.host.probe import BUFFERING_PROBE_WAT
+
+    big = b"x" * (2 << 20)
+    plugin = load(BUFFERING_PROBE_WAT)
+    result = plugin.run_http(
+        request("POST", "http://h/", [("content-length", str(len(big)))], body=big),
+        response(200, [("content-length", "2")], "ok"),
+        chunk_size=64 * 1024,
+    )
+    # The headers had gone on; the whole request never reached the upstream.
+    assert result.request_forwarded and result.upstream_request is None
+    seen = view(log.message for log in result.logs)
+    # Envoy's own local reply, through the filter's response path.
+    assert seen.headers["rsh"] == [
+        (":status", "413"),
+        ("content-length", "17"),
+        ("content-type", "text/plain"),
+    ]
+    client = result.client_response
+    assert client.body == b"Payload Too Large"
+    assert client.get(b"connection") == b"close"
+    assert result.local_reply is None  # not the filter's
+    # Under the limit (or with a larger limit) the body goes through whole.
+    roomy = replace(ENVOY_DEFAULTS, per_connection_buffer_limit_bytes=4 << 20)
+    through = plugin.run_http(
+        request("POST", "http://h/", body=big),
+        response(),
+        chunk_size=64 * 1024,
+        connection_manager=roomy,
+    )
+    assert through.upstream_request.body == big
+
+
+def test_a_response_body_buffered_past_the_limit_resets_the_stream():
+    from tests.host.probe import BUFFERING_PROBE_WAT
+
+    big = b"z" * (2 << 20)
+    result = load(BUFFERING_PROBE_WAT).run_http(
+        request(),
+        response(200, [("content-length", str(len(big)))], big),
+        chunk_size=64 * 1024,
+    )
+    # The response headers had gone to the client: Envoy resets.
+    assert result.reset and result.client_response is None
+    assert any("resets the stream" in note for note in result.notes)
+
+
+def test_a_body_held_behind_paused_headers_counts_against_the_limit():
+    hold = PROBE_WAT.replace(
+        """(if (i32.eqz (call $req (global.get $s_reply) (global.get $s_reply_len)))
+      (then (return (i32.const 0))))""",
+        """(if (i32.eqz (call $req (global.get $s_reply) (global.get $s_reply_len)))
+      (then (return (i32.const 1))))""",
+    )
+    assert hold != PROBE_WAT
+    result = load(hold).run_http(
+        request("POST", "http://h/", body=b"x" * (2 << 20)),
+        response(),
+        chunk_size=256 * 1024,
+    )
+    assert result.client_response.status == 413
+    small = load(hold).run_http(
+        request("POST", "http://h/", body=b"x" * 1000), response()
+    )
+    assert small.stalled == "request headers"

@@ -92,7 +92,11 @@ class ConnectionManager:
     request's (a capture's TLS flows are ``https``). Envoy's listener in
     :mod:`wasmkit.envoy` is plain text: ``"http"``."""
     per_connection_buffer_limit_bytes: int = DEFAULT_BUFFER_LIMIT
-    """The listener's and cluster's buffer limit (bytes)."""
+    """The listener's buffer limit (bytes): a body the filter holds (pausing
+    its body callbacks, or its headers) past it ends the stream as Envoy's
+    filter manager does (measured): a request gets Envoy's 413 ``Payload Too
+    Large``, a response 500 ``Internal Server Error``, or a reset once its
+    headers went out."""
     proxy_100_continue: bool = False
     """Forward ``expect: 100-continue`` instead of answering it."""
     local_address: str | None = None

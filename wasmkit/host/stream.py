@@ -146,6 +146,9 @@ class HttpStream:
         self.close_connection = False
         """A local reply came before the whole request was read: Envoy closes
         the connection after the response (``connection: close``)."""
+        self.buffer_limit: int | None = None
+        """The connection manager's buffer limit for bodies the filter holds
+        (bytes); ``None``: none."""
         self._queues: dict[StreamType, list[Frame]] = {_REQUEST: [], _RESPONSE: []}
         self._log_start = len(self.vm.logs)
         self._trace_start = len(self.vm.trace)
@@ -227,7 +230,20 @@ class HttpStream:
             if stream_type is _REQUEST and not self._finished:
                 self._keep_before(side, frame)
             return
-        self._queues[stream_type].append(frame)
+        queue = self._queues[stream_type]
+        queue.append(frame)
+        limit = self.buffer_limit
+        if (
+            limit is not None
+            and frame[0] == "data"
+            and side.stopped in _HELD
+            and len(side.buffer) + sum(len(f[1]) for f in queue if f[0] == "data")
+            > limit
+        ):
+            # Envoy buffers the body of headers the filter holds, up to the
+            # buffer limit.
+            self._too_large(side)
+            return
         self._pump(side)
 
     def _keep_before(self, side: Side, frame: Frame) -> None:
@@ -419,7 +435,48 @@ class HttpStream:
                 return
         elif side.stopped != "headers-only":
             side.stopped = "body"
+            limit = self.buffer_limit
+            if limit is not None and len(side.buffer) > limit:
+                self._too_large(side)
+                return
         self._after_callback(side)
+
+    def _too_large(self, side: Side) -> None:
+        # Envoy's filter manager (requestDataTooLarge / responseDataTooLarge):
+        # a body buffered past the buffer limit ends the stream.
+        limit = self.buffer_limit
+        ctx = self.ctx
+        assert ctx is not None
+        if side.stream_type is _REQUEST:
+            self.notes.append(
+                f"the filter buffered more than {limit} bytes of the request: "
+                "Envoy answers 413 (request_payload_too_large)"
+            )
+            self.close_connection = True
+            self._local_reply(
+                LocalReply(
+                    413, body=b"Payload Too Large", details="request_payload_too_large"
+                )
+            )
+        elif ctx.response.forwarded_headers is not None:
+            self.notes.append(
+                f"the filter buffered more than {limit} bytes of the response after "
+                "its headers went out: Envoy resets the stream"
+            )
+            self.reset = True
+            self.ended = True
+        else:
+            self.notes.append(
+                f"the filter buffered more than {limit} bytes of the response: "
+                "Envoy answers 500 (response_payload_too_large)"
+            )
+            self._local_reply(
+                LocalReply(
+                    500,
+                    body=b"Internal Server Error",
+                    details="response_payload_too_large",
+                )
+            )
 
     def _on_trailers(self, side: Side, trailers: HeaderPairs) -> None:
         self._receive(side, "trailers", trailers, True)
@@ -813,6 +870,8 @@ def run_exchange(
         owned_request = owned
     request_changes = len(changes)
     stream = HttpStream(plugin, connection)
+    if cm is not None:
+        stream.buffer_limit = cm.per_connection_buffer_limit_bytes
     events = vm.events
     stream.send_message(_REQUEST, request, chunk_size, owned=owned_request)
 
