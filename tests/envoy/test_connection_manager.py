@@ -393,3 +393,35 @@ def test_bodies_buffered_past_the_buffer_limit():
     assert theirs[0].response_after.status == 413
     assert ours[1].client_response is None and theirs[1].response_after is None
     assert ours[1].reset and theirs[1].reset
+
+
+def test_grpc_local_replies_and_the_routers_grpc_503(probe_envoy):
+    # Trailers-only: the filter's headers, then content-type, grpc-status and
+    # the body as a percent-encoded grpc-message ('%' and '~' encoded).
+    grpc = ("content-type", "application/grpc")
+    pairs = same(
+        probe_envoy,
+        [
+            ex(
+                0,
+                method="POST",
+                req=(grpc, ("x-probe-reply", "403"), ("x-probe-reply-body", "a b%~z")),
+                error="answered locally",
+            ),
+            ex(
+                1,
+                method="POST",
+                req=(grpc, ("x-probe-reply", "503"), ("x-probe-reply-ctype", "1")),
+                error="answered locally",
+            ),
+            ex(2, method="POST", req=(grpc,), error="[Errno 111] Connect call failed"),
+        ],
+    )
+    denied = pairs[0][0].result.response_after
+    assert denied.headers[3:] == [
+        (b"content-type", b"application/grpc"),
+        (b"grpc-status", b"7"),
+        (b"grpc-message", b"a b%25%7Ez"),
+    ]
+    router = pairs[2][1].result.response_after
+    assert router.status == 200 and router.get(b"grpc-status") == b"14"

@@ -12,7 +12,14 @@ from dataclasses import replace
 import pytest
 
 from tests.host.probe import PROBE_WAT, view
-from wasmkit.host import Connection, ConnectionManager, load, request, response
+from wasmkit.host import (
+    Connection,
+    ConnectionManager,
+    UpstreamReset,
+    load,
+    request,
+    response,
+)
 from wasmkit.host.connection_manager import (
     ENVOY_DEFAULTS,
     REFUSED_REASON,
@@ -547,3 +554,22 @@ def test_a_body_held_behind_paused_headers_counts_against_the_limit():
         request("POST", "http://h/", body=b"x" * 1000), response()
     )
     assert small.stalled == "request headers"
+
+
+def test_a_grpc_request_gets_the_routers_503_trailers_only(probe):
+    grpc = request(
+        "POST", "http://h/pkg.Svc/Call", [("content-type", "application/grpc")]
+    )
+    result = probe.run_http(grpc, UpstreamReset(REFUSED_REASON))
+    seen = view(log.message for log in result.logs)
+    assert seen.headers["rsh"] == [
+        (":status", "200"),
+        ("content-type", "application/grpc"),
+        ("grpc-status", "14"),
+        (
+            "grpc-message",
+            "upstream connect error or disconnect/reset before headers. "
+            "reset reason: remote connection failure",
+        ),
+    ]
+    assert result.client_response.body == b""

@@ -39,6 +39,7 @@ from wasmkit.host.message import (
     Connection,
     HeaderPairs,
     HttpMessage,
+    LocalReply,
     header_value,
     remove_header,
     set_header,
@@ -437,24 +438,20 @@ def response_to_filter(
     return HttpMessage(headers, response.body, trailers)
 
 
-def router_reply(reason: str) -> HttpMessage:
+def router_reply(reason: str, *, grpc: bool = False, head: bool = False) -> HttpMessage:
     """The 503 Envoy's router sends when the upstream gave no response.
 
     source/common/router/router.cc onUpstreamReset: ``upstream connect error
     or disconnect/reset before headers. reset reason: <reason>`` as a local
     reply (measured: ``content-length``, ``content-type: text/plain``; no
-    ``x-envoy-upstream-service-time``).
+    ``x-envoy-upstream-service-time``; a gRPC request gets it trailers-only,
+    ``grpc-status: 14`` with the text as ``grpc-message``).
     """
     body = (
         "upstream connect error or disconnect/reset before headers. "
         f"reset reason: {reason}"
     ).encode()
-    headers = [
-        (b":status", b"503"),
-        (b"content-length", str(len(body)).encode()),
-        (b"content-type", b"text/plain"),
-    ]
-    return HttpMessage(headers, body)
+    return LocalReply(503, body=body).to_message(grpc=grpc, head=head)
 
 
 REFUSED_REASON = "remote connection failure"

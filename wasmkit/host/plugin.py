@@ -38,7 +38,11 @@ from wasmkit.errors import FilterLoadError, FilterStartError, FilterTrapError
 from wasmkit.host import higress, properties
 from wasmkit.host import imports as host_imports_mod
 from wasmkit.host.callouts import Callout, Responder, table_responder
-from wasmkit.host.connection_manager import ENVOY_DEFAULTS, ConnectionManager
+from wasmkit.host.connection_manager import (
+    ENVOY_DEFAULTS,
+    ConnectionManager,
+    UpstreamReset,
+)
 from wasmkit.host.context import (
     Context,
     LogRecord,
@@ -1165,7 +1169,10 @@ class Plugin:
     def run_http(
         self,
         request: HttpMessage,
-        response: HttpMessage | Callable[[HttpMessage], HttpMessage] | None = None,
+        response: HttpMessage
+        | Callable[[HttpMessage], HttpMessage | UpstreamReset]
+        | UpstreamReset
+        | None = None,
         *,
         chunk_size: int | None = None,
         connection: Connection | None = None,
@@ -1181,7 +1188,9 @@ class Plugin:
 
         Args:
             request: the request as the client sent it.
-            response: the upstream's answer; ``None`` means an empty 200.
+            response: the upstream's answer; ``None`` means an empty 200;
+                an :class:`~wasmkit.host.connection_manager.UpstreamReset`
+                means none (Envoy's router answers 503).
             chunk_size: deliver bodies in chunks of this many bytes (default:
                 one chunk).
             connection: the client connection (addresses, TLS) the filter sees

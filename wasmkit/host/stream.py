@@ -907,9 +907,9 @@ def run_exchange(
             asked = answer.reason != hcm.REFUSED_REASON
             # The router's own 503 goes through the filter's response path.
             stream.details = _reset_details(answer.reason)
-            message = hcm.router_reply(answer.reason)
-            if stream._head():
-                message.body = b""
+            message = hcm.router_reply(
+                answer.reason, grpc=stream._grpc(), head=stream._head()
+            )
             router_changes.append(
                 f"response: the router answered 503 (upstream reset: {answer.reason})"
             )
