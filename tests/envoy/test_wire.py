@@ -134,3 +134,18 @@ def test_log_lines_parse():
         "wasm log a b c: it\nbroke",
     )
     assert parse_line(0, "raw crash text").level is None
+
+
+def test_escaped_bytes_come_back_as_the_host_decodes_them():
+    # --log-format-escaped writes bytes outside printable ASCII as octal
+    # (absl::CEscape); the message is those bytes decoded as UTF-8 with
+    # replacement, as wasmkit decodes a filter's log message.
+    raw = b'bin: \xc2\xbf\x00\x7f\xff \\ "q" tab\tend'
+    escaped = "".join(
+        {"\\": "\\\\", '"': '\\"', "\t": "\\t"}.get(chr(b), chr(b))
+        if 0x20 <= b < 0x7F or b == 0x09
+        else f"\\{b:03o}"
+        for b in raw
+    )
+    line = parse_line(0, f"@wk|info|wasm|wasm log a b c: {escaped}\n")
+    assert line.message == "wasm log a b c: " + raw.decode("utf-8", "replace")

@@ -33,12 +33,27 @@ _LEVELS = {
     "critical": LogLevel.CRITICAL,
 }
 
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'"}
-_ESCAPE = re.compile(r"\\(.)")
+_ESCAPES = {"n": b"\n", "t": b"\t", "r": b"\r", "\\": b"\\", '"': b'"', "'": b"'"}
+# absl::CEscape, which --log-format-escaped applies: the escapes above, and
+# every other byte outside printable ASCII as three octal digits.
+_ESCAPE = re.compile(r"\\([0-7]{3}|.)")
 
 
 def _unescape(text: str) -> str:
-    return _ESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(0)), text)
+    # Back to the message's bytes, then decoded as the host decodes a
+    # filter's log message (UTF-8, invalid sequences replaced).
+    out = bytearray()
+    pos = 0
+    for m in _ESCAPE.finditer(text):
+        out += text[pos : m.start()].encode("utf-8", "surrogateescape")
+        code = m.group(1)
+        if len(code) == 3:
+            out.append(int(code, 8) & 0xFF)
+        else:
+            out += _ESCAPES.get(code, m.group(0).encode("utf-8", "surrogateescape"))
+        pos = m.end()
+    out += text[pos:].encode("utf-8", "surrogateescape")
+    return out.decode("utf-8", "replace")
 
 
 @dataclass(frozen=True, slots=True)
