@@ -8,7 +8,7 @@ from pathlib import Path
 import ipywidgets as widgets
 import pytest
 
-from wasmkit.notebook import formatters
+from wasmkit.notebook import formatters, tables
 from wasmkit.notebook.explorer import FLOW_TABS, TABS, ReplayExplorer
 from wasmkit.replay.run import replay
 from wasmkit.testing import filter_wat
@@ -309,8 +309,18 @@ def test_a_failed_flow_says_why(explorer, result):
 
 def test_summary_logs_metrics_callouts_tabs(explorer, result):
     summary, _, logs, metrics, callouts = (child for child in explorer.tabs.children)
-    assert 'class="wasmkit-summary"' in summary.value
-    assert summary.value.count("<tr>") == 18  # header + 17 flows
+    # The compact columns first, every column behind the toggle.
+    compact, _, full = summary.value.partition(
+        '<details class="wasmkit-summary-toggle">'
+    )
+    assert '<div class="tex2jax_ignore mathjax_ignore"><style' in compact
+    assert 'class="wasmkit-summary"' in compact
+    assert compact.count("<tr>") == 18  # header + 17 flows
+    assert re.findall(r'class="col_heading[^"]*" >([^<]*)</th>', compact) == list(
+        tables.COMPACT_COLUMNS
+    )
+    assert 'class="wasmkit-summary-all"' in full
+    assert full.count("<tr>") == 18 and "All 21 columns</summary>" in full
     assert "wk-failed" in summary.value and "wk-modified" in summary.value
     assert "td.wk-failed" in summary.value  # tinted by CSS
     assert "wasmkit-logs" in logs.value

@@ -13,10 +13,18 @@ if TYPE_CHECKING:
 
 def comparison(result: Comparison, *, differing: bool = False) -> pd.DataFrame:
     """One row per flow (only the differing flows with ``differing``)."""
+    from wasmkit.diff import frames
     from wasmkit.replay.compare import COLUMNS
 
     rows = [r for r in result.rows if r["differs"] or not differing]
-    return pd.DataFrame(rows, columns=COLUMNS)
+    dtypes = dict.fromkeys(COLUMNS, "string") | {
+        "index": "Int64",
+        "status_a": "Int64",
+        "status_b": "Int64",
+        "differs": "boolean",
+    }
+    # Nullable dtypes and the coloured .style of every replay frame.
+    return frames.nullable(pd.DataFrame(rows, columns=COLUMNS), dtypes)
 
 
 def envoy_comparison(

@@ -246,7 +246,8 @@ def render_summary_html(result: ReplayResult) -> str:
     rows = result.summary_rows
     parts = [
         f"<style>{_CSS.replace('body {', '.wasmkit-replay {')}</style>",
-        '<div class="wasmkit-replay">',
+        # MathJax (JupyterLab) leaves the paths and reasons as text.
+        '<div class="wasmkit-replay tex2jax_ignore mathjax_ignore">',
         f'<p class="status">{_e(_status(result, rows))}</p>',
     ]
     note = result.partial_note()

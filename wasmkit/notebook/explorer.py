@@ -18,7 +18,6 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from wasmkit.diff.frames import summary_frame
 from wasmkit.notebook import envoy_pages, flow_pages, tables
 from wasmkit.notebook.tables import e
 from wasmkit.replay.results import FlowResult, ReplayResult
@@ -213,11 +212,11 @@ class ReplayExplorer(widgets.VBox):  # type: ignore[misc]
                 classes.append("wk-local-reply")
             else:
                 classes.append("wk-modified" if modified(row) else "wk-unchanged")
-        frame = summary_frame(rows)
+        extra = {}
         if self.envoy is not None:
             words = [envoy_pages.word(self.envoy.flow(r["index"])) for r in rows]
-            frame.insert(frame.columns.get_loc("action") + 1, "envoy", words)
-        html = tables.styled(frame, table_class="wasmkit-summary", row_classes=classes)
+            extra["envoy"] = words
+        html = tables.summary_html(rows, row_classes=classes, extra=extra)
         return html + self._more(len(self.rows))
 
     @staticmethod

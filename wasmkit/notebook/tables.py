@@ -5,18 +5,22 @@ its ``<table>`` carries a ``class`` (``wasmkit-diff`` for the diff tables) and
 ``data-flow="<capture index>"``; diff rows carry ``wk-added`` /
 ``wk-removed`` / ``wk-changed`` / ``wk-unchanged`` on every cell, coloured by
 the Styler's ``<style>`` block, and a ``change`` column says the same in words,
-so the tables read without colour too. Cell values are HTML-escaped.
+so the tables read without colour too. Cell values are HTML-escaped with
+newlines as line breaks, and every table and diff carries the
+``tex2jax_ignore mathjax_ignore`` classes: MathJax (which typesets HTML
+widgets and outputs in JupyterLab) never turns a ``$.id`` into LaTeX.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
 from wasmkit.diff.compare import BodyChange, header_changes
+from wasmkit.diff.frames import NO_MATHJAX, cell_html, summary_frame
 from wasmkit.host.message import HeaderPairs
 
 GREEN = "#d4f7d4"
@@ -51,7 +55,7 @@ _BASE_STYLES: list[dict[str, Any]] = [
             ("font-family", "ui-monospace, monospace"),
             ("font-size", "12px"),
             ("white-space", "pre-wrap"),
-            ("word-break", "break-all"),
+            ("overflow-wrap", "break-word"),  # long tokens only, not every word
         ],
     },
     {"selector": "th", "props": [("background-color", "#f0f0f0")]},
@@ -94,7 +98,8 @@ def styled(
     if flow is not None:
         attrs += f' data-flow="{flow}"'
     styler = (
-        frame.style.format(escape="html", na_rep="", precision=1)
+        pd.DataFrame.style.fget(frame)
+        .format(_cell)
         .hide(axis="index")
         .set_table_attributes(attrs)
         .set_table_styles(_BASE_STYLES)
@@ -106,7 +111,90 @@ def styled(
             columns=frame.columns,
         )
         styler = styler.set_td_classes(classes)
-    return str(styler.to_html())
+    # MathJax skips what is inside: a $.id stays text.
+    return f'<div class="{NO_MATHJAX}">{styler.to_html()}</div>'
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float) and value == value:
+        return f"{value:.1f}"
+    return cell_html(value)
+
+
+COMPACT_COLUMNS = (
+    "#", "method", "host", "path", "status", "action", "changes", "µs", "reason",
+)  # fmt: skip
+"""The Summary tab's columns; the others are behind its "all columns" toggle."""
+
+
+def _changes(row: dict[str, Any]) -> str:
+    # "request +1 ~1, response -2, body": what the filter changed, in words.
+    parts = []
+    for side in ("request", "response"):
+        marks = [
+            f"{mark}{row[f'{side}_{kind}']}"
+            for kind, mark in (("added", "+"), ("removed", "-"), ("changed", "~"))
+            if row[f"{side}_{kind}"]
+        ]
+        if marks:
+            parts.append(f"{side} {' '.join(marks)}")
+    if row["body_changed"]:
+        parts.append("body")
+    return ", ".join(parts)
+
+
+def _status_pair(row: dict[str, Any]) -> str:
+    before, after = row["status_before"], row["status_after"]
+    return f"{'-' if before is None else before} → {'-' if after is None else after}"
+
+
+def compact_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Summary rows as the Summary tab's :data:`COMPACT_COLUMNS`."""
+    return [
+        {
+            "#": row["index"],
+            "method": row["method"],
+            "host": row["host"],
+            "path": row["path"],
+            "status": _status_pair(row),
+            "action": row["action"],
+            "changes": _changes(row),
+            "µs": row["us"],
+            "reason": row["reason"],
+        }
+        for row in rows
+    ]
+
+
+def summary_html(
+    rows: Sequence[dict[str, Any]],
+    *,
+    row_classes: Sequence[str],
+    table_class: str = "wasmkit-summary",
+    extra: Mapping[str, Sequence[Any]] | None = None,
+) -> str:
+    """The Summary tab: the compact columns, every column behind a toggle.
+
+    The compact table (:data:`COMPACT_COLUMNS`) scrolls sideways rather than
+    squeezing its words; a ``<details>`` below holds the full summary table
+    (every column of :meth:`ReplayResult.summary`), closed at first: it works
+    in a live kernel and in a saved notebook alike. ``extra`` columns (an
+    Envoy column) go after ``action`` in both.
+    """
+    short = pd.DataFrame(compact_rows(rows), columns=list(COMPACT_COLUMNS))
+    every = summary_frame(list(rows))
+    for name, values in reversed(list((extra or {}).items())):
+        for frame in (short, every):
+            frame.insert(frame.columns.get_loc("action") + 1, name, list(values))
+    compact = styled(short, table_class=table_class, row_classes=row_classes)
+    full = styled(every, table_class=f"{table_class}-all", row_classes=row_classes)
+    columns = len(every.columns)
+    return (
+        f'<div style="overflow-x:auto">{compact}</div>'
+        '<details class="wasmkit-summary-toggle"><summary style="cursor:pointer">'
+        f"All {columns} columns</summary>"
+        f'<div style="overflow-x:auto">{full}</div></details>'
+    )
 
 
 def header_table(
@@ -163,8 +251,10 @@ def diff_pre(text: str) -> str:
             continue
         out.append(f'<span style="color:{colour}">{e(line)}</span>')
     return (
-        '<pre style="background:#f7f7f7;padding:4px;white-space:pre-wrap;'
-        'max-height:30em;overflow:auto">' + "\n".join(out) + "</pre>"
+        f'<pre class="{NO_MATHJAX}" style="background:#f7f7f7;padding:4px;'
+        'white-space:pre-wrap;max-height:30em;overflow:auto">'
+        + "\n".join(out)
+        + "</pre>"
     )
 
 

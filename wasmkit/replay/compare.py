@@ -341,7 +341,8 @@ class Comparison:
         more = len(rows) - _HTML_ROWS
         name_a, name_b = self.names
         return (
-            f'<div class="wasmkit-compare-summary"><p><b>compare</b> '
+            '<div class="wasmkit-compare-summary tex2jax_ignore mathjax_ignore">'
+            "<p><b>compare</b> "
             f"<b>{cell(name_a)}</b> ({cell(_first_line(self.a.filter))}) vs "
             f"<b>{cell(name_b)}</b> ({cell(_first_line(self.b.filter))}): "
             f"{len(self.flows)} flows, {len(rows)} differing</p>"
