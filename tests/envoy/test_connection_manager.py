@@ -425,3 +425,36 @@ def test_grpc_local_replies_and_the_routers_grpc_503(probe_envoy):
     ]
     router = pairs[2][1].result.response_after
     assert router.status == 200 and router.get(b"grpc-status") == b"14"
+
+
+@pytest.mark.parametrize("enable_trailers", [False, True], ids=["default", "enabled"])
+def test_http1_trailers(enable_trailers):
+    # Envoy's HTTP/1 codec drops trailers unless enable_trailers is set.
+    cm = replace(CM, enable_trailers=enable_trailers)
+    request_ = Request(
+        "POST",
+        "http",
+        "upstream.test",
+        80,
+        "/",
+        headers=Headers(
+            [(b"Host", b"upstream.test"), (b"Transfer-Encoding", b"chunked")]
+        ),
+        body=b"hello",
+        trailers=Headers([(b"x-rt", b"1")]),
+    )
+    response_ = Response(
+        200,
+        "OK",
+        headers=Headers([(b"Transfer-Encoding", b"chunked")]),
+        body=b"world",
+        trailers=Headers([(b"x-st", b"2")]),
+    )
+    with EnvoyRunner(wat(PROBE_WAT), connection_manager=cm) as runner:
+        ((ours, _),) = same(runner, [Exchange(0, request_, response_)], cm)
+    seen = view(log.message for log in ours.result.logs)
+    if enable_trailers:
+        assert seen.headers["rqt"] == [("x-rt", "1")]
+        assert seen.headers["rst"] == [("x-st", "2")]
+    else:
+        assert "rqt" not in seen.headers and "rst" not in seen.headers

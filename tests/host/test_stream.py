@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from wasmkit.abi.constants import StreamType
-from wasmkit.host import load, request, response
+from wasmkit.host import ConnectionManager, load, request, response
 from wasmkit.testing import filter_wat
 
 NOOP_LOG = """
@@ -306,7 +306,9 @@ TRAILERS = filter_wat(
 def test_trailers_go_through_their_callbacks():
     req = request("POST", "http://h/", body="data", trailers=[("grpc-status", "0")])
     resp = response(200, [], "resp", trailers=[("grpc-status", "0")])
-    result = load(TRAILERS).run_http(req, resp)
+    # Envoy's HTTP/1 codec passes trailers on with enable_trailers only.
+    trailers_on = ConnectionManager(enable_trailers=True)
+    result = load(TRAILERS).run_http(req, resp, connection_manager=trailers_on)
     body = calls(result, "proxy_on_request_body")
     assert [c.args["end_of_stream"] for c in body] == [0]
     assert calls(result, "proxy_on_request_trailers")[0].args["num_trailers"] == 1
@@ -316,6 +318,14 @@ def test_trailers_go_through_their_callbacks():
     ]
     assert calls(result, "proxy_on_response_trailers")
     assert result.response_after.trailers == [(b"grpc-status", b"0")]
+    # By default they are dropped before the filter (measured with Envoy).
+    dropped = load(TRAILERS).run_http(req, resp)
+    assert not calls(dropped, "proxy_on_request_trailers")
+    assert not calls(dropped, "proxy_on_response_trailers")
+    assert [c.args["end_of_stream"] for c in calls(dropped, "proxy_on_request_body")] == [1]
+    assert dropped.request_before.trailers is None
+    assert dropped.upstream_request.trailers is None
+    assert dropped.client_response.trailers is None
 
 
 def test_headers_only_request_has_end_of_stream():

@@ -217,6 +217,8 @@ def hcm_options(cm: ConnectionManager) -> dict[str, Any]:
         out["upgrade_configs"] = [{"upgrade_type": t} for t in cm.upgrade_types]
     if cm.proxy_100_continue:
         out["proxy_100_continue"] = True
+    if cm.enable_trailers:
+        out["http_protocol_options"] = {"enable_trailers": True}
     return out
 
 
@@ -344,6 +346,16 @@ def bootstrap(
     hcm = listeners[0]["filter_chains"][0]["filters"][0]["typed_config"]
     hcm["access_log"] = _details_log()
     clusters = [_cluster(UPSTREAM_CLUSTER, upstream_port)]
+    if cm.enable_trailers:
+        clusters[0]["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": _TYPES
+                + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {
+                    "http_protocol_options": {"enable_trailers": True}
+                },
+            }
+        }
     if refused_port is not None:
         clusters.append(_cluster(REFUSED_CLUSTER, refused_port))
     clusters += [_cluster(name, port) for name, port in sorted(callout_ports.items())]

@@ -100,6 +100,11 @@ class ConnectionManager:
     headers went out."""
     proxy_100_continue: bool = False
     """Forward ``expect: 100-continue`` instead of answering it."""
+    enable_trailers: bool = False
+    """``http_protocol_options.enable_trailers``: Envoy's HTTP/1 codec drops
+    trailers unless set (measured: the filter sees neither the client's nor
+    the upstream's, and sends none on). The listener and the upstream
+    cluster are HTTP/1.1, Envoy's defaults."""
     local_address: str | None = None
     """Envoy's own address, which ``use_remote_address`` appends to
     ``x-forwarded-for`` in place of a loopback peer (Envoy: the host's first
@@ -352,8 +357,23 @@ def request_to_filter(
             value = new_id()
             set_header(headers, b"x-request-id", value)
             _note(changes, where, f"set x-request-id: {_show(value)}")
-    trailers = None if request.trailers is None else list(request.trailers)
+    trailers = _trailers(cm, request.trailers, where, changes)
     return HttpMessage(headers, request.body, trailers)
+
+
+def _trailers(
+    cm: ConnectionManager,
+    trailers: HeaderPairs | None,
+    where: str,
+    changes: list[str],
+) -> HeaderPairs | None:
+    # http1/codec_impl.cc: without enable_trailers, trailers are dropped.
+    if trailers is None:
+        return None
+    if not cm.enable_trailers:
+        _note(changes, where, "dropped the trailers (HTTP/1, enable_trailers off)")
+        return None
+    return list(trailers)
 
 
 # -- (b) the filter's request -> what the upstream receives ----------------------
@@ -373,13 +393,14 @@ def request_to_upstream(
     """
     headers = list(forwarded.headers)
     where = "upstream"
+    trailers = _trailers(cm, forwarded.trailers, where, changes)
     if cm.route_timeout_ms and not cm.suppress_envoy_headers:
         value = str(cm.route_timeout_ms).encode()
         set_header(headers, b"x-envoy-expected-rq-timeout-ms", value)
         _note(changes, where, f"set x-envoy-expected-rq-timeout-ms: {_show(value)}")
-    _frame_request(headers, forwarded, changes)
-    trailers = None if forwarded.trailers is None else list(forwarded.trailers)
-    return HttpMessage(headers, forwarded.body, trailers)
+    message = HttpMessage(headers, forwarded.body, trailers)
+    _frame_request(headers, message, changes)
+    return message
 
 
 def _frame_request(
@@ -434,7 +455,7 @@ def response_to_filter(
         value = str(max(0, service_time_ms)).encode()
         set_header(headers, b"x-envoy-upstream-service-time", value)
         _note(changes, where, f"set x-envoy-upstream-service-time: {_show(value)}")
-    trailers = None if response.trailers is None else list(response.trailers)
+    trailers = _trailers(cm, response.trailers, where, changes)
     return HttpMessage(headers, response.body, trailers)
 
 
@@ -526,7 +547,7 @@ def response_to_client(
     status = response.status or 200
     no_body = method == b"HEAD" or status in (204, 304) or status < 200
     body = b"" if no_body else response.body
-    trailers = None if no_body or response.trailers is None else response.trailers
+    trailers = None if no_body else _trailers(cm, response.trailers, where, changes)
     if body != response.body:
         _note(changes, where, "dropped the body (HEAD, 204 or 304)")
     # http1/codec_impl.cc encodeHeadersBase: framing of what goes out.
