@@ -296,3 +296,14 @@ def test_progress_of_a_slow_load_ends_cleanly(tmp_path):
     assert all(
         re.fullmatch(r"loading slow\.wat \(\d+ s\)", line) for line in lines[:-1]
     ), lines
+
+
+def test_a_folder_that_is_no_project_says_what_it_lacks(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    line = one_line(wasmkit_cli("build", str(empty)))
+    assert line.startswith(f"wasmkit build: cannot tell the language of {empty}: ")
+    assert line.endswith("(or pass --lang)")
+    line = one_line(wasmkit_cli("replay", str(empty), str(FLOW)))
+    assert line.startswith(f"wasmkit replay: cannot build {empty}: ")
+    assert "lang" not in line.split(": ", 3)[-1]  # replay has no --lang

@@ -294,10 +294,18 @@ def _built_filter(
     except (BuildError, ValueError, OSError) as exc:
         if isinstance(exc, CompileError):
             print(exc.stderr.rstrip(), file=sys.stderr)  # the compiler's own words
-        print(f"{command}: cannot build {arg}: {one_line(str(exc))}", file=sys.stderr)
+        why = _flag_words(one_line(str(exc)), "")  # no --lang here
+        print(f"{command}: cannot build {arg}: {why}", file=sys.stderr)
         return None
     print(f"wasmkit: {arg} -> {artifact.summary()}", file=sys.stderr)
     return str(artifact.path)
+
+
+def _flag_words(message: str, lang_flag: str) -> str:
+    # The library's "pass lang=" is a flag here (or nothing to pass).
+    hint = f"pass {lang_flag}" if lang_flag else ""
+    message = message.replace(" (or pass lang=)", f" (or {hint})" if hint else "")
+    return message.replace("or pass lang=", f"or {hint}" if hint else "").rstrip(", ")
 
 
 def _add_build(sub: Any) -> None:
@@ -347,7 +355,7 @@ def _build(args: argparse.Namespace) -> int:
             **options.build_options(args),
         )
     except (ValueError, OSError) as exc:
-        raise SystemExit(f"wasmkit build: {exc}") from exc
+        raise SystemExit(f"wasmkit build: {_flag_words(str(exc), '--lang')}") from exc
     except BuildError as exc:
         if args.json:
             print(json.dumps({"error": _build_error_json(exc)}, indent=2))
