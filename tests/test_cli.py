@@ -210,9 +210,13 @@ def test_run_with_callouts_table_and_python_responder(tmp_path):
         "def responder(call):\n"
         "    return response(403 if call.cluster == 'auth' else 200)\n"
     )
-    proc = wasmkit(
-        "run", write(tmp_path, "auth.wat", AUTH), "--callouts", str(script), "--json"
-    )
+    # A function responder answers only the clusters declared (Envoy has
+    # only those): without --cluster the callout is refused (BadArgument).
+    args = ("run", write(tmp_path, "auth.wat", AUTH), "--callouts", str(script))
+    record = json.loads(wasmkit(*args, "--json").stdout)
+    assert record["callouts"] == []
+    assert any("cluster 'auth'" in note for note in record["notes"])
+    proc = wasmkit(*args, "--cluster", "auth", "--json")
     record = json.loads(proc.stdout)
     assert record["response"]["status"]["after"] == 403
     assert record["local_reply"]["callback"] == "proxy_on_http_call_response"

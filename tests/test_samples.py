@@ -206,7 +206,13 @@ def test_rust_panic_is_a_trap_with_message_and_demangled_backtrace(panic_filter)
         pytest.skip(_have("rust"))
     from wasmkit.host import Limits
 
-    plugin = load(panic_filter, limits=Limits(memory_bytes=64 * 1024 * 1024))
+    # fail_reload with a short backoff: each stream after a trap reloads.
+    plugin = load(
+        panic_filter,
+        limits=Limits(memory_bytes=64 * 1024 * 1024),
+        failure_policy="fail_reload",
+        reload_backoff_ms=2,
+    )
     result = plugin.run_http(
         request("GET", "http://h/", [("x-panic", "now")]), response()
     )
@@ -221,9 +227,11 @@ def test_rust_panic_is_a_trap_with_message_and_demangled_backtrace(panic_filter)
     )
     assert result.response_after.status == 503
     # A Rust allocation failure is a memory error.
+    plugin.vm.advance(5)
     hog = plugin.run_http(request("GET", "http://h/", [("x-hog", "1")]), response())
     assert hog.error.kind == "memory"
     assert "memory allocation of 1048576 bytes failed" in str(hog.error)
     # And the next stream runs on a fresh instance.
+    plugin.vm.advance(5)
     fine = plugin.run_http(request(), response(200))
     assert fine.error is None and fine.response_after.status == 200

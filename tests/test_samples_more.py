@@ -598,6 +598,7 @@ def test_auth_callout_denies_with_403(sample, lang, answer, outcome, said):
         root_id="auth_callout",
         config=AUTH_CALLOUT,
         responder=responder,
+        clusters=["auth"],  # a function responder answers declared clusters
     )
     start = plugin.vm.clock.now_ns()
     result = plugin.run_http(request("GET", "http://h/x"), response(200, [], "secret"))
@@ -655,6 +656,7 @@ def test_auth_callout_streams_one_after_another(sample, lang):
         root_id="auth_callout",
         config=AUTH_CALLOUT,
         responder=responder,
+        clusters=["auth"],  # a function responder answers declared clusters
     )
     seen = []
     for auth in ("Bearer good", "Bearer bad", "Bearer good", ""):

@@ -146,7 +146,8 @@ def test_go_callout_resumes_the_request_on_200(callout_wasm):
     assert plugin.vm.clock.now_ns() - start == 10_000_000
     assert messages(result.logs) == [
         f"callout: sent token {call.token}",
-        'callout: auth answered status="200" headers=1 body="ok"',
+        # :status and Envoy's x-envoy-upstream-service-time (measured).
+        'callout: auth answered status="200" headers=2 body="ok"',
     ]
     callbacks = [t.name for t in result.trace if t.kind == "callback"]
     assert callbacks.index("proxy_on_request_headers") < callbacks.index(
@@ -163,7 +164,7 @@ def test_go_callout_resumes_the_request_on_200(callout_wasm):
     [
         (
             {"status": 401, "body": "nope"},
-            'status="401" headers=1 body="nope"',
+            'status="401" headers=2 body="nope"',
             b"denied by auth (status 401)",
         ),
         ({"fail": True}, 'status="" headers=0 body=""', b"auth did not answer"),
@@ -195,7 +196,7 @@ def test_go_callout_with_a_responder_function_and_timeout(callout_wasm):
             return CalloutReply(response(403, [], "not bob"), latency_ms=5)
         return None  # no answer: the 5 s timeout ends the call with a 504
 
-    plugin = load(callout_wasm, responder=responder)
+    plugin = load(callout_wasm, responder=responder, clusters=["auth"])
     alice = plugin.run_http(
         request("GET", "http://h/", [("x-user", "alice")]), response(200)
     )

@@ -378,7 +378,7 @@ def test_rust_grpc_ok_resumes_the_request_with_the_answer(grpc_client_wasm):
         seen.append(req)
         return GrpcReply((b"\x0a\x05hello",))
 
-    plugin = load(grpc_client_wasm, grpc_responder=responder)
+    plugin = load(grpc_client_wasm, grpc_responder=responder, clusters=["grpc"])
     result = plugin.run_http(
         request("GET", "http://h/x", [("x-say", "hi"), ("x-request-id", "r-1")]),
         response(200, [("k", "v")], "upstream body"),
@@ -480,7 +480,7 @@ def test_rust_grpc_error_status_denies_with_403(grpc_client_wasm, answer, status
     ids=["no answer", "too late"],
 )
 def test_rust_grpc_timeout_denies_after_500_ms(grpc_client_wasm, answer):
-    plugin = load(grpc_client_wasm, grpc_responder=lambda req: answer)
+    plugin = load(grpc_client_wasm, grpc_responder=lambda req: answer, clusters=["grpc"])
     start = plugin.vm.clock.now_ns()
     result = plugin.run_http(request("GET", "http://h/x"), response())
     assert plugin.vm.clock.now_ns() - start == 500_000_000
@@ -521,7 +521,7 @@ def test_rust_grpc_concurrent_calls_are_answered_in_latency_order(grpc_client_wa
         latency = {b"\x0a\x04slow": 100, b"\x0a\x04fast": 30}[req.message]
         return GrpcReply((req.message,), latency_ms=latency)
 
-    plugin = load(grpc_client_wasm, grpc_responder=responder)
+    plugin = load(grpc_client_wasm, grpc_responder=responder, clusters=["grpc"])
     slow = plugin.http_stream()
     slow.send_message(
         StreamType.HTTP_REQUEST, request("GET", "http://h/1", [("x-say", "slow")])

@@ -4,7 +4,7 @@ One definition, so a flag means the same on the command line and in a cell:
 
 ``--timeout-ms``, ``--start-timeout-ms``, ``--memory-mb``, ``--fuel`` (the
 :class:`~wasmkit.host.vm.Limits`), ``--log-level``, ``--vm-config``,
-``--property``, ``--env``, ``--host-env``, ``--failure-policy``,
+``--property``, ``--cluster``, ``--env``, ``--host-env``, ``--failure-policy``,
 ``--reload-backoff-ms`` (VM options) and
 ``--tags``, ``--go-flags``, ``--build-arg`` (build options, for filters given
 as source).
@@ -100,6 +100,15 @@ def add_vm_arguments(parser: argparse.ArgumentParser) -> None:
         help="lowest log level kept and reported to the filter (default info)",
     )
     group.add_argument("--vm-config", help="VM configuration: TEXT or @FILE")
+    group.add_argument(
+        "--cluster",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a cluster the filter's callouts may name, besides a --callouts "
+        "table's keys (repeatable); Envoy answers a call to any other with "
+        "BadArgument",
+    )
     group.add_argument(
         "--env",
         action="append",
@@ -203,6 +212,8 @@ def vm_options(args: argparse.Namespace) -> dict[str, Any]:
         "log_level": args.log_level,
         "vm_configuration": text_or_file(args.vm_config),
     }
+    if args.cluster:
+        options["clusters"] = tuple(args.cluster)
     if args.env:
         env: dict[str, str] = {}
         for item in args.env:

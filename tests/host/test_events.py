@@ -134,6 +134,7 @@ def test_callout_latency_moves_the_clock():
         responder=lambda call: CalloutReply(
             response(200, [], "late ok"), latency_ms=250
         ),
+        clusters=["auth"],
     )
     start = plugin.vm.clock.now_ns()
     result = plugin.run_http(request(), response())
@@ -143,7 +144,7 @@ def test_callout_latency_moves_the_clock():
 
 
 def test_callout_without_answer_times_out_with_504():
-    plugin = load(AUTH, responder=lambda call: None)
+    plugin = load(AUTH, responder=lambda call: None, clusters=["auth"])
     result = plugin.run_http(request(), response())
     (call,) = plugin.vm.callouts
     assert call.outcome == "timeout" and call.response.status == 504
@@ -359,3 +360,104 @@ def test_first_write_with_a_cas_succeeds_as_in_cpp_host():
     assert state.set("v", b"k", b"two", cas=cas + 1).name == "CAS_MISMATCH"
     assert state.set("v", b"k", b"two", cas=cas).name == "OK"
     assert state.get("v", b"k")[0] == b"two"
+
+
+# Calls cluster ``cluster`` with a POST /check and an 11-byte body; logs
+# "http_call refused" when the host refuses, else, in the response callback,
+# the response headers as "k;v;k;v;", then resumes the request.
+def callout_logger(cluster: str = "auth") -> str:
+    headers = pairs.encode(
+        [(b":method", b"POST"), (b":path", b"/check"), (b":authority", b"auth")]
+    )
+    return filter_wat(
+        """
+        (func (export "proxy_on_request_headers") (param $ctx i32) (param i32 i32)
+          (result i32)
+          (i32.store (i32.const 0x38010) (local.get $ctx))
+          (if (i32.eqz (call $proxy_http_call
+                (global.get $s_cluster) (global.get $s_cluster_len)
+                (global.get $s_hdrs) (global.get $s_hdrs_len)
+                (global.get $s_body) (global.get $s_body_len)
+                (i32.const 0) (i32.const 0) (i32.const 5000) (i32.const 0x38020)))
+            (then (return (i32.const 1))))
+          (drop (call $proxy_log (i32.const 2) (global.get $s_bad) (global.get $s_bad_len)))
+          (i32.const 0))
+        (func (export "proxy_on_http_call_response") (param i32 i32 i32 i32 i32)
+          (local $p i32) (local $size i32) (local $data i32) (local $i i32)
+          (drop (call $proxy_get_header_map_pairs
+            (i32.const 6) (i32.const 0x38000) (i32.const 0x38004)))
+          (local.set $p (i32.load (i32.const 0x38000)))
+          (local.set $data (i32.add (i32.add (local.get $p) (i32.const 4))
+            (i32.mul (i32.load (local.get $p)) (i32.const 8))))
+          (local.set $size (i32.sub (i32.load (i32.const 0x38004))
+            (i32.sub (local.get $data) (local.get $p))))
+          (block $done (loop $each
+            (br_if $done (i32.ge_u (local.get $i) (local.get $size)))
+            (if (i32.eqz (i32.load8_u (i32.add (local.get $data) (local.get $i))))
+              (then (i32.store8 (i32.add (local.get $data) (local.get $i))
+                (i32.const 59))))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $each)))
+          (drop (call $proxy_log (i32.const 2) (local.get $data) (local.get $size)))
+          (drop (call $proxy_set_effective_context (i32.load (i32.const 0x38010))))
+          (drop (call $proxy_continue_stream (i32.const 0))))
+        """,
+        strings={
+            "cluster": cluster,
+            "hdrs": headers,
+            "body": "hello world",
+            "bad": "http_call refused",
+        },
+        memory_pages=4,
+    )
+
+
+AUTH_OK = {"auth": {"status": 200, "headers": {"x-from": "auth"}, "body": "ok"}}
+
+
+def test_a_callout_is_sent_and_answered_as_envoys_async_client_does():
+    plugin = load(callout_logger(), responder=AUTH_OK)
+    result = plugin.run_http(request(), response())
+    (call,) = result.callouts
+    # A body gets content-length (Envoy's test AsyncCall: content-length: 11).
+    assert call.headers == [
+        (b":method", b"POST"),
+        (b":path", b"/check"),
+        (b":authority", b"auth"),
+        (b"content-length", b"11"),
+    ]
+    # The filter reads what the responder sent and the router's
+    # x-envoy-upstream-service-time (ms, virtual time: the latency).
+    assert [log.message for log in result.logs] == [
+        ":status;200;x-from;auth;x-envoy-upstream-service-time;0;"
+    ]
+    assert call.response.headers == [(b":status", b"200"), (b"x-from", b"auth")]
+    late = {"auth": {"status": 200, "latency_ms": 37}}
+    result = load(callout_logger(), responder=late).run_http(request(), response())
+    assert [log.message for log in result.logs] == [
+        ":status;200;x-envoy-upstream-service-time;37;"
+    ]
+
+
+def test_only_declared_clusters_exist_whatever_would_answer():
+    def answer(call):
+        return response(200, [("x-from", call.cluster)], "ok")
+
+    # A function responder names no cluster: Envoy has none, BadArgument.
+    refused = load(callout_logger(), responder=answer).run_http(request(), response())
+    assert [log.message for log in refused.logs] == ["http_call refused"]
+    assert refused.callouts == [] and refused.request_forwarded
+    (note,) = [n for n in refused.notes if "cluster" in n]
+    assert note.startswith("proxy_http_call to cluster 'auth': Envoy has no such")
+    assert "clusters=['auth']" in note
+    # Declared, it is answered; a table's keys and clusters= add up.
+    plugin = load(callout_logger(), responder=answer, clusters=["auth"])
+    assert plugin.run_http(request(), response()).callouts[0].outcome == "response"
+    plugin = load(callout_logger("other"), responder=AUTH_OK, clusters=["other"])
+    assert plugin.vm.events.clusters == {"auth", "other"}
+    assert plugin.run_http(request(), response()).callouts[0].cluster == "other"
+    # A table answers only its own keys.
+    result = load(callout_logger("nowhere"), responder=AUTH_OK).run_http(
+        request(), response()
+    )
+    assert [log.message for log in result.logs] == ["http_call refused"]

@@ -118,7 +118,7 @@ def test_unary_call_delivers_the_response_message_as_envoy_does():
         seen.append(req)
         return ALLOW
 
-    plugin = load(authz(), grpc_responder=responder)
+    plugin = load(authz(), grpc_responder=responder, clusters=["grpc_auth"])
     result = plugin.run_http(request(), response(200, [], "data"))
     assert result.error is None and result.request_forwarded
     assert result.response_after.body == b"data"
@@ -194,7 +194,9 @@ def test_ok_without_a_message_is_internal_for_a_unary_call():
     ids=["no answer", "too late"],
 )
 def test_timeout_closes_with_deadline_exceeded(answer):
-    plugin = load(authz(timeout_ms=250), grpc_responder=lambda req: answer)
+    plugin = load(
+        authz(timeout_ms=250), grpc_responder=lambda req: answer, clusters=["grpc_auth"]
+    )
     start = plugin.vm.clock.now_ns()
     result = plugin.run_http(request(), response())
     assert callbacks(result.trace) == [("close", 5, 4)]
@@ -235,6 +237,20 @@ def test_upstream_is_a_cluster_name_or_a_grpc_service(upstream, status, cluster)
     assert [c.cluster for c in plugin.vm.events.grpc_calls] == (
         [cluster] if cluster else []
     )
+
+
+def test_a_bogus_grpc_service_is_no_cluster_even_with_a_function_responder():
+    # Envoy's test "bogus grpc_service": the bytes do not parse as a
+    # GrpcService and no cluster has that name, so ParseFailure, whatever
+    # would answer; the same name declared is a cluster.
+    plugin = load(authz(b"bogus grpc_service"), grpc_responder=lambda req: ALLOW)
+    result = plugin.run_http(request(), response(200))
+    assert statuses(result.trace, "proxy_grpc_call") == ["PARSE_FAILURE"]
+    assert plugin.vm.events.grpc_calls == []
+    assert any("cluster 'bogus grpc_service'" in n for n in result.notes)
+    plugin = load(authz(), grpc_responder=lambda req: ALLOW, clusters=["grpc_auth"])
+    result = plugin.run_http(request(), response(200))
+    assert statuses(result.trace, "proxy_grpc_call") == ["OK"]
 
 
 def test_without_any_responder_no_cluster_exists():
@@ -299,7 +315,8 @@ def echo(req):
 
 
 def streams(responder=echo, **options):
-    plugin = load(STREAMS, grpc_responder=responder, **options)
+    # A function responder: the cluster is declared, as in Envoy's config.
+    plugin = load(STREAMS, grpc_responder=responder, clusters=["echo"], **options)
     vm, root = plugin.vm, plugin.root
 
     def call(name, *args):

@@ -26,7 +26,7 @@ def test_callouts_are_answered_by_matching_captured_flows(tmp_path):
         writer = mitm_io.FlowWriter(fh)
         writer.add(_flow("app.local", "/orders", 200, b"orders"))
         writer.add(_flow("auth.local", "/check", 200, b"welcome"))
-    result = replay(AUTH, capture, callouts_from_capture=True)
+    result = replay(AUTH, capture, callouts_from_capture=True, clusters=["auth"])
     first = result.flows[0].result
     assert first.request_forwarded
     assert [r.message for r in first.logs] == ["welcome"]
@@ -38,6 +38,6 @@ def test_without_a_matching_flow_the_callout_times_out(tmp_path):
     capture = tmp_path / "no-auth.flow"
     with capture.open("wb") as fh:
         mitm_io.FlowWriter(fh).add(_flow("app.local", "/orders", 200, b"orders"))
-    result = replay(AUTH, capture, callouts_from_capture=True)
+    result = replay(AUTH, capture, callouts_from_capture=True, clusters=["auth"])
     assert result.callouts[0].outcome == "timeout"
     assert result.flows[0].result.response_after.status == 403

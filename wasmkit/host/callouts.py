@@ -95,6 +95,49 @@ class CalloutReply:
 Responder = Callable[[Callout], "HttpMessage | CalloutReply | None"]
 
 
+def _set(headers: HeaderPairs, name: bytes, value: bytes) -> HeaderPairs:
+    # Envoy's HeaderMap set*(): the first such header takes the value in its
+    # place (the others go), else it is added at the end.
+    out: HeaderPairs = []
+    done = False
+    for key, old in headers:
+        if key.lower() != name:
+            out.append((key, old))
+        elif not done:
+            out.append((name, value))
+            done = True
+    if not done:
+        out.append((name, value))
+    return out
+
+
+def request_as_sent(headers: HeaderPairs, body: bytes) -> HeaderPairs:
+    """The callout's headers as Envoy's async client sends them.
+
+    ``source/extensions/common/wasm/context.cc`` (``httpCall``): a request
+    with a body gets ``content-length`` (Envoy's test ``AsyncCall`` expects
+    ``content-length: 11``).
+    """
+    if not body:
+        return headers
+    return _set(headers, b"content-length", str(len(body)).encode())
+
+
+def response_as_delivered(message: HttpMessage, latency_ms: float) -> HttpMessage:
+    """A callout's response as the filter reads it in Envoy.
+
+    The async client's router adds ``x-envoy-upstream-service-time`` (the
+    upstream's time, ms) to what the responder sent (measured with Envoy
+    1.40: the filter sees one header more than the server sent).
+    """
+    headers = _set(
+        message.headers,
+        b"x-envoy-upstream-service-time",
+        str(max(0, int(latency_ms))).encode(),
+    )
+    return HttpMessage(headers, message.body, message.trailers)
+
+
 @dataclass(slots=True)
 class TableResponder:
     """Answers from a table.

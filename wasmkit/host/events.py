@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from wasmkit.abi import pairs
-from wasmkit.abi.constants import WasmResult
+from wasmkit.abi.constants import LogLevel, WasmResult
 from wasmkit.errors import FilterTrapError
-from wasmkit.host import quotas
+from wasmkit.host import callouts, quotas
 from wasmkit.host.callouts import Callout, CalloutReply, Responder, TableResponder
 from wasmkit.host.context import Context, RootContext
 from wasmkit.host.grpc import GrpcCall, GrpcResponder, grpc_table_responder
@@ -33,9 +33,10 @@ class VmEvents:
     Args:
         vm: the VM.
         responder: answers HTTP callouts (see :mod:`wasmkit.host.callouts`).
-        clusters: cluster names callouts may use; by default those of a table
-            responder, or any name when the responder is a function. Without
-            a responder no cluster exists, as in an Envoy without clusters.
+        clusters: cluster names callouts may use, besides the keys of a table
+            responder. Envoy answers a call to any other name with
+            BadArgument, whatever would answer it: a function responder
+            answers only the clusters named here.
     """
 
     def __init__(
@@ -49,12 +50,10 @@ class VmEvents:
         # A Proxy shares one scheduler (and clock) between its VMs.
         self.scheduler = scheduler if scheduler is not None else Scheduler(vm.clock)
         self.responder = responder
-        if clusters is not None:
-            self.clusters: set[str] | None = set(clusters)
-        elif isinstance(responder, TableResponder):
-            self.clusters = responder.clusters
-        else:
-            self.clusters = None if responder is not None else set()
+        self.clusters: set[str] = set(clusters or ())
+        """The clusters Envoy would have: the ones named and a table's keys."""
+        if isinstance(responder, TableResponder):
+            self.clusters |= responder.clusters
         self.callouts: list[Callout] = []
         self.reply: HttpMessage | None = None
         self.errors: list[FilterTrapError] = []
@@ -151,7 +150,10 @@ class VmEvents:
         """Send a callout; the reply comes later through the root context."""
         if any(header_value(headers, name) is None for name in _REQUIRED):
             return WasmResult.BAD_ARGUMENT, 0
-        if self.clusters is not None and cluster not in self.clusters:
+        if timeout_ms >= 1 << 31:
+            return WasmResult.BAD_ARGUMENT, 0  # Envoy: a negative timeout
+        if cluster not in self.clusters:
+            self.unknown_cluster(ctx, "proxy_http_call", cluster)
             return WasmResult.BAD_ARGUMENT, 0
         root = ctx.root
         if root is None:
@@ -163,6 +165,7 @@ class VmEvents:
             )
         self.in_flight += 1
         self._next_token += 4
+        headers = callouts.request_as_sent(headers, body)
         call = Callout(
             token=self._next_token,
             context_id=ctx.id,
@@ -197,6 +200,21 @@ class VmEvents:
             self.scheduler.after(timeout_ms, expire)
         return WasmResult.OK, call.token
 
+    def unknown_cluster(self, ctx: Context, call: str, cluster: str) -> None:
+        """Say, once per stream, that a callout named a cluster Envoy lacks."""
+        known = ", ".join(sorted(self.clusters)) or "none"
+        note = (
+            f"{call} to cluster {cluster!r}: Envoy has no such cluster and "
+            f"answers BadArgument (clusters: {known}); declare it with "
+            f"clusters=[{cluster!r}] (--cluster {cluster}) or a responder table "
+            "keyed by it"
+        )
+        stream = self.vm.streams.get(ctx.id)
+        if stream is None:
+            self.vm.log_host(LogLevel.WARN, note)
+        elif note not in stream.notes:
+            stream.notes.append(note)
+
     def _deliver(
         self,
         call: Callout,
@@ -213,6 +231,9 @@ class VmEvents:
         else:
             call.outcome = outcome
             call.response = message
+            if outcome == "response":
+                latency = (call.delivered_ns - call.sent_ns) / 1e6
+                message = callouts.response_as_delivered(message, latency)
             root.last_status = (0, b"")
             trailers = message.trailers or []
             args = (

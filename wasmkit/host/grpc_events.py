@@ -58,14 +58,17 @@ class GrpcCallouts:
         return self._maps.get(map_type)
 
     def known(self, cluster: str) -> bool:
-        """Whether the cluster exists: a callout cluster, or the gRPC table's."""
-        clusters = self.events.clusters
-        if clusters is None or cluster in clusters:
+        """Whether the cluster exists.
+
+        One named (``clusters=``), a callout table's or the gRPC table's; a
+        function responder adds none.
+        """
+        if cluster in self.events.clusters:
             return True
         responder = self.responder
-        if isinstance(responder, GrpcTableResponder):
-            return cluster in responder.clusters
-        return responder is not None
+        return isinstance(responder, GrpcTableResponder) and (
+            cluster in responder.clusters
+        )
 
     def resolve(self, upstream: bytes) -> str | WasmResult:
         """The upstream's name, or the status Envoy answers for it."""
@@ -179,6 +182,11 @@ class GrpcCallouts:
     ) -> tuple[GrpcCall, RootContext] | WasmResult:
         cluster = self.resolve(upstream)
         if isinstance(cluster, WasmResult):
+            if cluster == WasmResult.PARSE_FAILURE:
+                # Not a GrpcService, and no cluster has that name (Envoy's
+                # test "bogus grpc_service").
+                name = upstream.decode("utf-8", "replace")
+                self.events.unknown_cluster(ctx, f"proxy_grpc_{kind}", name)
             return cluster
         root = ctx.root
         if root is None:

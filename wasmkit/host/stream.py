@@ -566,7 +566,7 @@ class HttpStream:
             self.reset = True
             self.notes.append(f"the filter closed the stream in {ctx.callback}")
             self.ended = True
-            if _REQUEST in closed and not self.details:
+            if closed and not self.details:
                 # Envoy's closeStream sets these details unless set already.
                 self.details = "wasm_close_stream"
             if ctx.callback == "proxy_on_request_headers":

@@ -137,7 +137,9 @@ def replay(
         callouts_from_capture: answer the filter's HTTP callouts with the
             recorded responses of matching flows of the same captures (see
             :class:`wasmkit.replay.responders.CaptureResponder`); reads the
-            captures once before replaying. Not with ``responder=``.
+            captures once before replaying. Not with ``responder=``. Name the
+            clusters the filter calls with ``clusters=``: as in Envoy, a call
+            to any other is refused (BadArgument).
         workers: replay in this many processes, each with its own VM and a
             contiguous chunk of the capture (see :mod:`wasmkit.replay.parallel`:
             VM state does not carry across workers).
@@ -164,7 +166,8 @@ def replay(
             removed), each flow records what the upstream and the client got.
             ``None``: the filter sees the capture as it is.
         **vm_options: for :class:`wasmkit.host.FilterVm` (``responder``,
-            ``limits``, ``properties``, ``vm_configuration`` ...).
+            ``clusters``, ``environment``, ``host_env_keys``, ``limits``,
+            ``properties``, ``vm_configuration`` ...).
 
     Raises:
         FilterLoadError: the filter cannot be loaded or started.
