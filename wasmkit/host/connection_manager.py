@@ -27,10 +27,11 @@ Every function returns a new message and appends one line per change to
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import ipaddress
+import operator
 import random
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -154,9 +155,18 @@ def _show(value: bytes) -> str:
     return value.decode("utf-8", "surrogateescape")
 
 
+def _uuid4(raw: bytes) -> bytes:
+    # str(uuid.UUID(bytes=raw, version=4)), without the UUID object.
+    b = bytearray(raw)
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex().encode()
+    return b"-".join((h[:8], h[8:12], h[12:16], h[16:20], h[20:]))
+
+
 def request_id(rng: random.Random) -> bytes:
     """A UUID4 ``x-request-id`` drawn from ``rng`` (the VM's seeded generator)."""
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4)).encode()
+    return _uuid4(rng.getrandbits(128).to_bytes(16, "big"))
 
 
 def flow_request_id(seed: int, index: int) -> bytes:
@@ -168,7 +178,7 @@ def flow_request_id(seed: int, index: int) -> bytes:
     digest = hashlib.blake2b(
         b"%d:%d" % (seed, index), digest_size=16, person=b"x-request-id"
     ).digest()
-    return str(uuid.UUID(bytes=digest, version=4)).encode()
+    return _uuid4(digest)
 
 
 _HOP_BY_HOP_REQUEST = (b"keep-alive", b"proxy-connection", b"transfer-encoding")
@@ -235,6 +245,35 @@ def _is_loopback(address: str) -> bool:
 
 # -- (a) the client's request -> what the filter chain sees ----------------------
 
+_first = operator.itemgetter(0)
+# Request headers the connection manager may remove, keep or rewrite.
+_SPECIAL = frozenset(
+    {
+        b"connection",
+        b"upgrade",
+        b"te",
+        b"expect",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-request-id",
+        b"x-envoy-internal",
+        b"x-envoy-external-address",
+        *_HOP_BY_HOP_REQUEST,
+        *_INTERNAL_ONLY,
+        *_EDGE_ONLY,
+    }
+)
+
+
+def _scheme(cm: ConnectionManager, headers: HeaderPairs) -> bytes:
+    # The downstream scheme: the knob's, else the request's (http or https).
+    scheme = (
+        cm.scheme.encode()
+        if cm.scheme
+        else (header_value(headers, b":scheme") or b"http").lower()
+    )
+    return scheme if scheme in (b"http", b"https") else b"http"
+
 
 def request_to_filter(
     cm: ConnectionManager,
@@ -253,9 +292,25 @@ def request_to_filter(
             :func:`request_id`, :func:`flow_request_id`).
         changes: gets one line per change.
     """
-    conn = connection or Connection()
     headers = list(request.headers)
     where = "request"
+    if not cm.use_remote_address and _SPECIAL.isdisjoint(map(_first, headers)):
+        # Nothing to remove or keep: the common case, without the lookups.
+        scheme = _scheme(cm, headers)
+        headers.append((b"x-forwarded-proto", scheme))
+        _note(changes, where, f"added x-forwarded-proto: {_show(scheme)}")
+        if header_value(headers, b":scheme") != scheme:
+            set_header(headers, b":scheme", scheme)
+            _note(
+                changes, where, f"set :scheme: {_show(scheme)} (from x-forwarded-proto)"
+            )
+        if cm.generate_request_id:
+            value = new_id()
+            headers.append((b"x-request-id", value))
+            _note(changes, where, f"set x-request-id: {_show(value)}")
+        trailers = _trailers(cm, request.trailers, where, changes)
+        return HttpMessage(headers, request.body, trailers)
+    conn = connection or Connection()
     # HTTP/1 codec: headers the Connection header nominates go (measured;
     # source/common/http/utility.cc sanitizeConnectionHeader).
     connection_value = header_value(headers, b"connection")
@@ -296,13 +351,7 @@ def request_to_filter(
     ):
         remove_header(headers, b"expect")
         _note(changes, where, "removed expect: 100-continue (answered by Envoy)")
-    scheme = (
-        cm.scheme.encode()
-        if cm.scheme
-        else (header_value(headers, b":scheme") or b"http").lower()
-    )
-    if scheme not in (b"http", b"https"):
-        scheme = b"http"
+    scheme = _scheme(cm, headers)
     xff = header_value(headers, b"x-forwarded-for")
     remote: str | None
     if cm.use_remote_address:
@@ -518,15 +567,16 @@ def response_to_client(
             before the request was read whole): ``connection: close``.
     """
     headers = list(response.headers)
+    names = set(map(_first, headers))
     where = "client"
     # conn_manager_impl.cc ActiveStream::encodeHeaders: date when absent, then
     # server per server_header_transformation (measured: appended in this
     # order, an existing server overwritten in place).
-    if header_value(headers, b"date") is None:
+    if b"date" not in names:
         headers.append((b"date", date))
         _note(changes, where, "added date")
     transformation = cm.server_header_transformation
-    server = header_value(headers, b"server")
+    server = header_value(headers, b"server") if b"server" in names else None
     name = cm.server_name.encode()
     if transformation == "OVERWRITE" or (
         transformation == "APPEND_IF_ABSENT" and server is None
@@ -535,10 +585,12 @@ def response_to_client(
         if server != name:
             _note(changes, where, f"set server: {cm.server_name}")
     # conn_manager_utility.cc mutateResponseHeaders.
-    upgrade = _is_upgrade(request.headers) and _is_upgrade(headers)
+    upgrade = b"upgrade" in names and (
+        _is_upgrade(request.headers) and _is_upgrade(headers)
+    )
     hop = (b"transfer-encoding", b"keep-alive", b"proxy-connection")
     for hop_name in (() if upgrade else (b"connection", b"upgrade")) + hop:
-        if remove_header(headers, hop_name):
+        if hop_name in names and remove_header(headers, hop_name):
             _note(changes, where, f"removed {_show(hop_name)} (hop-by-hop)")
     if close:
         set_header(headers, b"connection", b"close")
@@ -551,7 +603,7 @@ def response_to_client(
     if body != response.body:
         _note(changes, where, "dropped the body (HEAD, 204 or 304)")
     # http1/codec_impl.cc encodeHeadersBase: framing of what goes out.
-    if header_value(headers, b"content-length") is None and not (
+    if b"content-length" not in names and not (
         method == b"HEAD" or status == 204 or status < 200
     ):
         if body or trailers is not None:
@@ -573,8 +625,15 @@ def client_closes(request: HttpMessage) -> bool:
     return value is not None and b"close" in _tokens(value)
 
 
+_DATES: dict[int, bytes] = {}
+
+
 def http_date(ns: int) -> bytes:
     """An HTTP ``date`` value for ``ns`` nanoseconds since the epoch."""
-    from email.utils import formatdate
-
-    return formatdate(ns / 1e9, usegmt=True).encode()
+    second = ns // 1_000_000_000
+    value = _DATES.get(second)
+    if value is None:
+        if len(_DATES) > 256:
+            _DATES.clear()
+        value = _DATES[second] = email.utils.formatdate(second, usegmt=True).encode()
+    return value
