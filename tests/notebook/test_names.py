@@ -194,3 +194,18 @@ def test_a_filter_not_from_a_cell_keeps_the_file_lines(shell):
     message = str(plain.run().error)
     assert "cell line" not in message and "main.go:" in message
     plain.close()
+
+
+def test_replay_takes_a_wasm_filter_as_compare_does(shell):
+    from wasmkit.replay.run import replay
+
+    shell.run("%%wasm ux --lang go --config '{}'\n" + GO_CELL)
+    ux = shell.user_ns["ux"]
+    result = replay(ux, FLOW, limit=3)
+    assert result.filter == "ux (go)" and len(result) == 3
+    assert result.inputs is not None and result.inputs["config"] == b"{}"
+    assert all(
+        f.result.request_after.get(b"x-wasmkit") == b"cell" for f in result.flows
+    )
+    other = replay(ux, FLOW, limit=1, config="{}", filter_expr="~m POST")
+    assert [f.exchange.request.method for f in other] == ["POST"]

@@ -33,6 +33,14 @@ def _with_progress(fn: Callable[P, ReplayResult]) -> Callable[P, ReplayResult]:
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> ReplayResult:
+        first: Any = args[0] if args else kwargs.get("filter")
+        if _is_wasm_filter(first):
+            # What %%wasm binds replays itself: its configuration, root id,
+            # VM options and name (it comes back here with its module).
+            rest: dict[str, Any] = dict(kwargs)
+            rest.pop("filter", None)
+            captures = args[1] if len(args) > 1 else rest.pop("captures")
+            return cast(ReplayResult, first.replay(captures, *args[2:], **rest))
         enabled = cast("bool | None", kwargs.get("progress"))
         user = cast("Callable[[FlowResult], None] | None", kwargs.get("on_flow"))
         user_progress = cast("Callable[[int], None] | None", kwargs.get("on_progress"))
@@ -66,6 +74,12 @@ def _with_progress(fn: Callable[P, ReplayResult]) -> Callable[P, ReplayResult]:
         return result
 
     return wrapper
+
+
+def _is_wasm_filter(obj: Any) -> bool:
+    # wasmkit.notebook.display.Filter, told by its shape: the core does not
+    # import the notebook layer.
+    return callable(getattr(obj, "replay", None)) and hasattr(obj, "artifact")
 
 
 @_with_progress
@@ -108,8 +122,10 @@ def replay(
     partial. Code that must stop on Ctrl-C checks ``result.interrupted``.
 
     Args:
-        filter: a ``.wasm`` / ``.wat`` path, wasm bytes, WAT text or a compiled
-            module.
+        filter: a ``.wasm`` / ``.wat`` path, a build artifact, wasm bytes, WAT
+            text, a compiled module, or the filter a ``%%wasm`` cell binds
+            (replayed with its own configuration, root id and VM options
+            unless given here).
         captures: mitmproxy ``.flow`` or HAR files.
         config: the plugin configuration.
         root_id: the plugin's root id.
