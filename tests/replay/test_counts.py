@@ -142,3 +142,19 @@ def test_compact_and_parallel_replays_count_the_same(tmp_path):
             full.modified,
             full.actions,
         )
+
+
+def test_the_flow_without_a_response_is_shown_as_counted():
+    # The explorer's pages diff the response against the replay's stand-in
+    # 503, as the summary counts it: the filter changed no response field.
+    from wasmkit.notebook import flow_pages
+
+    result = replay(EVERY, FLOW)
+    (quiet,) = [f for f in result if f.no_response]
+    row = quiet.summary()
+    assert (row["response_added"], row["response_removed"]) == (0, 0)
+    _, response = flow_pages.headers(quiet)
+    assert "no header changed" in response
+    assert "the 503 the replay stood in for it, not the filter&#x27;s" in response
+    assert "every field is the filter" not in response
+    assert "wk-added" not in response

@@ -14,10 +14,13 @@ def headers(flow: FlowResult, *, unchanged: bool = False) -> tuple[str, str]:
     """The Request headers and Response headers pages."""
     r = flow.result
     out = []
+    # A capture without a response: the filter saw the replay's stand-in
+    # 503, so the diff is against it and its fields are not the filter's.
+    stand_in = flow.no_response and r.response_before is not None
     for before, after, gone in (
         (r.request_before, r.request_after, "the filter held the request"),
         (
-            None if flow.no_response else r.response_before,
+            None if flow.no_response and not stand_in else r.response_before,
             r.response_after,
             "the client got no response",
         ),
@@ -29,6 +32,11 @@ def headers(flow: FlowResult, *, unchanged: bool = False) -> tuple[str, str]:
             unchanged=unchanged,
         )
         notes = []
+        if stand_in and before is r.response_before:
+            notes.append(
+                "the capture has no response: before is the 503 the replay stood "
+                "in for it, not the filter's"
+            )
         if before is None:
             notes.append("the upstream was not asked: every field is the filter's")
         if after is None:
@@ -65,7 +73,8 @@ def notes(flow: FlowResult) -> list[str]:
 def body(flow: FlowResult) -> str:
     """The Body page: per side, the body diff with sizes."""
     r = flow.result
-    resp_before = None if flow.no_response else r.response_before
+    # Without a captured response the filter saw the replay's stand-in 503.
+    resp_before = r.response_before
     sides: list[tuple[str, BodyChange | None]] = []
     for side, before, after in (
         ("request", r.request_before, r.request_after),
