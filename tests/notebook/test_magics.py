@@ -220,6 +220,21 @@ def test_wasm_cell_takes_build_tags_limits_and_vm_options(shell):
 
 
 @pytest.mark.toolchain("go")
+def test_wasm_cell_takes_the_failure_policy_environment_and_clusters(shell):
+    shell.run(
+        "%%wasm cell --lang go --config '{}' --failure-policy fail_reload "
+        "--reload-backoff-ms 250 --env A=1 --cluster auth\n" + GO_CELL
+    )
+    cell = shell.user_ns["cell"]
+    config = cell.plugin.config
+    assert (config.policy, config.reload_backoff_ms) == ("fail_reload", 250)
+    vm = cell.plugin.vm
+    assert vm.environ == {"A": "1"} and vm.events.clusters == {"auth"}
+    with pytest.raises(UsageError, match="invalid choice"):
+        shell.run("%%wasm bad --lang go --failure-policy sometimes\n" + GO_CELL)
+
+
+@pytest.mark.toolchain("go")
 def test_filter_card_reports_load_time_apart_from_build_time(shell):
     shell.run("%%wasm card --lang go --config '{}'\n" + GO_CELL)
     card = shell.user_ns["card"]
