@@ -27,6 +27,12 @@ What differs from one worker:
   limits, counters) sees only its own runs' traffic: use ``even`` to keep its
   cut the same from run to run. :attr:`ReplayResult.parts` says which VM
   replayed which flows.
+* A failed VM is not: under ``fail_closed`` and ``fail_open`` (the failure
+  policy, see :mod:`wasmkit.host.failure`) a VM stays failed, so the flows
+  of the parts after the one it failed on are replayed again in a VM failed
+  the same way, and read as one VM's would (the 503 without the filter, or
+  the flow without it). Under ``fail_reload`` a later part's new VM stands
+  for the reload, without the backoff one VM would wait.
 * Virtual time is aligned: every VM's clock stands where one VM's clock
   would stand at each flow (ticks due before a run starts fire first), to
   within a nanosecond of rounding.
@@ -543,7 +549,8 @@ def replay_parallel(
             (for filters whose state makes the cut matter).
         on_progress: called in this process with how many more flows are
             done (kept or not) as this process replays them and as workers'
-            results come back (a progress bar).
+            results come back (a progress bar); first with 0 once this
+            process has loaded the filter.
         **vm_options: for :class:`wasmkit.host.FilterVm` (picklable values).
 
     Raises:
@@ -840,6 +847,8 @@ class _Here:
         )
         guard.busy = False
         guard.check()
+        if on_progress is not None:
+            on_progress(0)  # loaded here: the flows' time starts now
         self.runner = FlowRunner(self.plugin, job.options, job.upstream, job.origin)
         self.mine = FlowCollector(job.keep, job.max_kept)
         self.position = 0
