@@ -135,3 +135,40 @@ def test_fail_reload_reloads_after_the_backoff(exchanges):
     assert [_shape(r) for r in ours] == got
     assert any("reloaded for this stream" in n for n in ours[2].notes)
     assert "until the reload backoff has passed" in ours[3].notes[0]
+
+
+RESPONSE_TRAP = """(func (export "proxy_on_response_headers") (param i32 i32 i32)
+  (result i32) unreachable)"""
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"fail_open": True}, {"failure_policy": "fail_open"}],
+    ids=["fail_closed", "deprecated fail_open", "fail_open"],
+)
+def test_a_trap_on_the_response_path_as_envoy(options):
+    # The response headers have not gone out: the 503 replaces them (the
+    # request did reach the upstream), or, with fail_open: true, the
+    # upstream's response passes.
+    from wasmkit.testing import filter_wat
+
+    module = wat(filter_wat(RESPONSE_TRAP))
+    theirs = envoy.replay(module, API_FLOW, limit=2, **options).flows
+    ours = replay(module, API_FLOW, limit=2, **options).flows
+
+    def seen(flow):
+        r = flow.result
+        client = r.client_response or r.response_after
+        return (client.status, client.body, r.request_forwarded, r.details)
+
+    got = [seen(f) for f in theirs]
+    assert got == [seen(f) for f in ours]
+    recorded = [f.exchange.to_response_message().status for f in theirs]
+    if options.get("fail_open"):
+        assert [g[0] for g in got] == recorded
+    else:
+        assert got[0] == (503, b"", True, "wasm_fail_stream")
+        if options:  # fail_open: the next stream skips the filter
+            assert got[1][0] == recorded[1] and got[1][3] == "via_upstream"
+        else:  # the next stream gets the 503 before going anywhere
+            assert got[1] == (503, b"", False, "wasm_fail_stream")
