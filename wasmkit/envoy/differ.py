@@ -124,7 +124,9 @@ class ExchangeComparison:
 def upstream_request(flow: FlowResult) -> HttpMessage | None:
     """The request the upstream received (``None``: it received none)."""
     r = flow.result
-    if r.upstream_request is not None:
+    if r.upstream_request is not None or r.client_request is not None:
+        # With the connection manager's view (client_request set), None is
+        # what reached the upstream: nothing (a refused connection).
         return r.upstream_request
     return r.request_after if r.request_forwarded else None
 
