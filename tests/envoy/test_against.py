@@ -18,6 +18,7 @@ sides; each test then checks one capture's flows.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,10 @@ class Case:
     responder: dict[str, Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     envoy: dict[str, Any] = field(default_factory=dict)
+    random_logs: str | None = None
+    """A pattern of the filter's log lines that depends on the guest's random
+    numbers (seeded in wasmkit, random in Envoy): log lines that differ only
+    there (past the pattern's first group) agree."""
 
     def replay(self, capture: Path) -> Any:
         """The capture through wasmkit."""
@@ -120,6 +125,11 @@ def _samples() -> list[Case]:
             sample("waf", "go"),
             options={"limits": WAF_LIMITS},
             envoy={"request_timeout_s": 180.0, "start_timeout_s": 600.0},
+            # Coraza names one of the matching keys of a collection (headers,
+            # form arguments), picked in Go's map order, which the guest's
+            # random numbers decide (measured: the name changes with
+            # wasmkit's seed). The rule and the variable are compared.
+            random_logs=r"(\(phase \d, [A-Z_]+:).*?(?=\): [A-Z])",
         )
     )
     return cases
@@ -143,13 +153,30 @@ STATEFUL = [
 ]
 
 
-def check(comparison: EnvoyComparison) -> None:
+def _random_only(d: Any, pattern: str | None) -> bool:
+    if pattern is None or not d.field.startswith("logs["):
+        return False
+
+    # The pattern's first group stays, the rest of its match is masked; the
+    # lines of a run may come in another order (the same map order).
+    def masked(text: str) -> list[str]:
+        return sorted(re.sub(pattern, r"\1<random>", text, flags=re.S).split(" | "))
+
+    return masked(d.wasmkit) == masked(d.envoy)
+
+
+def check(comparison: EnvoyComparison, case: Case | None = None) -> None:
     """Zero unexplained differences, or every one of them in the message."""
     assert isinstance(comparison, EnvoyComparison)
     assert len(comparison) > 0
-    if comparison.unexplained:
-        pytest.fail("\n" + comparison.text(), pytrace=False)
-    assert comparison.identical
+    pattern = case.random_logs if case is not None else None
+    left = [d for d in comparison.unexplained if not _random_only(d, pattern)]
+    if left:
+        lines = [comparison.headline(), comparison.normalized_line()]
+        if len(left) < len(comparison.unexplained):
+            random = len(comparison.unexplained) - len(left)
+            lines.append(f"{random} of them only in what random numbers decide")
+        pytest.fail("\n" + "\n".join(lines + [d.line() for d in left]), pytrace=False)
 
 
 def _ranges() -> dict[str, range]:
@@ -169,7 +196,7 @@ CASES = SAMPLES + STATEFUL
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[c.name for c in CASES])
-def compared(request: pytest.FixtureRequest) -> EnvoyComparison:
+def compared(request: pytest.FixtureRequest) -> tuple[Case, EnvoyComparison]:
     """Every capture through one filter: one wasmkit VM, one Envoy."""
     case = request.param
     ours = case.replay(ALL)
@@ -177,14 +204,15 @@ def compared(request: pytest.FixtureRequest) -> EnvoyComparison:
         theirs = runner.replay(load_capture(ALL))
     comparison = wasmkit.compare(ours, theirs)
     assert isinstance(comparison, EnvoyComparison)
-    return comparison
+    return case, comparison
 
 
 @pytest.mark.parametrize("capture", list(CAPTURES))
 def test_filter_agrees_with_envoy(compared, capture):
-    flows = [f for f in compared.flows if f.index in RANGES[capture]]
+    case, comparison = compared
+    flows = [f for f in comparison.flows if f.index in RANGES[capture]]
     assert len(flows) == len(RANGES[capture])
-    check(EnvoyComparison(compared.wasmkit, compared.envoy, flows))
+    check(EnvoyComparison(comparison.wasmkit, comparison.envoy, flows), case)
 
 
 def test_the_trapping_filter_fails_closed_in_both():
