@@ -172,3 +172,45 @@ def test_a_trap_on_the_response_path_as_envoy(options):
             assert got[1][0] == recorded[1] and got[1][3] == "via_upstream"
         else:  # the next stream gets the 503 before going anywhere
             assert got[1] == (503, b"", False, "wasm_fail_stream")
+
+
+# Counts requests in a metric and logs the count (one digit); traps when it
+# reaches 2.
+COUNTER = """
+(global $id (mut i32) (i32.const 0))
+(func (export "proxy_on_configure") (param i32 i32) (result i32)
+  (drop (call $proxy_define_metric (i32.const 0) (global.get $s_n) (global.get $s_n_len)
+    (i32.const 0x20000)))
+  (global.set $id (i32.load (i32.const 0x20000)))
+  (i32.const 1))
+(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+  (drop (call $proxy_increment_metric (global.get $id) (i64.const 1)))
+  (drop (call $proxy_get_metric (global.get $id) (i32.const 0x20008)))
+  (i32.store8 (i32.const 0x20010) (i32.add (i32.const 48) (i32.load (i32.const 0x20008))))
+  (drop (call $proxy_log (i32.const 2) (i32.const 0x20010) (i32.const 1)))
+  (if (i32.eq (i32.load (i32.const 0x20008)) (i32.const 2)) (then unreachable))
+  (i32.const 0))
+"""
+
+
+def test_metrics_outlive_a_reloaded_vm(exchanges):
+    from wasmkit.testing import filter_wat
+
+    module = wat(filter_wat(COUNTER, strings={"n": "requests"}, memory_pages=3))
+    options = {"failure_policy": "fail_reload", "reload_backoff_ms": 1000}
+    with EnvoyRunner(module, log_level="info", **options) as runner:
+        theirs = [runner.run(exchanges[0]).result for _ in range(2)]
+        time.sleep(1.6)
+        theirs += [runner.run(exchanges[0]).result for _ in range(2)]
+    plugin = load(module, **options)
+    ours = []
+    for step in range(4):
+        if step == 2:
+            plugin.vm.advance(1600)
+        ours.append(plugin.run_http(exchanges[0].to_request_message()))
+    # The reloaded VM's counter goes on from 2 (Envoy's stats stay).
+    counts = [["1"], ["2"], ["3"], ["4"]]
+    assert [[log.message for log in r.logs] for r in theirs] == counts
+    assert [[log.message for log in r.logs] for r in ours] == counts
+    assert [r.error is not None for r in ours] == [False, True, False, False]
+    assert [r.error is not None for r in theirs] == [False, True, False, False]

@@ -526,8 +526,9 @@ class FilterVm:
     def reload(self) -> None:
         """Start a fresh instance after a failure and restart every plugin.
 
-        Newer Envoy does the same with ``failure_policy: FAIL_RELOAD``; state in
-        the old instance is lost, as it would be there.
+        Envoy does the same with ``failure_policy: FAIL_RELOAD``; state in
+        the old instance is lost, as it is there; shared data and metrics
+        stay.
         """
         if self.vm is not None:
             self.vm.close()
@@ -535,7 +536,11 @@ class FilterVm:
         self.failure = None
         self.events.reset()
         self.loaded_ns = self.clock.monotonic_ns()
+        metrics = self.metrics
         self._start()
+        # Envoy's stats outlive the VM: the new one's metrics of the same
+        # names count on (measured with fail_reload).
+        self.metrics = metrics
         for plugin in self.plugins:
             plugin._start_root()
 
