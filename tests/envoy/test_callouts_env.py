@@ -157,3 +157,14 @@ def test_a_grpc_upstream_is_a_service_or_a_known_cluster_as_in_envoy(
         exchanges[0].to_request_message()
     )
     assert [log.message for log in ours.logs] == theirs == [status]
+
+
+def test_a_negative_callout_timeout_is_refused_as_envoy_does(exchanges):
+    from tests.host.test_events import AUTH_OK, callout_logger
+
+    module = wat(callout_logger().replace("(i32.const 5000)", "(i32.const -1)"))
+    with EnvoyRunner(module, responder=AUTH_OK, log_level="info") as runner:
+        theirs = [log.message for log in runner.run(exchanges[0]).result.logs]
+    result = load(module, responder=AUTH_OK).run_http(exchanges[0].to_request_message())
+    assert [log.message for log in result.logs] == theirs == ["http_call refused"]
+    assert result.callouts == []

@@ -150,7 +150,7 @@ class VmEvents:
         """Send a callout; the reply comes later through the root context."""
         if any(header_value(headers, name) is None for name in _REQUIRED):
             return WasmResult.BAD_ARGUMENT, 0
-        if timeout_ms >= 1 << 31:
+        if not 0 <= timeout_ms < 1 << 31:
             return WasmResult.BAD_ARGUMENT, 0  # Envoy: a negative timeout
         if cluster not in self.clusters:
             self.unknown_cluster(ctx, "proxy_http_call", cluster)
