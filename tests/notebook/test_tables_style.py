@@ -195,3 +195,16 @@ def test_static_html_is_kept_from_mathjax(result):
     flow = result.flows[0]
     body = tables.body_table(flow.index, [("response", None)])
     assert "tex2jax_ignore" in body
+
+
+def test_widget_text_is_kept_from_mathjax_too(result):
+    from wasmkit.notebook.compare_view import CompareView
+
+    quiet = '<div class="tex2jax_ignore mathjax_ignore">'
+    explorer = ReplayExplorer(result)
+    assert explorer.status.value.startswith(quiet)
+    assert explorer.flow_title.value.startswith(quiet)
+    for page in explorer.flow_pages[:3]:
+        assert page.value.startswith(quiet)  # headers, headers, body
+    view = CompareView(wasmkit.compare(REWRITE, OTHER, FLOW, limit=2))
+    assert view.status.value.startswith(quiet) and view.detail.value.startswith(quiet)

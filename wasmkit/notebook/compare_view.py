@@ -73,7 +73,7 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
     def __init__(self, comparison: Comparison, **kwargs: Any) -> None:
         self.comparison = comparison
         self.flows = {f.index: f for f in comparison.flows}
-        self.status = widgets.HTML(self._status())
+        self.status = widgets.HTML(tables.quiet(self._status()))
         self.status.add_class("wasmkit-status")
         self.show_mode = widgets.ToggleButtons(
             options=list(SHOW), style={"button_width": "auto"}, value="Differing"
@@ -139,7 +139,9 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
                 else "<p>No flows.</p>"
             )
             return
-        self.detail.value = render_flow(self.flows[index], self.comparison.names)
+        self.detail.value = tables.quiet(
+            render_flow(self.flows[index], self.comparison.names)
+        )
 
 
 def render_flow(flow: FlowComparison, names: tuple[str, str] = ("a", "b")) -> str:

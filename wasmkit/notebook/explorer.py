@@ -112,7 +112,7 @@ class ReplayExplorer(widgets.VBox):  # type: ignore[misc]
                 word = envoy_pages.word(self.envoy.flow(index))
                 self._labels[index] += f"  envoy: {word}"
         self.status = _html("wasmkit-status")
-        self.status.value = self._status()
+        self.status.value = tables.quiet(self._status())
         self.filter = widgets.Text(
             placeholder="mitmproxy filter, e.g. ~m POST & ~c 404 (before or after)",
             description="filter",
@@ -362,9 +362,10 @@ class ReplayExplorer(widgets.VBox):  # type: ignore[misc]
                 page.value = ""
             return
         flow, _ = self.flows[index]
-        self.flow_title.value = f"<b>{e(self._labels[index])}</b>" + "".join(
+        title = f"<b>{e(self._labels[index])}</b>" + "".join(
             f"<br>{e(line)}" for line in flow_pages.notes(flow)
         )
+        self.flow_title.value = tables.quiet(title)
         request, response = flow_pages.headers(
             flow, unchanged=bool(self.unchanged.value)
         )

@@ -78,6 +78,11 @@ def e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
+def quiet(markup: str) -> str:
+    """``markup`` in a block MathJax skips (a path's ``$`` stays text)."""
+    return f'<div class="{NO_MATHJAX}">{markup}</div>'
+
+
 def styled(
     frame: pd.DataFrame,
     *,
