@@ -54,6 +54,29 @@ impl HttpContext for Stream {
     }
 }
 """
+AS_ABORT = """\
+export * from "@solo-io/proxy-runtime/proxy";
+import {
+  RootContext, Context, FilterHeadersStatusValues, registerRootContext,
+} from "@solo-io/proxy-runtime";
+
+class Root extends RootContext {
+  createContext(context_id: u32): Context {
+    return new Boom(context_id, this);
+  }
+}
+
+class Boom extends Context {
+  constructor(context_id: u32, root_context: Root) {
+    super(context_id, root_context);
+  }
+  onRequestHeaders(a: u32, end_of_stream: bool): FilterHeadersStatusValues {
+    throw new Error("boom in the cell"); // PANIC HERE
+  }
+}
+
+registerRootContext((context_id: u32): RootContext => new Root(context_id), "boom");
+"""
 ADD_WAT = filter_wat(
     """(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
          (drop (call $proxy_add_header_map_value (i32.const 0)
@@ -209,3 +232,18 @@ def test_replay_takes_a_wasm_filter_as_compare_does(shell):
     )
     other = replay(ux, FLOW, limit=1, config="{}", filter_expr="~m POST")
     assert [f.exchange.request.method for f in other] == ["POST"]
+
+
+def test_an_assemblyscript_abort_points_at_the_cell_line(shell):
+    cell = (
+        "%%wasm asboom --lang assemblyscript --root-id boom --config '{}'\n" + AS_ABORT
+    )
+    shell.run(cell)
+    line = _cell_line(cell)
+    result = shell.user_ns["asboom"].run()
+    message = str(result.error)
+    assert re.search(
+        rf"boom in the cell at: cell line {line}, column \d+ "
+        rf"\(assembly/index\.ts\({line - 1}:\d+\)\)",
+        message,
+    ), message

@@ -3,7 +3,8 @@
 A cell's text is the generated project's one source file (``main.go``,
 ``src/lib.rs``, ``assembly/index.ts``) line for line, and the ``%%wasm`` line
 is line 1 of the cell. A Go panic says ``wasmkit/filters/x/main.go:37``, a
-Rust panic ``panicked at src/lib.rs:37:9``: :func:`to_cell_lines` adds the
+Rust panic ``panicked at src/lib.rs:37:9``, an AssemblyScript abort
+``.../assembly/index.ts(37:5)``: :func:`to_cell_lines` adds the
 cell's line to each such place (``cell line 38 (main.go:37)``), in error
 messages and log lines, so a failure points where the user typed.
 """
@@ -20,7 +21,9 @@ from typing import Any
 _PLACES = {
     "go": re.compile(r"(?<![\w@./-])(?:[\w.-]+/)*main\.go:(\d+)(?::(\d+))?"),
     "rust": re.compile(r"(?<![\w/.-])src/lib\.rs:(\d+)(?::(\d+))?"),
-    "assemblyscript": re.compile(r"(?<![\w/.~-])assembly/index\.ts\((\d+):(\d+)\)"),
+    "assemblyscript": re.compile(
+        r"(?<![\w@./~-])(?:[\w.-]+/)*assembly/index\.ts\((\d+):(\d+)\)"
+    ),
 }
 _PLACES["tinygo"] = _PLACES["go"]
 
@@ -41,9 +44,11 @@ def map_text(text: str, lang: str, first_line: int = 2) -> str:
     def cell(match: re.Match[str]) -> str:
         line = int(match.group(1)) + first_line - 1
         column = f", column {match.group(2)}" if match.group(2) else ""
-        place = match.group(0)
-        if lang in ("go", "tinygo"):
-            place = place.rsplit("/", 1)[-1]  # the generated module's path
+        place = match.group(0)  # without the generated project's folder
+        if lang == "assemblyscript":
+            place = "assembly/" + place.rsplit("/", 1)[-1]
+        elif lang != "rust":
+            place = place.rsplit("/", 1)[-1]
         return f"cell line {line}{column} ({place})"
 
     return pattern.sub(cell, text)
