@@ -244,6 +244,8 @@ def test_204_reaches_the_filter_without_content_length(probe_envoy):
                 status=304,
                 resp=(("Content-Length", "10"), ("ETag", "x")),
             ),
+            # A 304 without content-length: the client gets no framing at all.
+            ex(3, status=304, resp=(("ETag", "x"), ("Cache-Control", "max-age=60"))),
         ],
     )
     seen = view(log.message for log in ours.result.logs)

@@ -297,6 +297,14 @@ def test_a_204_reaches_the_filter_without_content_length(probe):
     assert result.client_response.get(b"content-length") is None
 
 
+def test_no_framing_is_added_to_a_304(probe):
+    result, _ = run(probe, request(), response(304, [("etag", "x")]))
+    assert result.client_response.get(b"content-length") is None
+    assert result.client_response.get(b"transfer-encoding") is None
+    empty, _ = run(probe, request(), response(200))
+    assert empty.client_response.get(b"content-length") == b"0"
+
+
 def test_a_chunked_response_keeps_transfer_encoding_for_the_filter_only(probe):
     result, seen = run(
         probe, request(), response(200, [("transfer-encoding", "chunked")], "world")

@@ -603,9 +603,8 @@ def response_to_client(
     if body != response.body:
         _note(changes, where, "dropped the body (HEAD, 204 or 304)")
     # http1/codec_impl.cc encodeHeadersBase: framing of what goes out.
-    if b"content-length" not in names and not (
-        method == b"HEAD" or status == 204 or status < 200
-    ):
+    # No framing at all for HEAD, 1xx, 204 and 304 (measured for 304).
+    if b"content-length" not in names and not no_body:
         if body or trailers is not None:
             headers.append((b"transfer-encoding", b"chunked"))
             _note(changes, where, "added transfer-encoding: chunked (HTTP/1 framing)")
