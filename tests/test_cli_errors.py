@@ -182,6 +182,12 @@ def test_bad_json_configuration_shows_the_filters_own_words(rust_json_rewrite):
     assert "(plugin configuration: {bad)" in line
     # json_rewrite logs why before it returns false
     assert "the filter said: json_rewrite: invalid configuration" in line
+    for command in ("run", "compare"):
+        args = [command, str(rust_json_rewrite)]
+        args += [str(rust_json_rewrite), str(FLOW)] if command == "compare" else []
+        line = one_line(wasmkit_cli(*args, "--config", "{bad"))
+        assert line.startswith(f"wasmkit {command}: ")
+        assert "the filter said: json_rewrite: invalid configuration" in line
 
 
 def test_an_unknown_root_id_warns_when_the_module_never_asks(rust_add_headers):
