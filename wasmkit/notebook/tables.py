@@ -171,6 +171,10 @@ def compact_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+_SCROLL = "overflow:auto;max-height:36em"
+"""The Summary tab's tables scroll (both ways) instead of growing the explorer."""
+
+
 def summary_html(
     rows: Sequence[dict[str, Any]],
     *,
@@ -180,10 +184,11 @@ def summary_html(
 ) -> str:
     """The Summary tab: the compact columns, every column behind a toggle.
 
-    The compact table (:data:`COMPACT_COLUMNS`) scrolls sideways rather than
-    squeezing its words; a ``<details>`` below holds the full summary table
-    (every column of :meth:`ReplayResult.summary`), closed at first: it works
-    in a live kernel and in a saved notebook alike. ``extra`` columns (an
+    The compact table (:data:`COMPACT_COLUMNS`) scrolls, sideways rather
+    than squeezing its words and down past 36em rather than growing; a
+    ``<details>`` below holds the full summary table (every column of
+    :meth:`ReplayResult.summary`), closed at first: it works in a live kernel
+    and in a saved notebook alike. ``extra`` columns (an
     Envoy column) go after ``action`` in both.
     """
     short = pd.DataFrame(compact_rows(rows), columns=list(COMPACT_COLUMNS))
@@ -195,10 +200,10 @@ def summary_html(
     full = styled(every, table_class=f"{table_class}-all", row_classes=row_classes)
     columns = len(every.columns)
     return (
-        f'<div style="overflow-x:auto">{compact}</div>'
+        f'<div style="{_SCROLL}">{compact}</div>'
         '<details class="wasmkit-summary-toggle"><summary style="cursor:pointer">'
         f"All {columns} columns</summary>"
-        f'<div style="overflow-x:auto">{full}</div></details>'
+        f'<div style="{_SCROLL}">{full}</div></details>'
     )
 
 
