@@ -67,7 +67,7 @@ def add_vm_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=_DEFAULTS.timeout_ms,
         metavar="MS",
-        help="wall-clock limit of each stream callback (default "
+        help="CPU-time limit of each stream callback (default "
         f"{_DEFAULTS.timeout_ms}; 0: none)",
     )
     group.add_argument(
@@ -91,7 +91,7 @@ def add_vm_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="limit each stream callback to N wasm instructions instead of "
-        "wall-clock time (deterministic)",
+        "CPU time (deterministic)",
     )
     group.add_argument(
         "--log-level",

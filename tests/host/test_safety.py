@@ -89,6 +89,41 @@ LOOP = filter_wat(
 )
 
 
+# Calls the host function "nap" three times, then spins when the path is /spin.
+NAPS = filter_wat(
+    """
+    (func $nap (drop (call $proxy_call_foreign_function (global.get $s_n)
+      (global.get $s_n_len) (i32.const 0) (i32.const 0) (i32.const 600) (i32.const 604))))
+    (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+      (call $nap) (call $nap) (call $nap)
+      (drop (call $proxy_get_header_map_value (i32.const 0)
+        (global.get $s_path) (global.get $s_path_len) (i32.const 512) (i32.const 516)))
+      (if (i32.eq (i32.load (i32.const 516)) (i32.const 5))
+        (then (loop $l (br $l))))
+      (i32.const 0))
+    """,
+    strings={"n": "nap", "path": ":path"},
+)
+
+
+def test_time_limits_count_cpu_time_not_a_busy_machine():
+    # Three host calls that wait 0.25 s each without using the CPU (as on a
+    # machine busy with other work) do not use up a 400 ms limit; spinning
+    # after them does, stopped by the epoch.
+    plugin = load(NAPS, limits=Limits(timeout_ms=400), failure_policy="fail_reload")
+    plugin.vm.register_foreign_function("nap", lambda data: time.sleep(0.25) or b"")
+    start = time.monotonic()
+    calm = plugin.run_http(request("GET", "http://h/ok"), response(200))
+    assert calm.error is None, calm.error
+    assert calm.response_after.status == 200
+    assert time.monotonic() - start >= 0.75
+    start = time.monotonic()
+    spun = plugin.run_http(request("GET", "http://h/spin"), response(200))
+    assert spun.error is not None and spun.error.kind == "timeout"
+    assert "400 ms per callback" in str(spun.error)
+    assert time.monotonic() - start < 5
+
+
 def test_endless_loop_ends_in_bounded_time():
     plugin = load(LOOP, limits=Limits(timeout_ms=100))
     start = time.monotonic()

@@ -9,25 +9,27 @@ from dataclasses import dataclass
 class Limits:
     """Resource limits applied to a filter VM.
 
-    Time is limited per call into the guest, by wall clock (an epoch deadline)
-    unless ``fuel`` is given, which counts wasm instructions instead and so is
-    deterministic. Start-up (instantiation, ``_initialize`` / ``_start``,
-    ``proxy_on_vm_start``, ``proxy_on_configure``) has its own, larger limit:
-    Envoy sets none there, and real filters (a WAF loading its rule set) take
-    seconds to configure.
+    Time is limited per call into the guest by the CPU time of the thread
+    running it (looked at every few milliseconds of wall-clock time by the
+    epoch, and in host calls), so other work on a busy machine does not make a
+    filter run out of time; unless ``fuel`` is given, which counts wasm
+    instructions instead and so is deterministic. Start-up (instantiation,
+    ``_initialize`` / ``_start``, ``proxy_on_vm_start``, ``proxy_on_configure``)
+    has its own, larger limit: Envoy sets none there, and real filters (a WAF
+    loading its rule set) take seconds to configure.
     """
 
     timeout_ms: int | None = 10_000
-    """Wall-clock limit of one stream or timer callback (ms); ``None``: none.
+    """CPU-time limit of one stream or timer callback (ms); ``None``: none.
     Envoy has none; 10 s lets a WAF judge a large body on a busy machine (the
     WAF sample spends a few seconds on a 200 KB form) while a filter that
     never returns still ends, and with the default failure policy only once."""
     startup_timeout_ms: int | None = 60_000
-    """Wall-clock limit of each start-up call (ms); ``None``: none."""
+    """CPU-time limit of each start-up call (ms); ``None``: none."""
     compile_timeout_ms: int | None = 600_000
     """Wall-clock limit of compiling the module (ms); ``None``: none."""
     fuel: int | None = None
-    """Instructions one callback may run, instead of the wall-clock limit
+    """Instructions one callback may run, instead of the time limit
     (start-up calls are not metered)."""
     memory_bytes: int | None = 1 << 30
     """Largest linear memory (bytes); growth beyond it fails. 1 GiB, as

@@ -170,6 +170,23 @@ _set_epoch_deadline = _bind(
 _trap_new = _bind(
     "wasmtime_trap_new", ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_size_t]
 )
+_error_new = _bind("wasmtime_error_new", ctypes.c_void_p, [ctypes.c_char_p])
+_DeadlineCallback = ctypes.CFUNCTYPE(
+    ctypes.c_void_p,
+    ctypes.c_void_p,
+    ctypes.c_void_p,
+    ctypes.POINTER(ctypes.c_uint64),
+    ctypes.POINTER(ctypes.c_uint8),
+)
+_set_deadline_callback = _bind(
+    "wasmtime_store_epoch_deadline_callback",
+    None,
+    [ctypes.c_void_p, _DeadlineCallback, ctypes.c_void_p, ctypes.c_void_p],
+)
+_TICK_NS = EPOCH_TICK_MS * 1_000_000
+_cpu_clock = time.thread_time_ns
+"""The time limits' clock: CPU time of the thread running the guest, so a
+busy machine does not make a filter run out of time."""
 _caller_export_get = _bind(
     "wasmtime_caller_export_get",
     ctypes.c_bool,
@@ -312,6 +329,15 @@ class WasmtimeVm:
             table_elements=self.limits.table_elements,
         )
         self._ctx = ctypes.cast(self._store._context(), ctypes.c_void_p).value
+        # At each epoch deadline (wall-clock ticks) the callback looks at the
+        # CPU time the call has used: under its limit, the call goes on.
+        self._timeout_exit: GuestExit | None = None
+        self._cpu_deadline_ns = _NEVER
+        on_deadline = _DeadlineCallback(self._on_epoch_deadline)
+        self._on_deadline = on_deadline
+        _set_deadline_callback(
+            ctypes.cast(self._store.ptr(), ctypes.c_void_p), on_deadline, None, None
+        )
         self._keep: list[Any] = []
         self._pending: BaseException | None = None
         self._mem: Any = None
@@ -343,10 +369,12 @@ class WasmtimeVm:
                 )
             externs.append(self._host_func(spec.signature, fn))
         self._arm(startup=True)
+        if startup is not None:
+            self._cpu_deadline_ns = _cpu_clock() + startup * 1_000_000
         try:
             self._instance = wasmtime.Instance(self._store, module._raw, externs)
         except (wasmtime.Trap, wasmtime.WasmtimeError, GuestExit) as exc:
-            err = self._convert(exc, "(start section)", 0)
+            err = self._convert(self._take_timeout() or exc, "(start section)", 0)
             raise FilterLoadError(
                 f"{module.name}: instantiation failed: {err}"
             ) from exc
@@ -434,9 +462,40 @@ class WasmtimeVm:
             self._mem = item.of.memory
             self._region = None
 
+    def _on_epoch_deadline(
+        self, ctx: int, data: int, delta: Any, update: Any
+    ) -> int | None:
+        # Called by wasmtime in the guest's thread when the epoch deadline
+        # passes: go on for the CPU time left, or stop the call.
+        try:
+            left = self._cpu_deadline_ns - _cpu_clock()
+            if left > 0:
+                delta[0] = max(1, -(-left // _TICK_NS))
+                update[0] = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
+                return None
+            self._timeout_exit = GuestExit(
+                f"ran past {self.limits.describe(startup=self._startup_call)}",
+                kind="timeout",
+            )
+        except BaseException as exc:  # never into C
+            self._timeout_exit = GuestExit(f"host: {exc}")
+        error: int = _error_new(b"wasmkit: time limit")
+        return error
+
+    def _take_timeout(self) -> GuestExit | None:
+        # The time limit the epoch callback stopped the call for, once.
+        stopped, self._timeout_exit = self._timeout_exit, None
+        return stopped
+
     def _overdue(self) -> None:
-        # A filter that keeps calling the host past its deadline (the epoch
-        # could not interrupt it in wasm) is stopped here, as a timeout.
+        # The wall-clock trigger in host calls passed: a filter that keeps
+        # calling the host past its CPU-time limit (the epoch could not stop
+        # it in wasm) is stopped here, as a timeout; with CPU time left, the
+        # trigger moves on by what is left.
+        left = self._cpu_deadline_ns - _cpu_clock()
+        if left > 0:
+            self._deadline_ns = _clock() + left
+            return
         self._deadline_ns = _NEVER  # nested allocator calls may finish
         startup = self._startup_call
         raise GuestExit(
@@ -502,6 +561,10 @@ class WasmtimeVm:
             self._deadline_ns = (
                 _NEVER if limit is None else _clock() + limit * 1_000_000
             )
+            self._cpu_deadline_ns = (
+                _NEVER if limit is None else _cpu_clock() + limit * 1_000_000
+            )
+            self._timeout_exit = None
             if startup or self.module.fuel:
                 self._arm(startup=startup)
             else:
@@ -513,7 +576,7 @@ class WasmtimeVm:
             return self._call_public(export.func, export.sig, args)
         except (wasmtime.Trap, wasmtime.WasmtimeError, GuestExit) as exc:
             self._stale = True  # the guest may have grown its memory since
-            raise self._convert(exc, name, context_id) from exc
+            raise self._convert(self._take_timeout() or exc, name, context_id) from exc
         finally:
             self._depth -= 1
             self._stale = True
