@@ -50,8 +50,9 @@ UPDATE_TIMEOUT = 10_000  # ms: a widget round trip to the kernel and back
 
 EXPLORER_CELL = "tagged = tagger.replay(CAPTURE)"
 """The first line of the cell whose explorer the tests drive."""
-EXPLORERS = 2
-"""Replay results the notebook shows (``result`` and ``tagged``)."""
+EXPLORERS = 3
+"""Replay results the notebook shows (``result``, ``tagged`` and ``replayed``,
+the one checked against Envoy)."""
 LABEL = "tutorial-08"
 """The tagger's configuration: the value it gives ``server``."""
 
