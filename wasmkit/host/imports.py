@@ -358,8 +358,20 @@ def add_header_map_value(
         return found
     items, key, value = found
     quotas.check_header_map(items, len(key) + len(value), h.limits)
-    items.append((key, value))
+    _insert(items, key, value)
     return OK
+
+
+def _insert(items: HeaderPairs, key: bytes, value: bytes) -> None:
+    # Where Envoy's header map puts a new field: a pseudo-header after the
+    # last pseudo-header, any other at the end.
+    if key[:1] == b":":
+        at = 0
+        while at < len(items) and items[at][0][:1] == b":":
+            at += 1
+        items.insert(at, (key, value))
+    else:
+        items.append((key, value))
 
 
 def replace_header_map_value(
@@ -369,16 +381,12 @@ def replace_header_map_value(
     if isinstance(found, int):
         return found
     items, key, value = found
-    first = next((i for i, (name, _) in enumerate(items) if name == key), None)
-    if first is None:
-        quotas.check_header_map(items, len(key) + len(value), h.limits)
-        items.append((key, value))
-    else:
-        items[:] = [
-            (name, value) if i == first else (name, v)
-            for i, (name, v) in enumerate(items)
-            if i == first or name != key
-        ]
+    # Envoy's setCopy: every field of that name removed, then the new one
+    # added, so a replaced header moves to the end (of the pseudo-headers).
+    kept = [(name, v) for name, v in items if name != key]
+    quotas.check_header_map(kept, len(key) + len(value), h.limits)
+    items[:] = kept
+    _insert(items, key, value)
     return OK
 
 
