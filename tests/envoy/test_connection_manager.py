@@ -246,6 +246,8 @@ def test_204_reaches_the_filter_without_content_length(probe_envoy):
             ),
             # A 304 without content-length: the client gets no framing at all.
             ex(3, status=304, resp=(("ETag", "x"), ("Cache-Control", "max-age=60"))),
+            # A HEAD response without content-length: chunked, as its GET.
+            ex(4, method="HEAD", resp=(("x-up", "1"),)),
         ],
     )
     seen = view(log.message for log in ours.result.logs)

@@ -303,6 +303,10 @@ def test_no_framing_is_added_to_a_304(probe):
     assert result.client_response.get(b"transfer-encoding") is None
     empty, _ = run(probe, request(), response(200))
     assert empty.client_response.get(b"content-length") == b"0"
+    # A HEAD response without content-length announces chunked, as its GET.
+    head, _ = run(probe, request("HEAD", "http://h/"), response(503))
+    assert head.client_response.headers[-1] == (b"transfer-encoding", b"chunked")
+    assert head.client_response.body == b""
 
 
 def test_a_chunked_response_keeps_transfer_encoding_for_the_filter_only(probe):

@@ -603,9 +603,11 @@ def response_to_client(
     if body != response.body:
         _note(changes, where, "dropped the body (HEAD, 204 or 304)")
     # http1/codec_impl.cc encodeHeadersBase: framing of what goes out.
-    # No framing at all for HEAD, 1xx, 204 and 304 (measured for 304).
-    if b"content-length" not in names and not no_body:
-        if body or trailers is not None:
+    # No framing for 1xx, 204 and 304 (measured for 304); a HEAD response
+    # without content-length says chunked, as its GET would (measured).
+    bodiless_status = status in (204, 304) or status < 200
+    if b"content-length" not in names and not bodiless_status:
+        if method == b"HEAD" or body or trailers is not None:
             headers.append((b"transfer-encoding", b"chunked"))
             _note(changes, where, "added transfer-encoding: chunked (HTTP/1 framing)")
         else:
