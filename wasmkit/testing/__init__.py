@@ -1,0 +1,53 @@
+"""The unit-testing API: drive a filter callback by callback, snapshot replays.
+
+* :class:`Driver` (:mod:`wasmkit.testing.driver`): make root, HTTP and TCP
+  contexts and call any callback on them directly, as Envoy's own Wasm tests
+  do; each call returns a :class:`CallResult` (Envoy's converted action,
+  logs by level, trace, local reply, callouts, metrics).
+* :mod:`wasmkit.testing.snapshot`: a replay as a golden file without its
+  volatile fields, checked with a per-flow, per-field diff; what
+  ``ReplayResult.to_pytest`` and ``wasmkit replay --pytest`` write.
+* :func:`filter_wat`: a complete filter module around hand-written WAT.
+* The pytest plugin (:mod:`wasmkit.testing.plugin`, loaded by entry point):
+  fixtures ``wasmkit_filter``, ``wasmkit_driver``, ``wasmkit_capture`` and
+  the ``--wasmkit-update`` option.
+"""
+
+from __future__ import annotations
+
+from wasmkit.testing._wat import DATA_BASE, HEAP_BASE, SCRATCH, filter_wat
+from wasmkit.testing.driver import (
+    CallResult,
+    Driver,
+    HeaderMap,
+    HttpDriver,
+    Logs,
+    RootDriver,
+    TcpDriver,
+    headers,
+)
+from wasmkit.testing.snapshot import (
+    SnapshotMismatch,
+    check_replay,
+    snapshot_records,
+    write_pytest,
+)
+
+__all__ = [
+    "DATA_BASE",
+    "HEAP_BASE",
+    "SCRATCH",
+    "CallResult",
+    "Driver",
+    "HeaderMap",
+    "HttpDriver",
+    "Logs",
+    "RootDriver",
+    "SnapshotMismatch",
+    "TcpDriver",
+    "check_replay",
+    "filter_wat",
+    "headers",
+    "snapshot_records",
+    "write_pytest",
+]

@@ -1,0 +1,174 @@
+"""Drive a filter callback by callback, as Envoy's own Wasm tests do.
+
+A :class:`Driver` holds one plugin of a :class:`~wasmkit.host.FilterVm`. It
+makes contexts (:meth:`Driver.http`, :meth:`Driver.tcp`, the plugin's root
+context as :attr:`Driver.root`) and calls any callback on them directly, in
+any order, also on a fresh context (``on_response_headers`` with no request,
+``on_downstream_data`` without ``on_new_connection``, ``on_log`` on a stream
+the filter never saw). The maps and buffers a callback sees are set before
+the call and read after it; each call returns a :class:`CallResult`: the
+callback's value, the action as Envoy converts it
+(``StopAllIterationAndWatermark`` ...), the logs, trace, callouts and local
+reply of that call, and the failure, if any.
+
+The calls run through the VM exactly as streams do (limits, quotas, trace,
+logs); a trap is reported in the result, not raised, and handled as Envoy's
+``CHECK_FAIL`` does: under ``fail_closed`` an HTTP stream gets the 503 local
+reply (``wasm_fail_stream``) and a TCP connection is closed.
+
+Example::
+
+    with Driver("filter.wasm", config="{}") as d:
+        http = d.http()
+        r = http.on_request_headers({":path": "/", "x-user": "a"})
+        assert r.action == "Continue"
+        assert http.request_headers["x-added"] == "yes"
+        assert r.logs.info == ["saw /"]
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from wasmkit.abi.constants import StreamType
+from wasmkit.host.callouts import Callout
+from wasmkit.host.message import Connection
+from wasmkit.host.plugin import FilterVm, Plugin, PluginConfig, load
+from wasmkit.host.vm import CompiledModule
+from wasmkit.testing._calls import RootDriver
+from wasmkit.testing._views import (
+    CallResult,
+    HeaderMap,
+    Logs,
+    headers,
+    metrics_by_name,
+)
+from wasmkit.testing.streams import HttpDriver, TcpDriver
+
+__all__ = [
+    "CallResult",
+    "Driver",
+    "HeaderMap",
+    "HttpDriver",
+    "Logs",
+    "RootDriver",
+    "TcpDriver",
+    "headers",
+]
+
+FilterSource = Plugin | FilterVm | CompiledModule | bytes | str | os.PathLike[str]
+"""What a :class:`Driver` drives: a plugin, a VM (its first plugin), or a
+filter to load (wasm bytes, WAT text, a path, a build artifact)."""
+
+
+class Driver:
+    """Calls a filter's callbacks one by one, as Envoy's unit tests do.
+
+    Args:
+        filter: a :class:`~wasmkit.host.Plugin`, a
+            :class:`~wasmkit.host.FilterVm` (its first plugin, or a new one
+            with ``config`` / ``root_id``), or a filter to load.
+        config: the plugin configuration (when the driver loads or adds it).
+        root_id: the plugin's root id (likewise).
+        **options: for :func:`wasmkit.load` (``clusters``,
+            ``failure_policy``, ``environment``, ``limits``, ``responder``
+            ...), when the driver loads the filter.
+
+    Raises:
+        FilterLoadError, FilterStartError: as :func:`wasmkit.load`.
+    """
+
+    def __init__(
+        self,
+        filter: FilterSource,
+        *,
+        config: bytes | str = b"",
+        root_id: str = "",
+        **options: Any,
+    ) -> None:
+        self._owns = False
+        if isinstance(filter, Plugin):
+            plugin = filter
+        elif isinstance(filter, FilterVm):
+            if filter.plugins and not config and not root_id:
+                plugin = filter.plugins[0]
+            else:
+                raw = config.encode() if isinstance(config, str) else config
+                plugin = filter.add_plugin(
+                    PluginConfig(root_id=root_id, configuration=raw)
+                )
+        else:
+            options.setdefault("progress", False)
+            plugin = load(filter, config=config, root_id=root_id, **options)
+            self._owns = True
+        self.plugin = plugin
+        """The plugin driven."""
+        self.vm = plugin.vm
+        """Its VM."""
+        self.calls: list[CallResult] = []
+        """Every call made through this driver, in order."""
+        self.actions: list[tuple[str, StreamType]] = []
+        """``("continue" | "close", stream type)`` the filter asked for on
+        any of the driver's contexts, in order."""
+        self._root: RootDriver | None = None
+        self._start_logs = 0
+
+    @property
+    def root(self) -> RootDriver:
+        """The plugin's root context."""
+        if self._root is None:
+            self._root = RootDriver(self)
+        return self._root
+
+    def http(self, connection: Connection | None = None) -> HttpDriver:
+        """A new HTTP stream context (``proxy_on_context_create`` runs)."""
+        return HttpDriver(self, connection)
+
+    def tcp(self, connection: Connection | None = None) -> TcpDriver:
+        """A new TCP context: only ``proxy_on_context_create`` runs.
+
+        Call ``on_new_connection`` next, or go straight to the data.
+        """
+        return TcpDriver(self, connection)
+
+    @property
+    def logs(self) -> Logs:
+        """Every log record of the calls made through this driver."""
+        return Logs(r for c in self.calls for r in c.logs)
+
+    @property
+    def callouts(self) -> list[Callout]:
+        """Every HTTP callout the filter made (also outside driver calls)."""
+        return list(self.vm.callouts)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The VM's metrics now, by name (with Envoy's ``wasmcustom.`` prefix)."""
+        return metrics_by_name(self.vm)
+
+    def metric(self, name: str) -> Any:
+        """One metric's value, by its name with or without ``wasmcustom.``.
+
+        Raises:
+            KeyError: no such metric.
+        """
+        metrics = self.metrics
+        if name in metrics:
+            return metrics[name]
+        return metrics["wasmcustom." + name]
+
+    def advance(self, ms: float) -> None:
+        """Let ``ms`` of virtual time pass: due ticks and replies fire."""
+        self.vm.advance(ms)
+
+    def close(self) -> None:
+        """Close the VM if the driver loaded it."""
+        if self._owns:
+            self.vm.close()
+
+    def __enter__(self) -> Driver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
