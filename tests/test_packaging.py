@@ -52,7 +52,14 @@ def test_wasmtime_is_pinned_exactly():
 
 @pytest.mark.parametrize(
     "name",
-    ["wasmkit", "wasmkit.host", "wasmkit.abi", "wasmkit.traffic", "wasmkit.notebook"],
+    [
+        "wasmkit",
+        "wasmkit.host",
+        "wasmkit.abi",
+        "wasmkit.traffic",
+        "wasmkit.notebook",
+        "wasmkit.testing",
+    ],
 )
 def test_all_is_sorted_and_complete(name):
     module = importlib.import_module(name)

@@ -530,6 +530,19 @@ def _add_replay(sub: Any) -> None:
         "the two differ, one line per field (normalizations counted); exit 1 "
         "on any unexplained difference, 0 when identical",
     )
+    cmd.add_argument(
+        "--pytest",
+        metavar="PATH",
+        help="write a pytest regression test of this replay (PATH) and its golden "
+        "snapshot (PATH with .snapshot.json): it rebuilds or reloads the filter, "
+        "replays the captures and fails with a per-flow, per-field diff when "
+        "the output changes",
+    )
+    cmd.add_argument(
+        "--update",
+        action="store_true",
+        help="with --pytest: rewrite an existing test and snapshot",
+    )
     options.add_vm_arguments(cmd)
     options.add_build_arguments(cmd)
 
@@ -563,6 +576,10 @@ def _replay(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
+    problem = _pytest_problem(args)
+    if problem is not None:
+        print(f"wasmkit replay: {problem}", file=sys.stderr)
+        return 1
     from wasmkit.traffic import _atomic
 
     # An unwritable output fails now, not after a long replay.
@@ -646,9 +663,48 @@ def _replay(args: argparse.Namespace) -> int:
         held = f"; written marked partial: {', '.join(written)}" if written else ""
         print(f"wasmkit replay: interrupted after {done} flows{held}", file=sys.stderr)
         return 130
+    if args.pytest and _write_pytest(args, result) != 0:
+        return 1
     if args.against_envoy:
         return _against_envoy(result)
     return 1 if result.totals.failed or result.capture_error else 0
+
+
+def _pytest_problem(args: argparse.Namespace) -> str | None:
+    # --pytest / --update checked before the replay runs.
+    if args.update and not args.pytest:
+        return "--update goes with --pytest PATH"
+    if not args.pytest:
+        return None
+    if args.keep != "all" or args.max_kept is not None:
+        return "--pytest needs every flow: use --keep all (the default)"
+    test = Path(args.pytest)
+    shot = test.with_suffix(".snapshot.json")
+    if not args.update:
+        for existing in (test, shot):
+            if existing.exists():
+                return f"{existing} exists: pass --update to rewrite it"
+    return None
+
+
+def _write_pytest(args: argparse.Namespace, result: Any) -> int:
+    given = Path(args.filter)
+    source = args.filter if given.is_dir() or given.suffix in _SOURCE_SUFFIXES else None
+    try:
+        test, shot = result.to_pytest(
+            args.pytest,
+            source=source,
+            build_options=options.build_options(args) if source else None,
+            callouts=args.callouts,
+        )
+    except ValueError as exc:
+        print(f"wasmkit replay: --pytest: {one_line(str(exc))}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"wasmkit replay: cannot write {os_reason(exc)}", file=sys.stderr)
+        return 1
+    print(f"wasmkit replay: wrote {test} and its snapshot {shot}", file=sys.stderr)
+    return 0
 
 
 def _against_envoy(result: Any) -> int:

@@ -616,6 +616,26 @@ class ReplayResult:
         comment = self.partial_note() or ""
         return mitm.write_har(path, self._after_filter(), comment=comment)
 
+    def to_pytest(self, path: str | Path, **options: Any) -> tuple[Path, Path]:
+        """Write a pytest regression test of this replay and its golden snapshot.
+
+        The test rebuilds (source, through the build cache) or reloads the
+        same filter, replays the same captures with the same options and
+        compares every flow with the snapshot (``path`` with
+        ``.snapshot.json``), failing with one line per changed field;
+        ``pytest --wasmkit-update`` rewrites the snapshot. ``options`` go to
+        :func:`wasmkit.testing.snapshot.write_pytest` (``source``,
+        ``callouts``, ``trace``...). Returns the test and snapshot paths.
+
+        Raises:
+            ValueError: the replay cannot be written down (a responder or
+                upstream function, no recorded inputs, interrupted).
+            OSError: a file cannot be written.
+        """
+        from wasmkit.testing import snapshot  # the testing layer loads when asked
+
+        return snapshot.write_pytest(self, path, **options)
+
     def to_html(self, path: str | Path) -> None:
         """Write a static, self-contained HTML report of the replay.
 

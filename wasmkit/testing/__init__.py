@@ -34,15 +34,15 @@ from wasmkit.testing.snapshot import (
 )
 
 __all__ = [
-    "DATA_BASE",
-    "HEAP_BASE",
-    "SCRATCH",
     "CallResult",
+    "DATA_BASE",
     "Driver",
+    "HEAP_BASE",
     "HeaderMap",
     "HttpDriver",
     "Logs",
     "RootDriver",
+    "SCRATCH",
     "SnapshotMismatch",
     "TcpDriver",
     "check_replay",

@@ -90,8 +90,28 @@ def snapshot_records(result: ReplayResult, *, trace: bool = False) -> dict[str, 
 
 
 def dumps(data: Any) -> str:
-    """Stable JSON text: sorted keys, one-space indent, a final newline."""
-    return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    """Stable JSON text: sorted keys, one-space indent, a final newline.
+
+    A list of plain values (a header field, a histogram's samples) stays on
+    one line, so a header change is a one-line change of the file.
+    """
+    return _dump(data, 0) + "\n"
+
+
+def _dump(value: Any, depth: int) -> str:
+    pad = " " * (depth + 1)
+    if isinstance(value, dict) and value:
+        items = [
+            f"{pad}{json.dumps(str(k), ensure_ascii=False)}: {_dump(v, depth + 1)}"
+            for k, v in sorted(value.items())
+        ]
+        return "{\n" + ",\n".join(items) + "\n" + " " * depth + "}"
+    if isinstance(value, list) and value:
+        if all(not isinstance(v, dict | list) for v in value):
+            return json.dumps(value, ensure_ascii=False)
+        items = [pad + _dump(v, depth + 1) for v in value]
+        return "[\n" + ",\n".join(items) + "\n" + " " * depth + "]"
+    return json.dumps(value, ensure_ascii=False)
 
 
 def write_snapshot(data: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
@@ -170,23 +190,24 @@ def _flow_title(record: Mapping[str, Any]) -> str:
     return f"{request.get('method', '')} {request.get('url', '')}".strip()
 
 
-def compare(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> list[str]:
-    """Every difference between two snapshots, one line each, flow by flow."""
-    lines: list[str] = []
+def _changes(
+    expected: Mapping[str, Any], actual: Mapping[str, Any]
+) -> list[tuple[str, str]]:
+    # (where, what changed): where is "flow N METHOD URL" or "replay".
+    out: list[tuple[str, str]] = []
     old_flows = {f.get("index"): f for f in expected.get("flows", [])}
     new_flows = {f.get("index"): f for f in actual.get("flows", [])}
     for index in sorted(set(old_flows) | set(new_flows), key=lambda i: (i is None, i)):
         old, new = old_flows.get(index), new_flows.get(index)
+        title = f"flow {index} {_flow_title(old or new or {})}"
         if old is None:
-            assert new is not None
-            lines.append(f"flow {index} {_flow_title(new)}: not in the snapshot")
-            continue
-        if new is None:
-            lines.append(f"flow {index} {_flow_title(old)}: not replayed this time")
-            continue
-        changes: list[str] = []
-        _diff("", old, new, changes)
-        lines.extend(f"flow {index} {_flow_title(old)}: {c}" for c in changes)
+            out.append((title, "not in the snapshot"))
+        elif new is None:
+            out.append((title, "not replayed this time"))
+        else:
+            lines: list[str] = []
+            _diff("", old, new, lines)
+            out.extend((title, line) for line in lines)
     rest: list[str] = []
     _diff(
         "",
@@ -194,8 +215,17 @@ def compare(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> list[str]
         {k: v for k, v in actual.items() if k != "flows"},
         rest,
     )
-    lines.extend(f"replay: {c}" for c in rest)
-    return lines
+    out.extend(("replay", line) for line in rest)
+    return out
+
+
+def compare(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> list[str]:
+    """Every difference between two snapshots, one line each, flow by flow.
+
+    Each line reads ``flow 2 GET http://host/path: response.status.after:
+    200 -> 403`` (``replay: ...`` for the metrics and callouts at the end).
+    """
+    return [f"{where}: {what}" for where, what in _changes(expected, actual)]
 
 
 def _update_requested(request: Any = None) -> bool:
@@ -229,6 +259,7 @@ def check(
         SnapshotMismatch: the replay differs (the message names each changed
             field of each flow), or the snapshot is missing.
     """
+    __tracebackhide__ = True  # pytest shows the mismatch, not this function
     path = Path(snapshot)
     actual = json.loads(dumps(snapshot_records(result, trace=trace)))
     if update or _update_requested(request):
@@ -241,23 +272,28 @@ def check(
             [f"{path.name}: missing"],
         )
     expected = json.loads(path.read_text())
-    changes = compare(expected, actual)
-    if not changes:
+    found = _changes(expected, actual)
+    if not found:
         return
-    flows = {line.split(":", 1)[0] for line in changes if line.startswith("flow ")}
+    flows = {where for where, _ in found if where != "replay"}
     head = (
-        f"the replay differs from {path.name}: {len(changes)} change"
-        f"{'' if len(changes) == 1 else 's'}"
+        f"the replay differs from {path.name}: {len(found)} change"
+        f"{'' if len(found) == 1 else 's'}"
         + (f" in {len(flows)} flow{'' if len(flows) == 1 else 's'}" if flows else "")
     )
-    message = "\n".join(
-        [
-            head,
-            *(f"  {line}" for line in changes),
-            "accept the new output with: pytest --wasmkit-update (or "
-            f"{UPDATE_ENV}=1), or wasmkit replay ... --pytest PATH --update",
-        ]
+    lines = [head]
+    last = None
+    for where, what in found:
+        if where != last:
+            lines.append(f"{where}:")
+            last = where
+        lines.append(f"  {what}")
+    lines.append(
+        "accept the new output with: pytest --wasmkit-update (or "
+        f"{UPDATE_ENV}=1), or wasmkit replay ... --pytest PATH --update"
     )
+    changes = [f"{where}: {what}" for where, what in found]
+    message = "\n".join(lines)
     raise SnapshotMismatch(message, changes)
 
 
@@ -307,6 +343,18 @@ _PLAIN = (
     "vm_id",
     "abi",
 )
+_DEFAULTS: dict[str, Any] = {
+    "root_id": "",
+    "fail_open": False,
+    "decoded": False,
+    "callouts_from_capture": False,
+    "connection_manager": "envoy",
+    "log_level": "info",
+    "follow_time": True,
+    "workers": 1,
+    "balance": "measured",
+}
+"""Options a spec leaves out when they have ``replay()``'s default."""
 _IGNORED = (
     "progress",
     "on_flow",
@@ -392,8 +440,9 @@ def replay_spec(
         options.pop("responder", None)
     if callouts is not None:
         spec["callouts"] = _relative(callouts, base)
-    if options.get("workers") == 1:
-        del options["workers"]
+    for key, default in _DEFAULTS.items():
+        if key in options and options[key] == default:
+            del options[key]
     spec["options"] = options
     return spec
 
@@ -509,6 +558,7 @@ def check_replay(
     Raises:
         SnapshotMismatch: the replay differs from the snapshot.
     """
+    __tracebackhide__ = True
     root = Path(base) if base is not None else Path(snapshot).resolve().parent
     result = replay_from_spec(spec, root)
     check(
@@ -526,9 +576,11 @@ _TEST = '''"""Regression test written by wasmkit: a replay checked against its s
 Filter: {filter}
 Captures: {captures}
 
-The test replays the captures through the filter again{rebuild} and compares
-every flow with {snapshot}, field by field. After an intended change, accept
-the new output with ``pytest --wasmkit-update`` (or ``WASMKIT_UPDATE=1``).
+The test replays the captures through the filter again{rebuild}
+and compares every flow with the snapshot, field by field:
+{snapshot}
+After an intended change, accept the new output with
+``pytest --wasmkit-update`` (or ``WASMKIT_UPDATE=1``).
 """
 
 from pathlib import Path
@@ -536,7 +588,7 @@ from pathlib import Path
 from wasmkit.testing import snapshot
 
 HERE = Path(__file__).resolve().parent
-SNAPSHOT = HERE / {snapshot!r}
+SNAPSHOT = HERE / {snapshot_literal}
 REPLAY = {spec}
 
 
@@ -605,6 +657,7 @@ def write_pytest(
         if "source" in spec["filter"]
         else "",
         snapshot=_relative(shot, base),
+        snapshot_literal=json.dumps(_relative(shot, base)),
         spec=_pyliteral(spec),
         name=name,
     )
@@ -621,11 +674,16 @@ def _pyliteral(value: Any, indent: int = 0) -> str:
     if isinstance(value, dict):
         if not value:
             return "{}"
-        items = [f"{pad}{k!r}: {_pyliteral(v, indent + 1)}," for k, v in value.items()]
+        items = [
+            f"{pad}{json.dumps(k)}: {_pyliteral(v, indent + 1)},"
+            for k, v in value.items()
+        ]
         return "{\n" + "\n".join(items) + "\n" + "    " * indent + "}"
     if isinstance(value, Sequence) and not isinstance(value, str):
         if not value:
             return "[]"
         items = [f"{pad}{_pyliteral(v, indent + 1)}," for v in value]
         return "[\n" + "\n".join(items) + "\n" + "    " * indent + "]"
+    if isinstance(value, str):
+        return json.dumps(value)  # a valid Python literal too
     return repr(value)
