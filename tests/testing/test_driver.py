@@ -288,6 +288,9 @@ def test_sample_filters_on_a_fresh_context():
             assert r.ok and r.action == "Continue", lang
             assert http.response_headers["x-served-by"] == "wasmkit", lang
     with Driver(SAMPLES / "add_headers.rust.wasm", config=config) as d:
+        assert d.startup_logs.info == [
+            "add_headers: configured 0 request and 1 response headers"
+        ]
         r = d.http().on_response_headers({":status": "200"})
         assert r.logs.info == ["add_headers: added 1 response headers"]
 
@@ -466,3 +469,57 @@ def test_header_map_view():
     assert headers({"a": "1"}) == {"A": "1"}
     with pytest.raises(KeyError):
         m["nope"]
+
+
+# The callbacks return their count or size argument: the test picks the value.
+ECHO = filter_wat(
+    """
+(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (local.get 1))
+(func (export "proxy_on_response_body") (param i32 i32 i32) (result i32) (local.get 1))
+(func (export "proxy_on_response_trailers") (param i32 i32) (result i32) (local.get 1))
+(func (export "proxy_on_request_metadata") (param i32 i32) (result i32) (local.get 1))
+(func (export "proxy_on_response_metadata") (param i32 i32) (result i32) (local.get 1))
+(func (export "proxy_on_new_connection") (param i32) (result i32) (i32.const 3))
+"""
+)
+
+
+@pytest.mark.parametrize(
+    ("count", "action"),
+    [
+        (0, "Continue"),
+        (1, "StopAllIterationAndWatermark"),
+        (2, "ContinueAndEndStream"),
+        (3, "StopAllIterationAndBuffer"),
+        (4, "StopAllIterationAndWatermark"),
+        (9, "StopAllIterationAndWatermark"),
+    ],
+)
+def test_header_statuses_as_envoy_converts_them(count, action):
+    with Driver(ECHO) as d:
+        fields = [(f"h{i}", "v") for i in range(count)]
+        r = d.http().on_request_headers(fields)
+        assert (r.value, r.action) == (count, action)
+
+
+def test_body_trailer_metadata_and_tcp_statuses():
+    with Driver(ECHO) as d:
+        http = d.http()
+        assert http.on_response_body(b"ab").action == "StopIterationAndWatermark"
+        assert http.on_response_body(b"abc").action == "StopIterationNoBuffer"
+        assert http.on_response_trailers([("a", "1")] * 3).action == "StopIteration"
+        assert http.on_response_trailers([]).action == "Continue"
+        # Envoy: metadata callbacks always continue.
+        assert http.on_request_metadata(5).action == "Continue"
+        assert http.on_response_metadata(1).action == "Continue"
+        # Not exported: Envoy goes on.
+        r = http.on_request_trailers({"x": "1"})
+        assert (r.value, r.action, r.called) == (None, "Continue", False)
+        assert d.tcp().on_new_connection().action == "StopIteration"
+
+
+def test_vm_start_again_on_a_sample():
+    with Driver(SAMPLES / "add_headers.rust.wasm") as d:
+        r = d.root.on_vm_start()
+        assert r.value == 1 and r.called
+        assert r.context_id == d.root.id

@@ -254,7 +254,9 @@ class RootDriver(_ContextDriver):
         ``headers`` ``None`` is a failed call as Envoy delivers it (no
         headers, ``proxy_get_status`` gives 11 ``reset``); otherwise maps 6
         and 7 and buffer 4 hold the response during the call. A callout of
-        that token the filter made is marked answered.
+        that token the filter made is marked answered; a reply or timeout
+        the host scheduled for it (a responder, a timeout) still fires when
+        time is advanced, so drive such a callout one way or the other.
         """
         events = self.vm.events
         root = self.ctx

@@ -112,7 +112,13 @@ class Driver:
         """``("continue" | "close", stream type)`` the filter asked for on
         any of the driver's contexts, in order."""
         self._root: RootDriver | None = None
-        self._start_logs = 0
+        root = plugin.root
+        self.startup_logs = Logs(
+            r
+            for r in self.vm.logs
+            if r.context_id == 0 or (root is not None and r.context_id == root.id)
+        )
+        """Log records of the VM's start-up and the plugin's configuration."""
 
     @property
     def root(self) -> RootDriver:
