@@ -242,3 +242,34 @@ def test_plugin_fixtures(wasmkit_driver, wasmkit_filter, wasmkit_capture):
     http = d.http()
     assert http.on_request_headers({":path": "/"}).action == "Continue"
     assert http.request_headers["x-a"] == "1"
+
+
+def test_callouts_table_travels_with_the_test(tmp_path):
+    table = tmp_path / "auth.json"
+    table.write_text(json.dumps({"auth": {"status": 200}}))
+    test = tmp_path / "test_auth.py"
+    done = _cli(
+        "replay",
+        str(ROOT / "build" / "samples" / "auth_callout.rust.wasm"),
+        str(CAPTURE),
+        "--limit",
+        "2",
+        "--config",
+        '{"cluster": "auth", "path": "/check"}',
+        "--callouts",
+        str(table),
+        "--pytest",
+        str(test),
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"callouts": "auth.json"' in test.read_text()
+    shot = json.loads(test.with_suffix(".snapshot.json").read_text())
+    assert [c["outcome"] for c in shot["callouts"]] == ["response", "response"]
+    assert _pytest(test).returncode == 0
+    table.write_text(json.dumps({"auth": {"status": 403}}))  # the answer changes
+    failed = _pytest(test)
+    assert failed.returncode == 1
+    out = failed.stdout
+    assert "callouts[0].status: 200 -> 403" in out
+    assert 'logs[0].message: "auth_callout: allowed" -> "auth_callout: denied' in out
+    assert "\nE       replay:\n" in out  # the replay's own callout list too
