@@ -523,3 +523,11 @@ def test_vm_start_again_on_a_sample():
         r = d.root.on_vm_start()
         assert r.value == 1 and r.called
         assert r.context_id == d.root.id
+
+
+def test_a_source_folder_is_built_through_the_cache():
+    source = SAMPLES.parents[1] / "samples" / "filters" / "add_headers" / "go"
+    with Driver(source, config='{"request": {"x-go": "yes"}}') as d:
+        http = d.http()
+        assert http.on_request_headers({":path": "/"}).action == "Continue"
+        assert http.request_headers["x-go"] == "yes"

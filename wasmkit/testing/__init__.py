@@ -24,6 +24,7 @@ from wasmkit.testing.driver import (
     Logs,
     RootDriver,
     TcpDriver,
+    built,
     headers,
 )
 from wasmkit.testing.snapshot import (
@@ -45,6 +46,7 @@ __all__ = [
     "SCRATCH",
     "SnapshotMismatch",
     "TcpDriver",
+    "built",
     "check_replay",
     "filter_wat",
     "headers",

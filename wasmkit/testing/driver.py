@@ -29,6 +29,7 @@ Example::
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from wasmkit.abi.constants import StreamType
@@ -54,12 +55,37 @@ __all__ = [
     "Logs",
     "RootDriver",
     "TcpDriver",
+    "built",
     "headers",
 ]
 
 FilterSource = Plugin | FilterVm | CompiledModule | bytes | str | os.PathLike[str]
 """What a :class:`Driver` drives: a plugin, a VM (its first plugin), or a
-filter to load (wasm bytes, WAT text, a path, a build artifact)."""
+filter to load (wasm bytes, WAT text, a path, a build artifact, or a source
+folder or file, built through the build cache)."""
+
+_SOURCE_SUFFIXES = (".rs", ".go", ".ts")
+
+
+def built(source: Any, **build_options: Any) -> Any:
+    """``source`` itself, or, for a source folder or file, its build artifact.
+
+    Source goes through :func:`wasmkit.build` (and its cache), with
+    ``build_options`` (``lang``, ``tags``, ``go_flags``, ``extra_args``).
+
+    Raises:
+        BuildError: the build failed.
+    """
+    if isinstance(source, str | os.PathLike) and not (
+        isinstance(source, str) and source.lstrip().startswith("(")
+    ):
+        path = Path(source)
+        if path.is_dir() or path.suffix in _SOURCE_SUFFIXES:
+            from wasmkit.build import build
+
+            build_options.setdefault("progress", False)
+            return build(path, **build_options)
+    return source
 
 
 class Driver:
@@ -68,7 +94,8 @@ class Driver:
     Args:
         filter: a :class:`~wasmkit.host.Plugin`, a
             :class:`~wasmkit.host.FilterVm` (its first plugin, or a new one
-            with ``config`` / ``root_id``), or a filter to load.
+            with ``config`` / ``root_id``), or a filter to load (a source
+            folder or file is built first, see :func:`built`).
         config: the plugin configuration (when the driver loads or adds it).
         root_id: the plugin's root id (likewise).
         **options: for :func:`wasmkit.load` (``clusters``,
@@ -100,7 +127,7 @@ class Driver:
                 )
         else:
             options.setdefault("progress", False)
-            plugin = load(filter, config=config, root_id=root_id, **options)
+            plugin = load(built(filter), config=config, root_id=root_id, **options)
             self._owns = True
         self.plugin = plugin
         """The plugin driven."""

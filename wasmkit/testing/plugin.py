@@ -19,14 +19,10 @@ Nothing heavy is imported until a fixture is used.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-_SOURCE_SUFFIXES = (".rs", ".go", ".ts")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -43,15 +39,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _module(source: Any, build_options: dict[str, Any]) -> Any:
-    if isinstance(source, str | os.PathLike) and not (
-        isinstance(source, str) and source.lstrip().startswith("(")
-    ):
-        path = Path(source)
-        if path.is_dir() or path.suffix in _SOURCE_SUFFIXES:
-            from wasmkit.build import build
+    from wasmkit.testing.driver import built
 
-            return build(path, progress=False, **build_options)
-    return source
+    return built(source, **build_options)
 
 
 @pytest.fixture
