@@ -531,3 +531,23 @@ def test_a_source_folder_is_built_through_the_cache():
         http = d.http()
         assert http.on_request_headers({":path": "/"}).action == "Continue"
         assert http.request_headers["x-go"] == "yes"
+
+
+def test_fail_reload_reloads_for_a_new_context_after_the_backoff():
+    with Driver(HTTP, failure_policy="fail_reload", reload_backoff_ms=100) as d:
+        broken = d.http()
+        first = broken.on_response_body(b"x")
+        assert first.error is not None
+        waiting = d.http()
+        assert waiting.created.error is first.error  # within the backoff
+        old_root = d.root.ctx
+        d.advance(1_000)
+        # Envoy reloads only an instance no stream uses any more.
+        assert d.http().created.error is first.error
+        for ctx in list(d.vm.streams.values()):
+            ctx.on_delete()
+        again = d.http()
+        assert again.created.ok and d.vm.failed is None
+        assert d.root.ctx is not old_root
+        r = again.on_request_headers({":path": "/", "x-user": "cy"})
+        assert (r.ok, r.logs.info) == (True, ["cy"])

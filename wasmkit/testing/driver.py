@@ -149,10 +149,20 @@ class Driver:
 
     @property
     def root(self) -> RootDriver:
-        """The plugin's root context."""
-        if self._root is None:
+        """The plugin's root context (a new one after a reload)."""
+        if self._root is None or self._root.ctx is not self.plugin.root:
             self._root = RootDriver(self)
         return self._root
+
+    def admit(self) -> bool:
+        """Whether a new stream may call the filter, as Envoy decides it.
+
+        A failed VM admits none, except under ``failure_policy=
+        "fail_reload"`` once the backoff has passed on the virtual clock
+        (:meth:`advance`): the VM is then reloaded, its plugins restarted.
+        New contexts ask this first.
+        """
+        return self.vm.admits(self.plugin.config)
 
     def http(self, connection: Connection | None = None) -> HttpDriver:
         """A new HTTP stream context (``proxy_on_context_create`` runs)."""

@@ -26,6 +26,7 @@ class HttpDriver(_ContextDriver):
     def __init__(self, driver: Driver, connection: Connection | None = None) -> None:
         super().__init__(driver)
         vm = self.vm
+        driver.admit()
         root = self.plugin.root
         if root is None:
             raise RuntimeError("the plugin is not started")
@@ -257,6 +258,7 @@ class TcpDriver(_ContextDriver):
     def __init__(self, driver: Driver, connection: Connection | None = None) -> None:
         super().__init__(driver)
         vm = self.vm
+        driver.admit()
         root = self.plugin.root
         if root is None:
             raise RuntimeError("the plugin is not started")
