@@ -218,6 +218,11 @@ def test_what_cannot_be_written_into_a_test(tmp_path):
     )
     with pytest.raises(ValueError, match="callouts=FILE"):
         result.to_pytest(tmp_path / "test_r.py")
+    parallel = wasmkit.replay.run.replay(
+        str(wat), [str(CAPTURE)], limit=2, workers=2, balance="even", progress=False
+    )
+    with pytest.raises(ValueError, match="workers=1"):
+        parallel.to_pytest(tmp_path / "test_p.py")
     bad = _cli("replay", str(wat), str(CAPTURE), "--update")
     assert bad.returncode == 1 and "--update goes with --pytest" in bad.stderr
 

@@ -440,6 +440,13 @@ def replay_spec(
         options.pop("responder", None)
     if callouts is not None:
         spec["callouts"] = _relative(callouts, base)
+    if options.get("workers", 1) != 1:
+        # Each worker's VM starts afresh where its part starts, and the cut
+        # may move from run to run: the flows would not repeat.
+        raise ValueError(
+            "a replay with several workers cannot be a regression test: VM "
+            "state does not carry across workers; replay with workers=1"
+        )
     for key, default in _DEFAULTS.items():
         if key in options and options[key] == default:
             del options[key]
