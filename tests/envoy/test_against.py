@@ -165,11 +165,17 @@ def _random_only(d: Any, pattern: str | None) -> bool:
     return masked(d.wasmkit) == masked(d.envoy)
 
 
-def check(comparison: EnvoyComparison, case: Case | None = None) -> None:
-    """Zero unexplained differences, or every one of them in the message."""
+def check(
+    comparison: EnvoyComparison, case: Case | None = None, masked: str | None = None
+) -> None:
+    """Zero unexplained differences, or every one of them in the message.
+
+    ``masked`` (or the case's ``random_logs``): a pattern of log text that
+    may differ, as :attr:`Case.random_logs`.
+    """
     assert isinstance(comparison, EnvoyComparison)
     assert len(comparison) > 0
-    pattern = case.random_logs if case is not None else None
+    pattern = case.random_logs if case is not None else masked
     left = [d for d in comparison.unexplained if not _random_only(d, pattern)]
     if left:
         lines = [comparison.headline(), comparison.normalized_line()]

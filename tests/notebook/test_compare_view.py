@@ -8,7 +8,7 @@ import ipywidgets as widgets
 import pytest
 
 import wasmkit
-from tests.notebook.test_explorer import FLOW, MIXED
+from tests.notebook.test_explorer import FLOW, MIXED, RELOADING
 from wasmkit.notebook import formatters
 from wasmkit.notebook.compare_view import CompareView
 from wasmkit.replay.run import replay
@@ -25,8 +25,9 @@ ADD = filter_wat(
 
 @pytest.fixture(scope="module")
 def comparison():
-    # A adds x-replayed: yes everywhere; B (MIXED) traps, denies, rewrites.
-    return wasmkit.compare(replay(ADD, FLOW), replay(MIXED, FLOW))
+    # A adds x-replayed: yes everywhere; B (MIXED) traps, denies, rewrites,
+    # with a new VM after each trap (fail_reload) so later flows run it too.
+    return wasmkit.compare(replay(ADD, FLOW), replay(MIXED, FLOW, **RELOADING))
 
 
 @pytest.fixture()
@@ -85,10 +86,16 @@ def test_body_differences(view, comparison):
     rewritten = next(
         f
         for f in comparison.differing
-        if f.response_body is not None and f.response_body.changed
+        if f.response_body is not None
+        and f.response_body.changed
+        and f.action_b != "failed"
     )
     view.flowlist.value = rewritten.index
-    assert "response body</b> (json" in view.detail.value
+    # The kind of body and its size on each side.
+    assert re.search(
+        r"response body</b> \((json|text|binary), \d+ → \d+ bytes\)",
+        view.detail.value,
+    )
 
 
 def test_show_and_static_html_and_bundle(comparison):
