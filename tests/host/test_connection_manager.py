@@ -585,3 +585,42 @@ def test_a_grpc_request_gets_the_routers_503_trailers_only(probe):
         ),
     ]
     assert result.client_response.body == b""
+
+
+# -- Envoy's HTTP/1 codec: the end of a body in its own frame -----------------
+
+
+def _body_calls(result):
+    return [
+        log.message for log in result.logs if log.message.startswith(("rqb ", "rsb "))
+    ]
+
+
+def test_the_http1_end_frame_knob_splits_off_the_end_of_each_body(probe):
+    post = request("POST", "http://h/x", [("content-length", "5")], "hello")
+    resp = response(200, [("content-length", "2")], "ok")
+    split, _ = run(probe, post, resp, http1_codec_end_frame=True)
+    assert _body_calls(split) == [
+        "rqb size=5 eos=0",
+        "rqb size=0 eos=1",
+        "rsb size=2 eos=0",
+        "rsb size=0 eos=1",
+    ]
+    assert split.upstream_request.body == b"hello"
+    assert split.client_response.body == b"ok"
+    # Off (the default for now): one callback per body, with its end.
+    whole, _ = run(probe, post, resp)
+    assert _body_calls(whole) == ["rqb size=5 eos=1", "rsb size=2 eos=1"]
+
+
+def test_a_filter_holding_the_body_sees_it_whole_at_the_end_frame():
+    from tests.host.probe import BUFFERING_PROBE_WAT
+
+    post = request("POST", "http://h/x", [("content-length", "5")], "hello")
+    cm = replace(ENVOY_DEFAULTS, http1_codec_end_frame=True)
+    result = load(BUFFERING_PROBE_WAT).run_http(
+        post, response(200, [("content-length", "2")], "ok"), connection_manager=cm
+    )
+    assert result.error is None
+    assert _body_calls(result)[:2] == ["rqb size=5 eos=0", "rqb size=5 eos=1"]
+    assert result.upstream_request.body == b"hello"

@@ -106,6 +106,18 @@ class ConnectionManager:
     trailers unless set (measured: the filter sees neither the client's nor
     the upstream's, and sends none on). The listener and the upstream
     cluster are HTTP/1.1, Envoy's defaults."""
+    http1_codec_end_frame: bool = False
+    """``True``: bodies arrive as Envoy 1.40 delivers them. Envoy's HTTP/1
+    codec delivers a body (the client's request, the upstream's response)
+    without its end, then an empty data frame with
+    ``end_of_stream`` (source/common/http/http1/codec_impl.cc
+    ``onMessageComplete`` dispatches an empty data frame with end_stream;
+    measured: ``size=N eos=0``, then ``size=0 eos=1``, or ``size=N eos=1``
+    when the filter held the first). A body followed by trailers ends with
+    the trailers; bodiless messages and the replies Envoy makes itself
+    (local replies, the router's 503) have no such frame. ``False``: the
+    body arrives with ``end_of_stream`` in its last chunk: still the default,
+    until the trailer cases are checked against Envoy."""
     local_address: str | None = None
     """Envoy's own address, which ``use_remote_address`` appends to
     ``x-forwarded-for`` in place of a loopback peer (Envoy: the host's first

@@ -285,11 +285,15 @@ class HttpStream:
         chunk_size: int | None = None,
         *,
         owned: bool = False,
+        end_frame: bool = False,
     ) -> None:
         """Deliver a whole message: headers, body in chunks, trailers.
 
         ``owned``: nobody changes ``message`` afterwards, so its header list
-        may become the stream's "before" state without a copy.
+        may become the stream's "before" state without a copy. ``end_frame``:
+        a body without trailers ends with an empty data frame carrying
+        ``end_of_stream``, as Envoy's HTTP/1 codec delivers it
+        (:attr:`ConnectionManager.http1_codec_end_frame`).
         """
         body = message.body
         trailers = message.trailers
@@ -299,8 +303,9 @@ class HttpStream:
         send(stream_type, ("headers", headers, not body and not has_trailers))
         if body:
             size = len(body)
+            split = end_frame and not has_trailers
             if not chunk_size or chunk_size >= size:
-                send(stream_type, ("data", body, not has_trailers))
+                send(stream_type, ("data", body, not has_trailers and not split))
             else:
                 for pos in range(0, size, chunk_size):
                     last = pos + chunk_size >= size
@@ -309,9 +314,11 @@ class HttpStream:
                         (
                             "data",
                             body[pos : pos + chunk_size],
-                            last and not has_trailers,
+                            last and not has_trailers and not split,
                         ),
                     )
+            if split:
+                send(stream_type, ("data", b"", True))
         if trailers is not None:
             send(stream_type, ("trailers", list(trailers), True))
 
@@ -873,7 +880,12 @@ def run_exchange(
     if cm is not None:
         stream.buffer_limit = cm.per_connection_buffer_limit_bytes
     events = vm.events
-    stream.send_message(_REQUEST, request, chunk_size, owned=owned_request)
+    # Envoy's HTTP/1 codec ends the client's and the upstream's bodies with an
+    # empty end_of_stream frame; the replies Envoy makes itself have none.
+    end_frame = cm is not None and cm.http1_codec_end_frame
+    stream.send_message(
+        _REQUEST, request, chunk_size, owned=owned_request, end_frame=end_frame
+    )
 
     # A paused request may be waiting on a callout or a tick: let time pass.
     def request_done() -> bool:
@@ -902,7 +914,9 @@ def run_exchange(
             answer = upstream(sent)
         else:
             answer = upstream
+        codec = end_frame
         if isinstance(answer, UpstreamReset):
+            codec = False
             # A refused connection carried nothing to the upstream.
             asked = answer.reason != hcm.REFUSED_REASON
             # The router's own 503 goes through the filter's response path.
@@ -919,7 +933,9 @@ def run_exchange(
                 message = hcm.response_to_filter(cm, message, router_changes)
         stream.upstream_response = message
         fresh = owned or cm is not None
-        stream.send_message(_RESPONSE, message, chunk_size, owned=fresh)
+        stream.send_message(
+            _RESPONSE, message, chunk_size, owned=fresh, end_frame=codec
+        )
 
         def response_done() -> bool:
             return stream.ended or stream.response_complete()
