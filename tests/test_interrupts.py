@@ -22,26 +22,15 @@ from pathlib import Path
 import pytest
 from mitmproxy.io import FlowReader
 
+from tests.replay.test_parallel import spinning
 from tests.traffic import helpers
 from wasmkit.replay import parallel
 from wasmkit.replay.parallel import replay_parallel
-from wasmkit.testing import filter_wat
 from wasmkit.traffic import load_capture
 
 # About 20 ms of wasm per request, then a header added: slow enough to
 # interrupt mid-replay, fast enough to replay a few hundred flows.
-SPIN = filter_wat(
-    """(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
-         (local $i i32)
-         (local.set $i (i32.const 20000000))
-         (loop $spin
-           (local.set $i (i32.sub (local.get $i) (i32.const 1)))
-           (br_if $spin (i32.ne (local.get $i) (i32.const 0))))
-         (drop (call $proxy_add_header_map_value (i32.const 0)
-           (global.get $s_k) (global.get $s_k_len) (global.get $s_v) (global.get $s_v_len)))
-         (i32.const 0))""",
-    strings={"k": "x-replayed", "v": "yes"},
-)
+SPIN = spinning(20_000_000)
 
 FLOWS = 1500
 

@@ -49,7 +49,9 @@ def test_two_workers_give_the_records_of_one():
     assert two.parts == [(0, range(9)), (1, range(9, 17))]
     assert _stable(two.records()) == _stable(one.records())
     strip = [{k: v for k, v in r.items() if k != "us"} for r in one.summary_rows]
-    assert [{k: v for k, v in r.items() if k != "us"} for r in two.summary_rows] == strip
+    assert [
+        {k: v for k, v in r.items() if k != "us"} for r in two.summary_rows
+    ] == strip
     assert two.metrics == one.metrics
     assert two.capture_error is None and two.skipped == one.skipped
     assert two.filter == one.filter
@@ -69,7 +71,9 @@ def test_failures_come_back_from_workers():
         assert b.result.error.wasm_backtrace == a.result.error.wasm_backtrace
         # Context ids are numbered per VM: the message names another one.
         unnumbered = re.compile(r"\(context \d+\)")
-        assert unnumbered.sub("", str(b.result.error)) == unnumbered.sub("", str(a.result.error))
+        assert unnumbered.sub("", str(b.result.error)) == unnumbered.sub(
+            "", str(a.result.error)
+        )
         assert b.record()["error"]["kind"] == a.record()["error"]["kind"]
 
 
@@ -118,7 +122,13 @@ def test_merge_metrics():
     b = [
         {"name": "c", "type": "counter", "value": 3, "count": None, "samples": None},
         {"name": "g", "type": "gauge", "value": 7, "count": None, "samples": None},
-        {"name": "h", "type": "histogram", "value": None, "count": 2, "samples": [2, 3]},
+        {
+            "name": "h",
+            "type": "histogram",
+            "value": None,
+            "count": 2,
+            "samples": [2, 3],
+        },
     ]
     merged = {m["name"]: m for m in merge_metrics([a, b])}
     assert merged["c"]["value"] == 5
@@ -143,8 +153,24 @@ def test_cli_replay_workers(tmp_path):
     wat.write_text(ADD)
     out = tmp_path / "records.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "wasmkit.cli", "replay", str(wat), str(FLOW), "--workers", "2", "--balance", "even", "--json", str(out)],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "wasmkit.cli",
+            "replay",
+            str(wat),
+            str(FLOW),
+            "--workers",
+            "2",
+            "--balance",
+            "even",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert "17 flows replayed" in proc.stdout
@@ -176,7 +202,9 @@ def _same_results(one, two):
         assert rb.local_reply == ra.local_reply
         assert rb.stalled == ra.stalled and rb.reset == ra.reset
         assert rb.notes == ra.notes
-        assert [(r.level, r.message) for r in rb.logs] == [(r.level, r.message) for r in ra.logs]
+        assert [(r.level, r.message) for r in rb.logs] == [
+            (r.level, r.message) for r in ra.logs
+        ]
         assert rb.metrics == ra.metrics
         assert (rb.error is None) == (ra.error is None)
 
@@ -229,28 +257,32 @@ def test_rows_read_in_place_give_the_exchanges_messages():
         assert row.connection() == exchange.connection()
 
 
-# Burns a few milliseconds of wasm per request, then adds a header: slow
-# enough that the workers are ready long before a few hundred flows are done.
-SLOW = filter_wat(
-    """(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+def spinning(iterations: int) -> str:
+    """A filter that spins ``iterations`` times per request, then adds
+    ``x-replayed: yes``."""
+    return filter_wat(
+        f"""(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
          (local $i i32)
-         (local.set $i (i32.const 8000000))
+         (local.set $i (i32.const {iterations}))
          (loop $spin
            (local.set $i (i32.sub (local.get $i) (i32.const 1)))
            (br_if $spin (i32.ne (local.get $i) (i32.const 0))))
          (drop (call $proxy_add_header_map_value (i32.const 0)
            (global.get $s_k) (global.get $s_k_len) (global.get $s_v) (global.get $s_v_len)))
          (i32.const 0))""",
-    strings={"k": "x-replayed", "v": "yes"},
-)
+        strings={"k": "x-replayed", "v": "yes"},
+    )
+
+
+# Burns a few milliseconds of wasm per request, then adds a header: slow
+# enough that the workers are ready long before a few hundred flows are done.
+SLOW = spinning(8_000_000)
 
 
 def _many(count):
     # ``count`` exchanges: the sample capture's, over and over, renumbered.
     base = list(load_capture(FLOW))
-    return [
-        dataclasses.replace(base[i % len(base)], index=i) for i in range(count)
-    ]
+    return [dataclasses.replace(base[i % len(base)], index=i) for i in range(count)]
 
 
 def test_measured_cut_gives_the_workers_their_share():
@@ -289,7 +321,9 @@ def test_measured_share_and_last_cut():
     assert 24_000 < measured_share(100_000, 50.0, 3) <= 100_000 // 3
     # The tail: 10,000 unsent, the worker busy for 0.1 s first.
     keep = last_cut(10_000, 100_000.0, 50.0, 57.0, 2.5)
-    assert 50 * (10_000 - keep) + 2.5 * keep == pytest.approx(100_000 + 57 * keep, rel=1e-3)
+    assert 50 * (10_000 - keep) + 2.5 * keep == pytest.approx(
+        100_000 + 57 * keep, rel=1e-3
+    )
     assert last_cut(10_000, 1e9, 50.0, 57.0, 2.5) == 0  # the worker is far behind
     assert last_cut(0, 0.0, 50.0, 57.0, 2.5) == 0
 
@@ -412,7 +446,10 @@ def test_a_worker_process_that_dies_leaves_its_flows_to_this_one(monkeypatch, ke
     assert [f.index for f in two] == [f.index for f in one]
     _same_results(one, two)
     assert two.totals.flows == 3000
-    assert (two.totals.failed, two.totals.modified) == (one.totals.failed, one.totals.modified)
+    assert (two.totals.failed, two.totals.modified) == (
+        one.totals.failed,
+        one.totals.modified,
+    )
     # The worker answered its first pieces; this process replayed the rest.
     (head, worker, recovered) = two.parts
     assert head == (0, range(1500)) and worker[0] == 1 and recovered[0] == 0
@@ -492,7 +529,9 @@ def test_progress_counts_every_flow_with_workers_and_compact_keeps():
 
 # Traps on six-byte paths: first /error, flow 11, in the second of three
 # even parts (TRAP_ON_BOOM first traps on flow 4, in the first).
-TRAP_ON_ERROR = TRAP_ON_BOOM.replace("(i32.const 516)) (i32.const 5))", "(i32.const 516)) (i32.const 6))")
+TRAP_ON_ERROR = TRAP_ON_BOOM.replace(
+    "(i32.const 516)) (i32.const 5))", "(i32.const 516)) (i32.const 6))"
+)
 assert TRAP_ON_ERROR != TRAP_ON_BOOM
 
 
