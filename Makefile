@@ -1,13 +1,23 @@
 # wasmkit: `make demo` sets everything up and runs the demo; `make test` runs the suite.
+#
+# PYTHON is the interpreter the venv is made from, VENV the venv's folder; a
+# second Python gets its own venv beside the first, sharing the toolchains,
+# the built samples and the caches:
+#   make test PYTHON=/root/.pyenv/versions/3.12.1/bin/python VENV=.venv312
+# `make test-all` runs the suite on both (what CI runs).
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 PY := $(VENV)/bin/python
+# The second interpreter of `make test-all` (Python >= 3.12: mitmproxy 12).
+PYTHON2 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python) \
+	$(wildcard $(HOME)/.pyenv/versions/3.13.*/bin/python) python3.12 python3.13)
+VENV2 ?= .venv312
 export WASMKIT_CACHE ?= $(HOME)/.cache/wasmkit
 STAMP := $(VENV)/.stamp-install
 
-.PHONY: demo test venv toolchains samples lint bench clean
+.PHONY: demo test test-all venv toolchains samples lint bench clean
 
 demo: venv toolchains samples
 	$(VENV)/bin/wasmkit demo
@@ -26,21 +36,34 @@ test: venv toolchains samples browser
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
+# The suite on PYTHON (mitmproxy 11 on 3.11), then on PYTHON2 (mitmproxy 12).
+test-all:
+	$(MAKE) test
+	$(MAKE) test PYTHON=$(PYTHON2) VENV=$(VENV2)
+
 # Debian's Chromium for the real-browser test (tests/browser), checked to
 # launch under the venv's playwright.
 .PHONY: browser
 browser: venv
-	bash scripts/setup-browser.sh >/dev/null
+	PYTHON=$(abspath $(PY)) bash scripts/setup-browser.sh >/dev/null
 
 # Bytecode for the kit's own modules, written here once: this machine's
 # environment sets PYTHONDONTWRITEBYTECODE, and every replay worker process
 # would otherwise compile them all again (a third of its start-up).
 venv: $(STAMP)
+	@$(SAME_PYTHON)
 	$(PY) -m compileall -q wasmkit
+
+# A venv made by another Python than PYTHON is refused rather than mixed.
+VERSION_OF = $(1) -c 'import sys; print(*sys.version_info[:3], sep=".")'
+SAME_PYTHON = want="$$($(call VERSION_OF,$(PYTHON)))"; have="$$($(call VERSION_OF,$(PY)))"; \
+	[[ "$$want" == "$$have" ]] || { echo "$(VENV) has Python $$have but PYTHON=$(PYTHON)" \
+	"is $$want: give another VENV= or remove $(VENV)" >&2; exit 1; }
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "wasmkit needs Python >= 3.11"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(SAME_PYTHON)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
@@ -66,4 +89,4 @@ bench: venv
 	$(PY) benchmarks/bench_memory.py
 
 clean:
-	rm -rf build $(VENV)
+	rm -rf build $(VENV) $(VENV2)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.markers import Marker
 
 import wasmkit
 
@@ -33,6 +34,12 @@ def test_environment_yml_matches_pyproject():
     conda.update(_split(d) for d in pip if not d.startswith("-"))
     wanted = project["dependencies"] + project["optional-dependencies"]["dev"]
     for spec in wanted:
+        spec, _, marker = spec.partition(";")
+        # A range that follows the Python version: conda's solver keeps older
+        # Pythons on the releases they support, so environment.yml holds the
+        # newest Python's range.
+        if marker and not Marker(marker).evaluate({"python_version": "3.13"}):
+            continue
         name, version = _split(spec)
         assert conda.get(CONDA_NAMES.get(name, name)) == version, spec
     for tool in ("nodejs", "go", "rust"):

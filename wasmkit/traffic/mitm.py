@@ -24,6 +24,7 @@ from mitmproxy import dns, flow, flowfilter, http, tcp, udp
 from mitmproxy import io as mitmio
 from mitmproxy import version as mitmproxy_version
 from mitmproxy.io import compat, har, tnetstring
+from mitmproxy.net import encoding
 
 from wasmkit.abi.constants import MAX_PAIRS_BYTES, MAX_PAIRS_COUNT
 from wasmkit.errors import CaptureError, CaptureFormatError, CaptureReadError
@@ -423,12 +424,39 @@ def _har_flow(entry: Any) -> http.HTTPFlow:
     if not isinstance(entry, dict):
         raise TypeError(f"an entry is an object, not {type(entry).__name__}")
     item = har.request_to_flow(entry)
+    _as_recorded(item, entry)
     # Browsers record requests that got no response with status 0.
     if item.response is not None and item.response.status_code == 0:
         reason = entry["response"].get("_error") or "no response (HAR status 0)"
         item.response = None
         item.error = flow.Error(str(reason), item.request.timestamp_end or 0.0)
     return item
+
+
+def _as_recorded(item: http.HTTPFlow, entry: dict[str, Any]) -> None:
+    """Keep the headers the HAR recorded, and the body encoded as they say.
+
+    mitmproxy 12's HAR reader decodes both bodies at the end: it drops
+    ``Content-Encoding`` and sets ``Content-Length``. mitmproxy 11 kept the
+    recorded headers and encoded the body by them, which is what reached the
+    proxy; wasmkit keeps that under both, so a HAR gives the same exchanges
+    whichever mitmproxy reads it (``decoded=True`` gives the decoded view).
+    """
+    request, response = item.request, item.response
+    recorded = har.fix_headers(entry["request"].get("headers", []))
+    if "content-encoding" in recorded and "content-encoding" not in request.headers:
+        body = request.raw_content or b""
+        request.headers = recorded
+        request.content = body  # encoded by the recorded Content-Encoding
+    if response is None:
+        return
+    recorded = har.fix_headers(entry["response"].get("headers", []))
+    if response.headers.fields != recorded.fields:
+        body = response.raw_content or b""
+        response.headers = recorded
+        response.raw_content = encoding.encode(
+            body, recorded.get("content-encoding") or "identity"
+        )
 
 
 # --- flow -> exchange ------------------------------------------------------
