@@ -9,20 +9,27 @@
 //! Every configured request header is added in `on_http_request_headers`,
 //! every configured response header in `on_http_response_headers`.
 //!
-//! The configuration parser is a deliberately tiny hand-written JSON reader
-//! for exactly this shape, so that the crate builds with Debian 12's
-//! rustc 1.63 without serde.
+//! The configuration is read with serde_json. Header maps keep their order
+//! and repeated names (a `Vec` of pairs, filled by a serde visitor, where a
+//! map type would sort them or keep only the last); unknown or repeated
+//! top-level keys, non-string values and empty header names are refused.
 
 use log::{error, info};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use std::fmt;
 use std::rc::Rc;
 
 type Headers = Vec<(String, String)>;
 
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
+    #[serde(default, deserialize_with = "header_map")]
     pub request: Headers,
+    #[serde(default, deserialize_with = "header_map")]
     pub response: Headers,
 }
 
@@ -114,219 +121,35 @@ impl HttpContext for AddHeaders {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Minimal JSON reader for `{"request": {..}, "response": {..}}`.
-// ---------------------------------------------------------------------------
+/// `{"name": "value", ...}` -> (name, value) pairs in the order written.
+fn header_map<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Headers, D::Error> {
+    struct HeaderMapVisitor;
+    impl<'de> Visitor<'de> for HeaderMapVisitor {
+        type Value = Headers;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object of string values")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Headers, A::Error> {
+            let mut headers = Vec::new();
+            while let Some((name, value)) = map.next_entry::<String, String>()? {
+                if name.is_empty() {
+                    return Err(de::Error::custom("empty header name"));
+                }
+                headers.push((name, value));
+            }
+            Ok(headers)
+        }
+    }
+    deserializer.deserialize_map(HeaderMapVisitor)
+}
 
-/// Parses the plugin configuration. Accepts standard JSON whitespace and
-/// string escapes (including `\uXXXX` and surrogate pairs). Rejects unknown
-/// top-level keys, duplicate top-level keys, non-string header values and
-/// trailing garbage.
+/// Parses the plugin configuration (one JSON object, see the crate docs).
 pub fn parse_config(text: &str) -> Result<Config, String> {
-    let mut p = Parser {
-        s: text.as_bytes(),
-        i: 0,
-    };
-    let mut config = Config::default();
-    let (mut seen_req, mut seen_resp) = (false, false);
-
-    p.ws();
-    p.expect(b'{')?;
-    p.ws();
-    if !p.eat(b'}') {
-        loop {
-            p.ws();
-            let key = p.string()?;
-            p.ws();
-            p.expect(b':')?;
-            p.ws();
-            match key.as_str() {
-                "request" if !seen_req => {
-                    seen_req = true;
-                    config.request = p.header_map("request")?;
-                }
-                "response" if !seen_resp => {
-                    seen_resp = true;
-                    config.response = p.header_map("response")?;
-                }
-                "request" | "response" => return Err(format!("duplicate key \"{}\"", key)),
-                other => {
-                    return Err(format!(
-                        "unknown key \"{}\" (expected \"request\" or \"response\")",
-                        other
-                    ))
-                }
-            }
-            p.ws();
-            if p.eat(b',') {
-                continue;
-            }
-            p.expect(b'}')?;
-            break;
-        }
+    // serde would also read a struct from a JSON array.
+    if !text.trim_start().starts_with('{') {
+        return Err("the configuration must be a JSON object".to_string());
     }
-    p.ws();
-    if p.i != p.s.len() {
-        return Err(format!("trailing characters at byte {}", p.i));
-    }
-    Ok(config)
-}
-
-struct Parser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl<'a> Parser<'a> {
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.i).copied()
-    }
-
-    fn ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, c: u8) -> bool {
-        if self.peek() == Some(c) {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn expect(&mut self, c: u8) -> Result<(), String> {
-        if self.eat(c) {
-            Ok(())
-        } else {
-            Err(match self.peek() {
-                Some(got) => format!(
-                    "expected '{}' at byte {}, found '{}'",
-                    c as char,
-                    self.i,
-                    got.escape_ascii()
-                ),
-                None => format!(
-                    "expected '{}' at byte {}, found end of input",
-                    c as char, self.i
-                ),
-            })
-        }
-    }
-
-    /// `{"name": "value", ...}` -> ordered list of (name, value).
-    fn header_map(&mut self, what: &str) -> Result<Headers, String> {
-        if self.peek() != Some(b'{') {
-            return Err(format!("\"{}\" must be an object of string values", what));
-        }
-        self.i += 1;
-        let mut out = Vec::new();
-        self.ws();
-        if self.eat(b'}') {
-            return Ok(out);
-        }
-        loop {
-            self.ws();
-            let name = self.string()?;
-            if name.is_empty() {
-                return Err(format!("empty header name in \"{}\"", what));
-            }
-            self.ws();
-            self.expect(b':')?;
-            self.ws();
-            if self.peek() != Some(b'"') {
-                return Err(format!(
-                    "value of header \"{}\" in \"{}\" must be a string",
-                    name, what
-                ));
-            }
-            let value = self.string()?;
-            out.push((name, value));
-            self.ws();
-            if self.eat(b',') {
-                continue;
-            }
-            self.expect(b'}')?;
-            return Ok(out);
-        }
-    }
-
-    fn hex4(&mut self) -> Result<u32, String> {
-        let end = self.i + 4;
-        if end > self.s.len() {
-            return Err("truncated \\u escape".to_string());
-        }
-        let digits = std::str::from_utf8(&self.s[self.i..end]).map_err(|_| "bad \\u escape")?;
-        let v = u32::from_str_radix(digits, 16)
-            .map_err(|_| format!("bad \\u escape at byte {}", self.i))?;
-        self.i = end;
-        Ok(v)
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        self.expect(b'"')?;
-        let mut out: Vec<u8> = Vec::new();
-        loop {
-            let c = match self.peek() {
-                Some(c) => c,
-                None => return Err("unterminated string".to_string()),
-            };
-            self.i += 1;
-            match c {
-                b'"' => break,
-                b'\\' => {
-                    let e = self.peek().ok_or("unterminated escape")?;
-                    self.i += 1;
-                    let ch: char = match e {
-                        b'"' => '"',
-                        b'\\' => '\\',
-                        b'/' => '/',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'n' => '\n',
-                        b'r' => '\r',
-                        b't' => '\t',
-                        b'u' => {
-                            let hi = self.hex4()?;
-                            let code = if (0xD800..0xDC00).contains(&hi) {
-                                if !(self.eat(b'\\') && self.eat(b'u')) {
-                                    return Err("unpaired surrogate in \\u escape".to_string());
-                                }
-                                let lo = self.hex4()?;
-                                if !(0xDC00..0xE000).contains(&lo) {
-                                    return Err("invalid surrogate pair in \\u escape".to_string());
-                                }
-                                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-                            } else {
-                                hi
-                            };
-                            char::from_u32(code).ok_or("invalid \\u escape")?
-                        }
-                        other => {
-                            return Err(format!(
-                                "invalid escape '\\{}' at byte {}",
-                                other.escape_ascii(),
-                                self.i - 1
-                            ))
-                        }
-                    };
-                    let mut buf = [0u8; 4];
-                    out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                }
-                0x00..=0x1f => {
-                    return Err(format!(
-                        "control character in string at byte {}",
-                        self.i - 1
-                    ))
-                }
-                _ => out.push(c),
-            }
-        }
-        // Input was &str and escapes produce valid UTF-8, so this cannot fail.
-        String::from_utf8(out).map_err(|_| "invalid UTF-8 in string".to_string())
-    }
+    serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

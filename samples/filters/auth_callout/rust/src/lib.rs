@@ -18,21 +18,23 @@
 //! (e.g. unknown cluster) the client gets a local reply 503 with body
 //! `auth unavailable\n` (warning `auth_callout: cannot call <cluster>`).
 //!
+//! The configuration is read with serde_json into a `#[derive(Deserialize)]`
+//! struct: unknown and repeated keys are refused by serde.
+//!
 //! The same filter exists in AssemblyScript and Go next to this crate.
-
-#[allow(dead_code)] // a copy of the samples' shared JSON reader: not all is used here
-mod json;
 
 use log::{error, info, warn};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
+use serde::Deserialize;
 use std::rc::Rc;
 use std::time::Duration;
 
 const NAME: &str = "auth_callout";
 const TIMEOUT: Duration = Duration::from_millis(5000);
 
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     pub cluster: String,
     pub path: String,
@@ -138,39 +140,18 @@ impl HttpContext for AuthCallout {
 
 /// Reads the configuration: `cluster` and `path`, both non-empty strings.
 pub fn parse_config(raw: &[u8]) -> Result<Config, String> {
-    let members = match json::parse(raw)?.kind {
-        json::Kind::Object(members) => members,
-        _ => return Err("the configuration must be a JSON object".to_string()),
-    };
-    let mut cluster: Option<String> = None;
-    let mut path: Option<String> = None;
-    for m in members {
-        let slot = match &m.key[..] {
-            b"cluster" => &mut cluster,
-            b"path" => &mut path,
-            _ => {
-                return Err(format!(
-                    "unknown key \"{}\" (expected \"cluster\" or \"path\")",
-                    String::from_utf8_lossy(&m.key)
-                ))
-            }
-        };
-        let key = String::from_utf8_lossy(&m.key).into_owned();
-        if slot.is_some() {
-            return Err(format!("duplicate key \"{}\"", key));
-        }
-        match m.value.kind {
-            json::Kind::Str(v) if !v.is_empty() => {
-                *slot = Some(String::from_utf8(v).map_err(|_| format!("\"{}\" is not UTF-8", key))?);
-            }
-            _ => return Err(format!("\"{}\" must be a non-empty string", key)),
-        }
+    // serde would also read a struct from a JSON array.
+    if raw.iter().find(|c| !c.is_ascii_whitespace()) != Some(&b'{') {
+        return Err("the configuration must be a JSON object".to_string());
     }
-    match (cluster, path) {
-        (Some(cluster), Some(path)) => Ok(Config { cluster, path }),
-        (None, _) => Err("\"cluster\" is required".to_string()),
-        (_, None) => Err("\"path\" is required".to_string()),
+    let config: Config = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
+    if config.cluster.is_empty() {
+        return Err("\"cluster\" must be a non-empty string".to_string());
     }
+    if config.path.is_empty() {
+        return Err("\"path\" must be a non-empty string".to_string());
+    }
+    Ok(config)
 }
 
 #[cfg(test)]
@@ -187,6 +168,7 @@ mod tests {
     fn config_errors() {
         for bad in [
             "",
+            "[]",
             "{}",
             r#"{"cluster": "auth"}"#,
             r#"{"path": "/x"}"#,

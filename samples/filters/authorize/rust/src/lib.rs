@@ -13,23 +13,25 @@
 //! 403 with body `forbidden\n` and header `x-denied-by: authorize`, and the
 //! request never goes upstream.
 //!
+//! The configuration is read with serde_json into a `#[derive(Deserialize)]`
+//! struct: unknown and repeated keys are refused by serde.
+//!
 //! The same filter exists in AssemblyScript and Go next to this crate.
-
-#[allow(dead_code)] // a copy of the samples' shared JSON reader: not all is used here
-mod json;
 
 use log::{error, info};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
+use serde::Deserialize;
 use std::rc::Rc;
 
 const NAME: &str = "authorize";
 
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     pub header: String,
     /// `None`: any non-empty value passes.
-    pub tokens: Option<Vec<Vec<u8>>>,
+    pub tokens: Option<Vec<String>>,
 }
 
 proxy_wasm::main! {{
@@ -104,54 +106,22 @@ pub fn allowed(config: &Config, value: &[u8]) -> bool {
     }
     match &config.tokens {
         None => true,
-        Some(tokens) => tokens.iter().any(|t| t == value),
+        Some(tokens) => tokens.iter().any(|t| t.as_bytes() == value),
     }
 }
 
 /// Reads the configuration; `header` must be a non-empty string, `tokens`
 /// (optional) an array of strings; other keys are refused.
 pub fn parse_config(raw: &[u8]) -> Result<Config, String> {
-    let members = match json::parse(raw)?.kind {
-        json::Kind::Object(members) => members,
-        _ => return Err("the configuration must be a JSON object".to_string()),
-    };
-    let mut header: Option<String> = None;
-    let mut tokens: Option<Vec<Vec<u8>>> = None;
-    for m in members {
-        match (&m.key[..], m.value.kind) {
-            (b"header", _) if header.is_some() => {
-                return Err("duplicate key \"header\"".to_string())
-            }
-            (b"tokens", _) if tokens.is_some() => {
-                return Err("duplicate key \"tokens\"".to_string())
-            }
-            (b"header", json::Kind::Str(v)) if !v.is_empty() => {
-                header = Some(String::from_utf8(v).map_err(|_| "\"header\" is not UTF-8")?);
-            }
-            (b"header", _) => return Err("\"header\" must be a non-empty string".to_string()),
-            (b"tokens", json::Kind::Array(items)) => {
-                let mut list = Vec::new();
-                for item in items {
-                    match item.kind {
-                        json::Kind::Str(t) => list.push(t),
-                        _ => return Err("\"tokens\": every item must be a string".to_string()),
-                    }
-                }
-                tokens = Some(list);
-            }
-            (b"tokens", _) => return Err("\"tokens\" must be an array of strings".to_string()),
-            _ => {
-                return Err(format!(
-                    "unknown key \"{}\" (expected \"header\" or \"tokens\")",
-                    String::from_utf8_lossy(&m.key)
-                ))
-            }
-        }
+    // serde would also read a struct from a JSON array.
+    if raw.iter().find(|c| !c.is_ascii_whitespace()) != Some(&b'{') {
+        return Err("the configuration must be a JSON object".to_string());
     }
-    match header {
-        Some(header) => Ok(Config { header, tokens }),
-        None => Err("\"header\" is required".to_string()),
+    let config: Config = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
+    if config.header.is_empty() {
+        return Err("\"header\" must be a non-empty string".to_string());
     }
+    Ok(config)
 }
 
 #[cfg(test)]
@@ -162,7 +132,7 @@ mod tests {
     fn reads_config() {
         let c = parse_config(br#"{"header": "x-token", "tokens": ["t1", "t2"]}"#).unwrap();
         assert_eq!(c.header, "x-token");
-        assert_eq!(c.tokens, Some(vec![b"t1".to_vec(), b"t2".to_vec()]));
+        assert_eq!(c.tokens, Some(vec!["t1".to_string(), "t2".to_string()]));
         assert!(allowed(&c, b"t2"));
         assert!(!allowed(&c, b"t3"));
         assert!(!allowed(&c, b""));
@@ -177,6 +147,7 @@ mod tests {
     fn config_errors() {
         for bad in [
             "",
+            "[]",
             "{}",
             "{",
             r#"{"header": ""}"#,

@@ -14,28 +14,37 @@
 //! value (in place when present, appended in the configuration's order when
 //! not; removal happens first, so a key in both ends up appended). Output is
 //! compact: existing keys are copied as written, other values are copied with
-//! the whitespace outside strings removed, new strings are written with the
-//! escapes of `json::write_string`. It then logs
-//! `json_rewrite: rewrote N bytes` (N: the size of the body it read). Any
-//! other body is passed on unchanged with `json_rewrite: not json`.
+//! the whitespace outside strings removed, new strings are written by
+//! serde_json (`"` and `\` escaped, control characters as `\n`-style or
+//! `\u00xx` escapes). It then logs `json_rewrite: rewrote N bytes` (N: the
+//! size of the body it read). Any other body (including one that is not
+//! UTF-8, which JSON must be) is passed on unchanged with
+//! `json_rewrite: not json`.
+//!
+//! JSON is read and written with `serde_json`: the configuration through
+//! serde's derive, the body as the list of its top-level members, whose keys
+//! and values stay `RawValue`s (the text as written, borrowed from the body),
+//! so that repeated keys, key spellings and number text survive the rewrite.
 //!
 //! The same filter, byte for byte in its output, exists in AssemblyScript and
 //! Go next to this crate.
 
-mod json;
-
 use log::{error, info};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::fmt;
 use std::rc::Rc;
 
 const NAME: &str = "json_rewrite";
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// (key, value), decoded, in configuration order.
-    pub set: Vec<(Vec<u8>, Vec<u8>)>,
-    pub remove: Vec<Vec<u8>>,
+    /// (key, value) in configuration order.
+    pub set: Vec<(String, String)>,
+    pub remove: Vec<String>,
 }
 
 proxy_wasm::main! {{
@@ -126,101 +135,144 @@ fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
         .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
+/// The members of one JSON object in document order, each key and value as
+/// the text written in the input (`"k\u0041"` stays `"k\u0041"`, `1.5e3`
+/// stays `1.5e3`); repeated keys are all kept.
+struct Members<'a>(Vec<(&'a RawValue, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MembersVisitor;
+        impl<'de> Visitor<'de> for MembersVisitor {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
 /// The rewritten body, or `None` when `body` is not one JSON object.
 pub fn rewrite(body: &[u8], config: &Config) -> Option<Vec<u8>> {
-    let members = match json::parse(body) {
-        Ok(json::Value {
-            kind: json::Kind::Object(members),
-            ..
-        }) => members,
-        _ => return None,
-    };
+    let Members(members) = serde_json::from_slice(body).ok()?;
     let mut out = Vec::with_capacity(body.len() + 16);
     let mut set_done = vec![false; config.set.len()];
     out.push(b'{');
-    let mut first = true;
-    for m in &members {
-        if config.remove.iter().any(|k| *k == m.key) {
+    for (raw_key, raw_value) in members {
+        // A key that is no Unicode string (a lone surrogate escape) matches
+        // no configured name.
+        let key: Option<String> = serde_json::from_str(raw_key.get()).ok();
+        let key = key.as_deref();
+        if config.remove.iter().any(|k| Some(k.as_str()) == key) {
             continue;
         }
-        if !first {
+        if out.len() > 1 {
             out.push(b',');
         }
-        first = false;
-        out.extend_from_slice(&body[m.key_start..m.key_end]);
+        out.extend_from_slice(raw_key.get().as_bytes());
         out.push(b':');
-        match config.set.iter().position(|(k, _)| *k == m.key) {
+        match config.set.iter().position(|(k, _)| Some(k.as_str()) == key) {
             Some(i) => {
                 set_done[i] = true;
-                json::write_string(&config.set[i].1, &mut out);
+                serde_json::to_writer(&mut out, &config.set[i].1).ok()?;
             }
-            None => json::compact(&body[m.value.start..m.value.end], &mut out),
+            None => compact(raw_value.get().as_bytes(), &mut out),
         }
     }
     for (i, (key, value)) in config.set.iter().enumerate() {
         if set_done[i] {
             continue;
         }
-        if !first {
+        if out.len() > 1 {
             out.push(b',');
         }
-        first = false;
-        json::write_string(key, &mut out);
+        serde_json::to_writer(&mut out, key).ok()?;
         out.push(b':');
-        json::write_string(value, &mut out);
+        serde_json::to_writer(&mut out, value).ok()?;
     }
     out.push(b'}');
     Some(out)
 }
 
-/// Reads the configuration; an empty (all-whitespace) one means `{}`.
-pub fn parse_config(raw: &[u8]) -> Result<Config, String> {
-    let mut config = Config::default();
-    if raw.iter().all(|&c| c == b' ' || c == b'\t' || c == b'\n' || c == b'\r') {
-        return Ok(config);
+/// Appends `raw`, the text of one valid JSON value (serde_json checked it),
+/// without the whitespace outside its strings.
+fn compact(raw: &[u8], out: &mut Vec<u8>) {
+    let (mut in_string, mut escaped) = (false, false);
+    for &c in raw {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_string = false;
+            }
+        } else if c == b'"' {
+            in_string = true;
+        } else if matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+            continue;
+        }
+        out.push(c);
     }
-    let members = match json::parse(raw)?.kind {
-        json::Kind::Object(members) => members,
-        _ => return Err("the configuration must be a JSON object".to_string()),
-    };
-    let (mut seen_set, mut seen_remove) = (false, false);
-    for m in members {
-        match (&m.key[..], m.value.kind) {
-            (b"set", _) if seen_set => return Err("duplicate key \"set\"".to_string()),
-            (b"remove", _) if seen_remove => return Err("duplicate key \"remove\"".to_string()),
-            (b"set", json::Kind::Object(fields)) => {
-                seen_set = true;
-                for f in fields {
-                    let value = match f.value.kind {
-                        json::Kind::Str(v) => v,
-                        _ => return Err("\"set\": every value must be a string".to_string()),
-                    };
-                    if config.set.iter().any(|(k, _)| *k == f.key) {
-                        return Err("\"set\": duplicate field".to_string());
-                    }
-                    config.set.push((f.key, value));
-                }
+}
+
+/// `"set"`: an object of string values, kept in order; a repeated name is an
+/// error (serde_json's maps would keep the last one silently).
+struct Fields(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = Fields;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of string values")
             }
-            (b"remove", json::Kind::Array(items)) => {
-                seen_remove = true;
-                for item in items {
-                    match item.kind {
-                        json::Kind::Str(k) => config.remove.push(k),
-                        _ => return Err("\"remove\": every item must be a string".to_string()),
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                let mut fields: Vec<(String, String)> = Vec::new();
+                while let Some((key, value)) = map.next_entry::<String, String>()? {
+                    if fields.iter().any(|(k, _)| *k == key) {
+                        return Err(de::Error::custom(format!("duplicate field \"{}\"", key)));
                     }
+                    fields.push((key, value));
                 }
-            }
-            (b"set", _) => return Err("\"set\" must be an object".to_string()),
-            (b"remove", _) => return Err("\"remove\" must be an array".to_string()),
-            _ => {
-                return Err(format!(
-                    "unknown key \"{}\" (expected \"set\" or \"remove\")",
-                    String::from_utf8_lossy(&m.key)
-                ))
+                Ok(Fields(fields))
             }
         }
+        deserializer.deserialize_map(FieldsVisitor)
     }
-    Ok(config)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    set: Option<Fields>,
+    #[serde(default)]
+    remove: Vec<String>,
+}
+
+/// Reads the configuration; an empty (all-whitespace) one means `{}`.
+pub fn parse_config(raw: &[u8]) -> Result<Config, String> {
+    match raw.iter().find(|c| !c.is_ascii_whitespace()) {
+        None => return Ok(Config::default()),
+        // serde would also read a struct from a JSON array.
+        Some(b'{') => {}
+        Some(_) => return Err("the configuration must be a JSON object".to_string()),
+    }
+    let config: RawConfig = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
+    Ok(Config {
+        set: config.set.map(|f| f.0).unwrap_or_default(),
+        remove: config.remove,
+    })
 }
 
 #[cfg(test)]
@@ -254,7 +306,7 @@ mod tests {
 
     #[test]
     fn not_objects() {
-        for body in [&b""[..], b"[1]", b"\"s\"", b"{\"a\":}", b"hello"] {
+        for body in [&b""[..], b"[1]", b"\"s\"", b"{\"a\":}", b"hello", b"{\"a\":\"\xff\"}"] {
             assert!(rewrite(body, &Config::default()).is_none());
         }
     }
