@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import os
@@ -35,7 +36,7 @@ from wasmkit.abi.signatures import (
     vendor_imports,
 )
 from wasmkit.errors import FilterLoadError, FilterStartError, FilterTrapError
-from wasmkit.host import higress, properties
+from wasmkit.host import capabilities, higress, properties
 from wasmkit.host import imports as host_imports_mod
 from wasmkit.host.callouts import Callout, Responder, table_responder
 from wasmkit.host.connection_manager import (
@@ -45,6 +46,7 @@ from wasmkit.host.connection_manager import (
 )
 from wasmkit.host.context import (
     Context,
+    HttpContext,
     LogRecord,
     RootContext,
     TraceEvent,
@@ -61,6 +63,7 @@ from wasmkit.host.grpc import GrpcResponder
 from wasmkit.host.memory import GuestMemory
 from wasmkit.host.message import Connection, HeaderPairs, HttpMessage
 from wasmkit.host.metrics import Metrics
+from wasmkit.host.properties import StreamInfo
 from wasmkit.host.quotas import Budget
 from wasmkit.host.scheduler import Scheduler
 from wasmkit.host.shared import SharedState
@@ -272,6 +275,12 @@ class FilterVm:
         redis_responder: answers Higress Redis calls: a function of a
             ``RedisCall`` or a table keyed by cluster (see
             :mod:`wasmkit.host.higress`).
+        allowed_capabilities: Envoy's ``capability_restriction_config``: the
+            ABI functions (``proxy_log``, ``fd_write``, ``proxy_on_tick``...)
+            the filter may use; a restricted host call logs Envoy's error and
+            fails, a restricted callback is never called (see
+            :mod:`wasmkit.host.capabilities`). ``None`` or empty: no
+            restriction.
 
     Raises:
         FilterLoadError: the module is invalid, declares no ABI version, has no
@@ -303,8 +312,11 @@ class FilterVm:
         scheduler: Scheduler | None = None,
         abi: AbiVersion | str | None = None,
         redis_responder: higress.RedisResponder | Mapping[str, Any] | None = None,
+        allowed_capabilities: Iterable[str] | None = None,
     ) -> None:
         self.limits = limits or Limits()
+        self.capabilities = capabilities.Capabilities.of(allowed_capabilities)
+        """What the filter may use (Envoy's ``allowed_capabilities``)."""
         if not isinstance(module, CompiledModule):
             # The ABI and imports are checked before wasmtime compiles anything.
             compile_ms = self.limits.compile_timeout_ms
@@ -375,15 +387,23 @@ class FilterVm:
         )
         self.abi_version, self.vendor = _detect_abi(module, abi)
         """The ABI used, and the vendor profile (``"higress"``) or ``None``."""
-        self.exported = frozenset(
+        exported = frozenset(
             name for name, export in module.exports.items() if export.kind == "func"
         )
-        """The functions the module exports (callbacks it does not are skipped)."""
+        self.exported = exported - self.capabilities.callbacks_removed(exported)
+        """The functions the module exports (callbacks it does not are skipped),
+        less the callbacks ``allowed_capabilities`` restricts."""
         self.allocator = _allocator(module, profile)
         _check_callbacks(module, self.abi_version, self.vendor)
         self._bindings = self._resolve_imports()
         self.logs: list[LogRecord] = []
         self.trace: list[TraceEvent] = []
+        self.stream_info: dict[int, StreamInfo] = {}
+        """Envoy's stream info per context id (timing, details, flags), where
+        one was given (the driver, a replayed exchange)."""
+        self.next_stream_info: StreamInfo | None = None
+        """Stream info the next HTTP context created takes (a replay sets it
+        from the captured exchange before the stream starts)."""
         self.budget = Budget()
         """What the filter made the host keep in this window (quotas)."""
         self.plugins: list[Plugin] = []
@@ -407,6 +427,14 @@ class FilterVm:
         """Higress state: Redis calls, unemulated calls (see ``host.higress``)."""
         self.events.set_grpc_responder(grpc_responder)
         self._start()
+        for name in self.capabilities.unknown(
+            spec.name for spec in self.module.imports
+        ):
+            self.log_host(
+                LogLevel.WARN,
+                f"allowed_capabilities: {name!r} is no proxy-wasm or WASI "
+                "function this module uses or Envoy knows; it allows nothing",
+            )
         self.loaded_ns = self.clock.monotonic_ns()
         """When the instance was last loaded (virtual monotonic ns)."""
 
@@ -460,14 +488,19 @@ class FilterVm:
     def _link(self) -> list[HostFunction]:
         funcs: list[HostFunction] = []
         wasi = self.wasi.functions()
+        caps = self.capabilities
         for qualname, _sig, impl in self._bindings:
             module, name = qualname.split(".", 1)
             if module in WASI_MODULES:
                 fn: HostFunction = wasi[name]
                 params = [f"a{i}" for i in range(len(_sig.params))]
+                if not caps.allows(name):
+                    fn = capabilities.wasi_stub(name, _sig, self.log_host)
             else:
                 fn = _bind(impl, self, name)
                 params = list(inspect.signature(impl).parameters)[1:]
+                if name.startswith("proxy_") and not caps.allows(name):
+                    fn = capabilities.proxy_stub(name, self.log_host)
             funcs.append(self._traced(name, fn, params) if self.tracing else fn)
         return funcs
 
@@ -628,6 +661,8 @@ class FilterVm:
         Raises:
             FilterTrapError: the guest failed; the VM is marked failed.
         """
+        if isinstance(ctx, HttpContext) and name in _STREAM_INFO_CALLBACKS:
+            self._note_stream(name, ctx)
         vm = self.vm
         if vm is None or name not in self.exported:
             # Envoy (cpp-host) skips a callback the module does not export.
@@ -670,6 +705,20 @@ class FilterVm:
                 root = self.finished_roots.pop(0)
                 self.invoke("proxy_on_delete", (root.id,), root)
         return result
+
+    def _note_stream(self, name: str, ctx: HttpContext) -> None:
+        # A new HTTP context takes the stream info given for it; the request
+        # is complete (Envoy's onRequestComplete) when the access log runs.
+        if name == "proxy_on_context_create":
+            if self.next_stream_info is not None:
+                self.stream_info[ctx.id] = self.next_stream_info
+                self.next_stream_info = None
+            return
+        info = self.stream_info.get(ctx.id) or StreamInfo()
+        if info.end_ns is None:
+            self.stream_info[ctx.id] = dataclasses.replace(
+                info, end_ns=self.clock.now_ns()
+            )
 
     def _explain(
         self, exc: FilterTrapError, first_log: int, name: str, ctx: Context
@@ -816,6 +865,10 @@ class FilterVm:
         last ``Limits.log_records`` / ``trace_events``.
         """
         self.budget.reset()
+        if self.stream_info:
+            self.stream_info = {
+                k: v for k, v in self.stream_info.items() if k in self.contexts
+            }
         limits = self.limits
         if len(self.logs) > limits.log_records:
             del self.logs[: len(self.logs) - limits.log_records]
@@ -841,7 +894,16 @@ class FilterVm:
         if plugin is not None:
             values["plugin_root_id"] = plugin.root_id
             values["plugin_name"] = plugin.display_name
-        return properties.resolve(path, ctx, values, self.overrides)
+        stream = self.streams.get(ctx.id)
+        return properties.resolve(
+            path,
+            ctx,
+            values,
+            self.overrides,
+            self.stream_info.get(ctx.id),
+            now_ns=self.clock.now_ns(),
+            stream_details=str(getattr(stream, "details", "") or ""),
+        )
 
     def callout_map(self, map_type: int) -> HeaderPairs | None:
         """Maps 4-7 (gRPC metadata, callout replies) while one is delivered."""
@@ -905,6 +967,8 @@ def _parse_overrides(
 ) -> dict[tuple[bytes, ...], properties.PropertyValue]:
     return properties.parse_overrides(items or {})
 
+
+_STREAM_INFO_CALLBACKS = frozenset({"proxy_on_context_create", "proxy_on_log"})
 
 ALLOCATOR_SAFE = frozenset({"proxy_log"})
 """``env`` functions a guest allocator may call; Envoy (V8) traps on others."""
