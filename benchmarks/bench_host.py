@@ -20,7 +20,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from wasmkit.host import load, request, response
+from wasmkit.host import HttpMessage, load, request, response
 from wasmkit.host.vm import WasmtimeVm, compile_module
 from wasmkit.testing import filter_wat
 
@@ -85,8 +85,8 @@ def crossing(fast: bool) -> tuple[float, float]:
     return call, total
 
 
-def lifecycle(fast: bool, trace: bool) -> float:
-    plugin = load(HEADER_FILTER, fast=fast, trace=trace)
+def lifecycle_messages() -> tuple[HttpMessage, HttpMessage]:
+    """The lifecycle's request and response (also bench_peers.py's, on every host)."""
     req = request(
         "GET",
         "http://bench.example/path?q=1",
@@ -95,6 +95,12 @@ def lifecycle(fast: bool, trace: bool) -> float:
     )
     resp = response(200, [(f"x-resp-{i}", f"value-{i}") for i in range(10)])
     assert len(req.headers) == 11 and len(resp.headers) == 11
+    return req, resp
+
+
+def lifecycle(fast: bool, trace: bool) -> float:
+    plugin = load(HEADER_FILTER, fast=fast, trace=trace)
+    req, resp = lifecycle_messages()
     return median_us(lambda: plugin.run_http(req, resp))
 
 
