@@ -121,6 +121,12 @@ class StreamResult:
     request path, before any other), ``wasm_fail_stream`` (the filter
     failed), the router's ``upstream_reset_before_response_started{...}``;
     empty when none of these."""
+    memory_bytes: int | None = None
+    """The guest's linear memory when the stream ended (bytes), as a replay
+    measures it; ``None``: not measured."""
+    fuel: int | None = None
+    """Fuel the stream's callbacks consumed, as a replay with
+    ``Limits(fuel=...)`` measures it; ``None``: no fuel metering."""
 
     @property
     def ok(self) -> bool:

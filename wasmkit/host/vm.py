@@ -342,6 +342,10 @@ class WasmtimeVm:
         self._pending: BaseException | None = None
         self._mem: Any = None
         self._depth = 0
+        self.fuel_used = 0
+        """Fuel (wasm instructions, roughly) the calls into the guest consumed
+        so far; stays 0 unless the module was compiled for fuel metering."""
+        self._fuel_armed = 0
         self._startup_call = True
         # When the running call is overdue (perf_counter_ns); host functions
         # check it, since the epoch ticker barely runs while they hold the GIL.
@@ -524,7 +528,8 @@ class WasmtimeVm:
     def _arm(self, *, startup: bool = False) -> None:
         if self.module.fuel:
             fuel = self.limits.fuel if not startup else None
-            self._store.set_fuel((1 << 63) - 1 if fuel is None else fuel)
+            self._fuel_armed = (1 << 63) - 1 if fuel is None else fuel
+            self._store.set_fuel(self._fuel_armed)
             if fuel is not None:
                 _set_epoch_deadline(self._ctx, 1 << 62)
                 return
@@ -580,6 +585,8 @@ class WasmtimeVm:
         finally:
             self._depth -= 1
             self._stale = True
+            if self._depth == 0 and self.module.fuel:
+                self.fuel_used += self._fuel_armed - self._store.get_fuel()
 
     def _call_fast(self, export: _Export, args: Sequence[int]) -> int | None:
         kinds = export.kinds

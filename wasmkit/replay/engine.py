@@ -242,6 +242,7 @@ class FlowRunner:
         respond.exchange = exchange
         respond.missing = False
         began = time.perf_counter()
+        fuel_before = self._fuel_used()
         self.request = request = exchange.to_request_message()
         result = run_exchange(
             self.plugin,
@@ -258,13 +259,20 @@ class FlowRunner:
         )
         if jumped is not None:
             result.notes.insert(0, jumped)
-        return FlowResult(
-            exchange.index,
-            exchange,
-            result,
-            (time.perf_counter() - began) * 1e6,
-            respond.missing,
-        )
+        micros = (time.perf_counter() - began) * 1e6
+        # What the Resources view plots: memory after the flow, its fuel.
+        result.memory_bytes = self.plugin.vm.memory_region()[1] or None
+        fuel_after = self._fuel_used()
+        if fuel_before is not None and fuel_after is not None:
+            result.fuel = max(0, fuel_after - fuel_before)
+        return FlowResult(exchange.index, exchange, result, micros, respond.missing)
+
+    def _fuel_used(self) -> int | None:
+        # Fuel the VM consumed so far; None without fuel metering (or a VM).
+        vm = self.plugin.vm.vm
+        if vm is None or not vm.module.fuel:
+            return None
+        return vm.fuel_used
 
 
 def replay_exchanges(

@@ -183,6 +183,37 @@ def modified(flow: FlowResult) -> bool:
     return after is not None and after.body != before.body
 
 
+RESOURCE_COLUMNS = ["flow", "us", "us_filter", "host_calls", "fuel", "memory_bytes"]
+"""The first columns of :meth:`ReplayResult.resources` (then ``us_<callback>``)."""
+
+
+def resource_row(flow: FlowResult) -> dict[str, Any]:
+    """What one flow cost: µs, µs per callback, host calls, fuel, memory after it.
+
+    Keys as the columns of :meth:`ReplayResult.resources`; a callback's
+    ``us_<name>`` key only when it ran.
+    """
+    r = flow.result
+    per_callback: dict[str, float] = {}
+    host_calls = 0
+    for event in r.trace:
+        if event.kind == "hostcall":
+            host_calls += 1
+        elif event.kind == "callback" and event.depth == 0:
+            key = "us_" + event.name.removeprefix("proxy_")
+            per_callback[key] = per_callback.get(key, 0.0) + event.duration_ns / 1000
+    row: dict[str, Any] = {
+        "flow": flow.index,
+        "us": round(flow.micros, 1),
+        "us_filter": round(sum(per_callback.values()), 1),
+        "host_calls": host_calls,
+        "fuel": r.fuel,
+        "memory_bytes": r.memory_bytes,
+    }
+    row.update((k, round(v, 1)) for k, v in per_callback.items())
+    return row
+
+
 def _action(flow: FlowResult) -> str:
     r = flow.result
     if r.error is not None:
@@ -499,6 +530,32 @@ class ReplayResult:
                         }
                     )
         return rows
+
+    def resource_rows(self) -> list[dict[str, Any]]:
+        """What each flow cost: one dict per flow (see :meth:`resources`)."""
+        return [resource_row(f) for f in self.flows]
+
+    def resources(self) -> Any:
+        """What each flow cost, as a pandas DataFrame (nullable dtypes).
+
+        Columns: ``flow`` (capture index); ``us`` (µs of the whole stream in
+        the host); ``us_filter`` (µs inside the filter's callbacks, host calls
+        included); ``host_calls``; ``fuel`` (with ``Limits(fuel=...)``, else
+        ``<NA>``); ``memory_bytes`` (the guest's linear memory after the flow,
+        bytes; ``<NA>`` for flows a worker process or Envoy ran); then one
+        ``us_<callback>`` column per callback the filter exports
+        (``us_on_request_headers`` ...: µs in it during the flow).
+        """
+        from wasmkit.diff import frames  # pandas loads only when asked for
+
+        rows = self.resource_rows()
+        callbacks = sorted({k for row in rows for k in row if k.startswith("us_on")})
+        columns = [*RESOURCE_COLUMNS, *callbacks]
+        frame = frames.ReplayFrame(rows, columns=columns)
+        dtypes = {c: "Float64" for c in ("us", "us_filter", *callbacks)}
+        dtypes |= {"flow": "Int64", "host_calls": "Int64", "fuel": "Int64"}
+        dtypes["memory_bytes"] = "Int64"
+        return frames.nullable(frame, dtypes)
 
     def records(self) -> list[dict[str, Any]]:
         """Every flow as a ``wasmkit run`` record with its ``index``."""
