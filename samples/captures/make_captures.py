@@ -474,9 +474,12 @@ def _send(
         conn.close()
 
 
-def _run(work: Path) -> tuple[Path, Path, list[Exchange]]:
+def _run(
+    work: Path, exchanges: list[Exchange] | None = None
+) -> tuple[Path, Path, list[Exchange]]:
+    """Send ``exchanges`` (default: all of them) through mitmdump in ``work``."""
     flow_path, har_path = work / "api.flow", work / "api.har"
-    exchanges = _exchanges()
+    exchanges = _exchanges() if exchanges is None else exchanges
     tls_files = _self_signed(work)
     with (
         _serve() as http_port,
@@ -510,14 +513,16 @@ def _check(flow_path: Path, har_path: Path, exchanges: list[Exchange]) -> None:
     with flow_path.open("rb") as f:
         for fl in io.FlowReader(f).stream():
             if not isinstance(fl, http.HTTPFlow):
-                raise RuntimeError(f"api.flow holds a {type(fl).__name__}")
+                raise RuntimeError(f"{flow_path.name} holds a {type(fl).__name__}")
             got.append((fl.request.method, fl.request.path))
     want = [(ex.method, ex.path) for ex in exchanges]
     if got != want:
-        raise RuntimeError(f"api.flow holds {got}, expected {want}")
+        raise RuntimeError(f"{flow_path.name} holds {got}, expected {want}")
     entries = json.loads(har_path.read_text())["log"]["entries"]
     if len(entries) != len(exchanges):
-        raise RuntimeError(f"api.har has {len(entries)} entries, not {len(exchanges)}")
+        raise RuntimeError(
+            f"{har_path.name} has {len(entries)} entries, not {len(exchanges)}"
+        )
 
 
 def _readme(exchanges: list[Exchange], flow_size: int, har_size: int) -> str:
@@ -556,6 +561,10 @@ timestamps, the `Date` header and the certificates change on each run.
 - `README.md`: this file, also written by the script.
 - `waf.flow` (with `waf.md`, its table): benign and attack traffic for the WAF
   sample, made the same way by `make_waf_capture.py`.
+- `api-mitmproxy12.flow` and `api-mitmproxy12.har` (with `mitmproxy12.md`): the
+  same traffic but #13 (the 1 MiB body), recorded by mitmproxy 12.3's mitmdump
+  with `make_mitmproxy12_capture.py` (run it from a Python >= 3.12 venv), so
+  both mitmproxy versions are tested on files the other wrote.
 
 | # | method | scheme | path | status | what it shows |
 |---|--------|--------|------|--------|---------------|
