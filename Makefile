@@ -17,7 +17,7 @@ VENV2 ?= .venv312
 export WASMKIT_CACHE ?= $(HOME)/.cache/wasmkit
 STAMP := $(VENV)/.stamp-install
 
-.PHONY: demo test test-all venv toolchains samples lint bench clean
+.PHONY: demo test test-all venv toolchains samples peers lint bench clean
 
 demo: venv toolchains samples
 	$(VENV)/bin/wasmkit demo
@@ -31,7 +31,7 @@ lab: venv toolchains
 	JUPYTER_PATH=$(abspath $(VENV))/share/jupyter $(VENV)/bin/jupyter lab \
 		--ServerApp.root_dir=notebooks --ServerApp.allow_root=True
 
-test: venv toolchains samples browser
+test: venv toolchains samples browser peers
 	$(VENV)/bin/ruff check wasmkit tests benchmarks
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
@@ -80,7 +80,14 @@ toolchains:
 samples: toolchains
 	bash scripts/build-samples.sh build/samples
 
-bench: venv
+# The hosts benchmarks/bench_peers.py runs beside wasmkit: the Go SDK's
+# proxytest (wasm mode) and a minimal C host on the wheel's libwasmtime.
+peers: venv toolchains
+	PYTHON=$(abspath $(PY)) bash scripts/build-peers.sh build/peers
+
+bench: venv samples peers
+	$(PY) benchmarks/bench_peers.py
+	$(PY) benchmarks/bench_targets.py
 	$(PY) benchmarks/bench_host.py
 	$(PY) benchmarks/bench_build.py
 	$(PY) benchmarks/bench_load.py
