@@ -17,21 +17,22 @@
 // logged at error level and makes OnPluginStart fail, so the plugin does not
 // start.
 //
-// The configuration reader is a small hand-written one for exactly this shape
-// rather than encoding/json, so that it keeps the order of the headers and any
-// repeated names, and rejects the same inputs as the Rust version does
-// (unknown or repeated top-level keys, non-string values, empty header names,
-// unpaired surrogates, trailing text).
+// The configuration is read with github.com/tidwall/gjson rather than
+// encoding/json's maps, so that it keeps the order of the headers and any
+// repeated names, and rejects what the Rust version rejects (unknown or
+// repeated top-level keys, non-string values, empty header names, invalid
+// JSON). One difference: gjson decodes an unpaired surrogate escape to U+FFFD
+// where serde_json refuses it.
 package main
 
 import (
 	"errors"
 	"strconv"
-	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+	"github.com/tidwall/gjson"
 )
 
 const filterName = "add_headers"
@@ -120,10 +121,6 @@ func (h *addHeaders) OnHttpResponseHeaders(numHeaders int, endOfStream bool) typ
 	return types.ActionContinue
 }
 
-// ---------------------------------------------------------------------------
-// Configuration reader for {"request": {..}, "response": {..}}.
-// ---------------------------------------------------------------------------
-
 func isBlank(b []byte) bool {
 	for _, c := range b {
 		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
@@ -135,223 +132,56 @@ func isBlank(b []byte) bool {
 
 // parseConfig reads the configuration object. src must be valid UTF-8.
 func parseConfig(src []byte) (*config, error) {
-	p := &parser{s: src}
+	if !gjson.ValidBytes(src) {
+		return nil, errors.New("not valid JSON")
+	}
+	doc := gjson.ParseBytes(src)
+	if !doc.IsObject() {
+		return nil, errors.New("the configuration must be a JSON object")
+	}
 	cfg := &config{}
 	seenReq, seenResp := false, false
-
-	p.ws()
-	if err := p.expect('{'); err != nil {
-		return nil, err
-	}
-	p.ws()
-	if !p.eat('}') {
-		for {
-			p.ws()
-			key, err := p.str()
-			if err != nil {
-				return nil, err
-			}
-			p.ws()
-			if err := p.expect(':'); err != nil {
-				return nil, err
-			}
-			p.ws()
-			switch {
-			case key == "request" && !seenReq:
-				seenReq = true
-				if cfg.request, err = p.headerMap(key); err != nil {
-					return nil, err
-				}
-			case key == "response" && !seenResp:
-				seenResp = true
-				if cfg.response, err = p.headerMap(key); err != nil {
-					return nil, err
-				}
-			case key == "request" || key == "response":
-				return nil, errors.New("duplicate key " + strconv.Quote(key))
-			default:
-				return nil, errors.New("unknown key " + strconv.Quote(key) + ` (expected "request" or "response")`)
-			}
-			p.ws()
-			if p.eat(',') {
-				continue
-			}
-			if err := p.expect('}'); err != nil {
-				return nil, err
-			}
-			break
+	var err error
+	doc.ForEach(func(k, value gjson.Result) bool {
+		key := k.String()
+		switch {
+		case key == "request" && !seenReq:
+			seenReq = true
+			cfg.request, err = headerMap(key, value)
+		case key == "response" && !seenResp:
+			seenResp = true
+			cfg.response, err = headerMap(key, value)
+		case key == "request" || key == "response":
+			err = errors.New("duplicate key " + strconv.Quote(key))
+		default:
+			err = errors.New("unknown key " + strconv.Quote(key) + ` (expected "request" or "response")`)
 		}
-	}
-	p.ws()
-	if p.i != len(p.s) {
-		return nil, errors.New("trailing characters at byte " + strconv.Itoa(p.i))
+		return err == nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }
 
-type parser struct {
-	s []byte
-	i int
-}
-
-// peek returns the next byte, or -1 at the end of the input.
-func (p *parser) peek() int {
-	if p.i < len(p.s) {
-		return int(p.s[p.i])
-	}
-	return -1
-}
-
-func (p *parser) ws() {
-	for {
-		switch p.peek() {
-		case ' ', '\t', '\n', '\r':
-			p.i++
-		default:
-			return
-		}
-	}
-}
-
-func (p *parser) eat(c byte) bool {
-	if p.peek() == int(c) {
-		p.i++
-		return true
-	}
-	return false
-}
-
-func (p *parser) expect(c byte) error {
-	if p.eat(c) {
-		return nil
-	}
-	at := strconv.Itoa(p.i)
-	if p.i >= len(p.s) {
-		return errors.New("expected '" + string(rune(c)) + "' at byte " + at + ", found end of input")
-	}
-	r, _ := utf8.DecodeRune(p.s[p.i:])
-	return errors.New("expected '" + string(rune(c)) + "' at byte " + at + ", found " + strconv.QuoteRune(r))
-}
-
 // headerMap reads {"name": "value", ...} into an ordered list.
-func (p *parser) headerMap(what string) ([]header, error) {
-	if p.peek() != '{' {
+func headerMap(what string, value gjson.Result) ([]header, error) {
+	if !value.IsObject() {
 		return nil, errors.New(strconv.Quote(what) + " must be an object of string values")
 	}
-	p.i++
 	out := []header{}
-	p.ws()
-	if p.eat('}') {
-		return out, nil
-	}
-	for {
-		p.ws()
-		name, err := p.str()
-		if err != nil {
-			return nil, err
-		}
-		if name == "" {
-			return nil, errors.New("empty header name in " + strconv.Quote(what))
-		}
-		p.ws()
-		if err := p.expect(':'); err != nil {
-			return nil, err
-		}
-		p.ws()
-		if p.peek() != '"' {
-			return nil, errors.New("header " + strconv.Quote(name) + " in " + strconv.Quote(what) + ": value must be a string")
-		}
-		value, err := p.str()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, header{name, value})
-		p.ws()
-		if p.eat(',') {
-			continue
-		}
-		if err := p.expect('}'); err != nil {
-			return nil, err
-		}
-		return out, nil
-	}
-}
-
-func (p *parser) hex4() (rune, error) {
-	if p.i+4 > len(p.s) {
-		return 0, errors.New("truncated \\u escape")
-	}
-	v, err := strconv.ParseUint(string(p.s[p.i:p.i+4]), 16, 32)
-	if err != nil {
-		return 0, errors.New("bad \\u escape at byte " + strconv.Itoa(p.i))
-	}
-	p.i += 4
-	return rune(v), nil
-}
-
-// str reads a JSON string with its escapes.
-func (p *parser) str() (string, error) {
-	if err := p.expect('"'); err != nil {
-		return "", err
-	}
-	var out []byte
-	for {
-		if p.i >= len(p.s) {
-			return "", errors.New("unterminated string")
-		}
-		c := p.s[p.i]
-		p.i++
+	var err error
+	value.ForEach(func(k, v gjson.Result) bool {
+		name := k.String()
 		switch {
-		case c == '"':
-			return string(out), nil
-		case c < 0x20:
-			return "", errors.New("control character in string at byte " + strconv.Itoa(p.i-1))
-		case c != '\\':
-			out = append(out, c)
-			continue
-		}
-		if p.i >= len(p.s) {
-			return "", errors.New("unterminated escape")
-		}
-		e := p.s[p.i]
-		p.i++
-		switch e {
-		case '"', '\\', '/':
-			out = append(out, e)
-		case 'b':
-			out = append(out, '\b')
-		case 'f':
-			out = append(out, '\f')
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case 'u':
-			r, err := p.hex4()
-			if err != nil {
-				return "", err
-			}
-			switch {
-			case utf16.IsSurrogate(r) && r < 0xDC00:
-				if !(p.eat('\\') && p.eat('u')) {
-					return "", errors.New("unpaired surrogate in \\u escape")
-				}
-				lo, err := p.hex4()
-				if err != nil {
-					return "", err
-				}
-				r = utf16.DecodeRune(r, lo)
-				if r == utf8.RuneError {
-					return "", errors.New("invalid surrogate pair in \\u escape")
-				}
-			case utf16.IsSurrogate(r):
-				return "", errors.New("invalid \\u escape")
-			}
-			out = utf8.AppendRune(out, r)
+		case name == "":
+			err = errors.New("empty header name in " + strconv.Quote(what))
+		case v.Type != gjson.String:
+			err = errors.New("header " + strconv.Quote(name) + " in " + strconv.Quote(what) + ": value must be a string")
 		default:
-			return "", errors.New("invalid escape " + strconv.Quote("\\"+string(rune(e))) + " at byte " + strconv.Itoa(p.i-1))
+			out = append(out, header{name, v.Str})
 		}
-	}
+		return err == nil
+	})
+	return out, err
 }

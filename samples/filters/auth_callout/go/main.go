@@ -17,15 +17,20 @@
 // (e.g. unknown cluster) the client gets a local reply 503 with body
 // "auth unavailable\n" (warning "auth_callout: cannot call <cluster>").
 //
+// The configuration is read with github.com/tidwall/gjson (validated, then
+// walked member by member, so that repeated and unknown keys can be refused).
+//
 // The same filter exists in AssemblyScript and Rust next to this module.
 package main
 
 import (
 	"errors"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+	"github.com/tidwall/gjson"
 )
 
 const (
@@ -129,33 +134,41 @@ func (s *calloutStream) reply(status uint32, body string) {
 // parseConfig reads the configuration: "cluster" and "path", both non-empty
 // strings; other keys are refused.
 func parseConfig(raw []byte) (*config, error) {
-	doc, err := parseJSON(raw)
-	if err != nil {
-		return nil, err
+	if !utf8.Valid(raw) || !gjson.ValidBytes(raw) {
+		return nil, errors.New("not valid JSON")
 	}
-	if doc.kind != jsonObject {
+	doc := gjson.ParseBytes(raw)
+	if !doc.IsObject() {
 		return nil, errors.New("the configuration must be a JSON object")
 	}
 	var cluster, path *string
-	for _, m := range doc.members {
+	var err error
+	doc.ForEach(func(k, value gjson.Result) bool {
 		var slot **string
-		switch string(m.key) {
+		switch k.String() {
 		case "cluster":
 			slot = &cluster
 		case "path":
 			slot = &path
 		default:
-			return nil, errors.New("unknown key " + strconv.Quote(string(m.key)) + ` (expected "cluster" or "path")`)
+			err = errors.New("unknown key " + strconv.Quote(k.String()) + ` (expected "cluster" or "path")`)
+			return false
 		}
-		key := strconv.Quote(string(m.key))
+		key := strconv.Quote(k.String())
 		if *slot != nil {
-			return nil, errors.New("duplicate key " + key)
+			err = errors.New("duplicate key " + key)
+			return false
 		}
-		if m.value.kind != jsonString || len(m.value.str) == 0 {
-			return nil, errors.New(key + " must be a non-empty string")
+		if value.Type != gjson.String || value.Str == "" {
+			err = errors.New(key + " must be a non-empty string")
+			return false
 		}
-		v := string(m.value.str)
+		v := value.Str
 		*slot = &v
+		return true
+	})
+	if err != nil {
+		return nil, err
 	}
 	if cluster == nil {
 		return nil, errors.New(`"cluster" is required`)

@@ -12,23 +12,29 @@
 // body "forbidden\n" and header "x-denied-by: authorize", and the request
 // never goes upstream. An invalid configuration makes OnPluginStart fail.
 //
+// The configuration is read with github.com/tidwall/gjson (validated, then
+// walked member by member, so that repeated and unknown keys can be refused);
+// encoding/json would work too but adds about 100 KB of reflection code to
+// the module and lets a repeated key overwrite the first silently.
+//
 // The same filter exists in AssemblyScript and Rust next to this module.
 package main
 
 import (
-	"bytes"
 	"errors"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+	"github.com/tidwall/gjson"
 )
 
 const filterName = "authorize"
 
 type config struct {
 	header string
-	tokens [][]byte // nil: any non-empty value passes
+	tokens []string // nil: any non-empty value passes
 }
 
 // main never runs in a c-shared (WASI reactor) module; init registers the plugin.
@@ -72,7 +78,7 @@ func (s *authorizeStream) OnHttpRequestHeaders(int, bool) types.Action {
 	if err != nil {
 		value = ""
 	}
-	if allowed(s.cfg, []byte(value)) {
+	if allowed(s.cfg, value) {
 		proxywasm.LogInfo(filterName + ": allowed")
 		return types.ActionContinue
 	}
@@ -84,7 +90,7 @@ func (s *authorizeStream) OnHttpRequestHeaders(int, bool) types.Action {
 	return types.ActionPause
 }
 
-func allowed(cfg *config, value []byte) bool {
+func allowed(cfg *config, value string) bool {
 	if len(value) == 0 {
 		return false
 	}
@@ -92,7 +98,7 @@ func allowed(cfg *config, value []byte) bool {
 		return true
 	}
 	for _, t := range cfg.tokens {
-		if bytes.Equal(t, value) {
+		if t == value {
 			return true
 		}
 	}
@@ -102,44 +108,55 @@ func allowed(cfg *config, value []byte) bool {
 // parseConfig reads the configuration: "header" must be a non-empty string,
 // "tokens" (optional) an array of strings; other keys are refused.
 func parseConfig(raw []byte) (*config, error) {
-	doc, err := parseJSON(raw)
-	if err != nil {
-		return nil, err
+	if !utf8.Valid(raw) || !gjson.ValidBytes(raw) {
+		return nil, errors.New("not valid JSON")
 	}
-	if doc.kind != jsonObject {
+	doc := gjson.ParseBytes(raw)
+	if !doc.IsObject() {
 		return nil, errors.New("the configuration must be a JSON object")
 	}
 	cfg := &config{}
 	seenHeader, seenTokens := false, false
-	for _, m := range doc.members {
-		switch string(m.key) {
+	var err error
+	doc.ForEach(func(key, value gjson.Result) bool {
+		switch key.String() {
 		case "header":
 			if seenHeader {
-				return nil, errors.New(`duplicate key "header"`)
+				err = errors.New(`duplicate key "header"`)
+				return false
 			}
 			seenHeader = true
-			if m.value.kind != jsonString || len(m.value.str) == 0 {
-				return nil, errors.New(`"header" must be a non-empty string`)
+			if value.Type != gjson.String || value.Str == "" {
+				err = errors.New(`"header" must be a non-empty string`)
+				return false
 			}
-			cfg.header = string(m.value.str)
+			cfg.header = value.Str
 		case "tokens":
 			if seenTokens {
-				return nil, errors.New(`duplicate key "tokens"`)
+				err = errors.New(`duplicate key "tokens"`)
+				return false
 			}
 			seenTokens = true
-			if m.value.kind != jsonArray {
-				return nil, errors.New(`"tokens" must be an array of strings`)
+			if !value.IsArray() {
+				err = errors.New(`"tokens" must be an array of strings`)
+				return false
 			}
-			cfg.tokens = [][]byte{}
-			for _, item := range m.value.items {
-				if item.kind != jsonString {
-					return nil, errors.New(`"tokens": every item must be a string`)
+			cfg.tokens = []string{}
+			value.ForEach(func(_, item gjson.Result) bool {
+				if item.Type != gjson.String {
+					err = errors.New(`"tokens": every item must be a string`)
+					return false
 				}
-				cfg.tokens = append(cfg.tokens, item.str)
-			}
+				cfg.tokens = append(cfg.tokens, item.Str)
+				return true
+			})
 		default:
-			return nil, errors.New("unknown key " + strconv.Quote(string(m.key)) + ` (expected "header" or "tokens")`)
+			err = errors.New("unknown key " + strconv.Quote(key.String()) + ` (expected "header" or "tokens")`)
 		}
+		return err == nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if !seenHeader {
 		return nil, errors.New(`"header" is required`)

@@ -13,40 +13,55 @@
 // place when present, appended in the configuration's order when not; removal
 // happens first, so a key in both ends up appended). Output is compact:
 // existing keys are copied as written, other values are copied with the
-// whitespace outside strings removed, new strings are written with the escapes
-// of jsonWriteString. It then logs "json_rewrite: rewrote N bytes" (N: the
-// size of the body it read). Any other body is passed on unchanged with
-// "json_rewrite: not json". An empty configuration means {}; an invalid one
-// makes OnPluginStart fail.
+// whitespace outside strings removed, new strings are written by
+// gjson.AppendJSONString (with HTML escaping off). It then logs
+// "json_rewrite: rewrote N bytes" (N: the size of the body it read). Any other
+// body (including one that is not UTF-8, which JSON must be) is passed on
+// unchanged with "json_rewrite: not json". An empty configuration means {}; an
+// invalid one makes OnPluginStart fail.
+//
+// JSON is read with github.com/tidwall/gjson: gjson.ValidBytes checks the
+// document, Result.ForEach walks an object's members in order with each key
+// and value as written (Raw) and decoded (String), so repeated keys, key
+// spellings and number text survive the rewrite; github.com/tidwall/pretty
+// (gjson's own dependency) compacts the values.
 //
 // The same filter, byte for byte in its output, exists in AssemblyScript and
-// Rust next to this module.
+// Rust next to this module (one difference: Go's JSON writers escape U+2028
+// and U+2029 in new strings, the others write them as they are; both are
+// valid JSON).
 package main
 
 import (
 	"bytes"
 	"errors"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/pretty"
 )
 
 const filterName = "json_rewrite"
 
 type setField struct {
-	key, value []byte
+	key, value string
 }
 
 type config struct {
 	set    []setField
-	remove [][]byte
+	remove []string
 }
 
 // main never runs in a c-shared (WASI reactor) module; init registers the plugin.
 func main() {}
 
 func init() {
+	// New strings are written as the Rust and AssemblyScript versions write
+	// them: "<", ">" and "&" as they are.
+	gjson.SetEscapeHTML(false)
 	proxywasm.SetPluginContext(func(uint32) types.PluginContext { return &rewriteRoot{cfg: &config{}} })
 }
 
@@ -120,59 +135,62 @@ func (s *rewriteStream) OnHttpResponseBody(bodySize int, endOfStream bool) types
 	return types.ActionContinue
 }
 
-func removed(cfg *config, key []byte) bool {
+func removed(cfg *config, key string) bool {
 	for _, k := range cfg.remove {
-		if bytes.Equal(k, key) {
+		if k == key {
 			return true
 		}
 	}
 	return false
 }
 
+// validJSON: one JSON document, in UTF-8.
+func validJSON(b []byte) bool {
+	return utf8.Valid(b) && gjson.ValidBytes(b)
+}
+
 // rewrite returns the rewritten body, or false when body is not one JSON object.
 func rewrite(body []byte, cfg *config) ([]byte, bool) {
-	doc, err := parseJSON(body)
-	if err != nil || doc.kind != jsonObject {
+	if !validJSON(body) {
+		return nil, false
+	}
+	doc := gjson.ParseBytes(body)
+	if !doc.IsObject() {
 		return nil, false
 	}
 	out := make([]byte, 0, len(body)+16)
 	setDone := make([]bool, len(cfg.set))
 	out = append(out, '{')
-	first := true
-	for _, m := range doc.members {
-		if removed(cfg, m.key) {
-			continue
+	doc.ForEach(func(key, value gjson.Result) bool {
+		name := key.String()
+		if removed(cfg, name) {
+			return true
 		}
-		if !first {
+		if len(out) > 1 {
 			out = append(out, ',')
 		}
-		first = false
-		out = append(out, body[m.keyStart:m.keyEnd]...)
+		out = append(out, key.Raw...)
 		out = append(out, ':')
-		replaced := false
 		for i, f := range cfg.set {
-			if bytes.Equal(f.key, m.key) {
+			if f.key == name {
 				setDone[i] = true
-				out = jsonWriteString(out, f.value)
-				replaced = true
-				break
+				out = gjson.AppendJSONString(out, f.value)
+				return true
 			}
 		}
-		if !replaced {
-			out = jsonCompact(out, body[m.value.start:m.value.end])
-		}
-	}
+		out = append(out, pretty.Ugly([]byte(value.Raw))...)
+		return true
+	})
 	for i, f := range cfg.set {
 		if setDone[i] {
 			continue
 		}
-		if !first {
+		if len(out) > 1 {
 			out = append(out, ',')
 		}
-		first = false
-		out = jsonWriteString(out, f.key)
+		out = gjson.AppendJSONString(out, f.key)
 		out = append(out, ':')
-		out = jsonWriteString(out, f.value)
+		out = gjson.AppendJSONString(out, f.value)
 	}
 	return append(out, '}'), true
 }
@@ -183,52 +201,66 @@ func parseConfig(raw []byte) (*config, error) {
 	if len(bytes.TrimLeft(raw, " \t\n\r")) == 0 {
 		return cfg, nil
 	}
-	doc, err := parseJSON(raw)
-	if err != nil {
-		return nil, err
+	if !validJSON(raw) {
+		return nil, errors.New("not valid JSON")
 	}
-	if doc.kind != jsonObject {
+	doc := gjson.ParseBytes(raw)
+	if !doc.IsObject() {
 		return nil, errors.New("the configuration must be a JSON object")
 	}
 	seenSet, seenRemove := false, false
-	for _, m := range doc.members {
-		switch string(m.key) {
+	var err error
+	doc.ForEach(func(key, value gjson.Result) bool {
+		switch key.String() {
 		case "set":
 			if seenSet {
-				return nil, errors.New(`duplicate key "set"`)
+				err = errors.New(`duplicate key "set"`)
+				return false
 			}
 			seenSet = true
-			if m.value.kind != jsonObject {
-				return nil, errors.New(`"set" must be an object`)
+			if !value.IsObject() {
+				err = errors.New(`"set" must be an object`)
+				return false
 			}
-			for _, f := range m.value.members {
-				if f.value.kind != jsonString {
-					return nil, errors.New(`"set": every value must be a string`)
+			value.ForEach(func(k, v gjson.Result) bool {
+				if v.Type != gjson.String {
+					err = errors.New(`"set": every value must be a string`)
+					return false
 				}
 				for _, have := range cfg.set {
-					if bytes.Equal(have.key, f.key) {
-						return nil, errors.New(`"set": duplicate field`)
+					if have.key == k.String() {
+						err = errors.New(`"set": duplicate field`)
+						return false
 					}
 				}
-				cfg.set = append(cfg.set, setField{f.key, f.value.str})
-			}
+				cfg.set = append(cfg.set, setField{k.String(), v.Str})
+				return true
+			})
 		case "remove":
 			if seenRemove {
-				return nil, errors.New(`duplicate key "remove"`)
+				err = errors.New(`duplicate key "remove"`)
+				return false
 			}
 			seenRemove = true
-			if m.value.kind != jsonArray {
-				return nil, errors.New(`"remove" must be an array`)
+			if !value.IsArray() {
+				err = errors.New(`"remove" must be an array`)
+				return false
 			}
-			for _, item := range m.value.items {
-				if item.kind != jsonString {
-					return nil, errors.New(`"remove": every item must be a string`)
+			value.ForEach(func(_, item gjson.Result) bool {
+				if item.Type != gjson.String {
+					err = errors.New(`"remove": every item must be a string`)
+					return false
 				}
-				cfg.remove = append(cfg.remove, item.str)
-			}
+				cfg.remove = append(cfg.remove, item.Str)
+				return true
+			})
 		default:
-			return nil, errors.New("unknown key " + strconv.Quote(string(m.key)) + ` (expected "set" or "remove")`)
+			err = errors.New("unknown key " + strconv.Quote(key.String()) + ` (expected "set" or "remove")`)
 		}
+		return err == nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }
