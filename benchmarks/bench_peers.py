@@ -79,6 +79,8 @@ class Peer:
     argv: list[str]
     fresh_after: int = 0
     """Lifecycles before a ``fresh`` (0: never)."""
+    env: dict[str, str] | None = None
+    """The child's environment (None: this one's)."""
     proc: subprocess.Popen[str] | None = None
     since_fresh: int = 0
     batch: int = 1
@@ -92,6 +94,7 @@ class Peer:
             stdout=subprocess.PIPE,
             text=True,
             bufsize=1,
+            env=self.env,
         )
         self._expect("ready")
 
