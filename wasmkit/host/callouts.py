@@ -4,6 +4,21 @@ A *responder* stands in for the upstream clusters: a Python callable taking a
 :class:`Callout` and returning the response (an :class:`HttpMessage`, a
 :class:`CalloutReply` with a latency or a failure, or ``None`` for no answer,
 which times out), or a table built with :func:`table_responder`.
+
+Two answers make the dispatch itself fail, as Envoy's async client can
+(``Context::httpCall`` in ``source/extensions/common/wasm/context.cc``: when
+``send()`` returns no request, ``proxy_http_call`` returns InternalFailure and
+the filter gets no token and no ``proxy_on_http_call_response``):
+
+* :class:`DispatchFailure`: ``send()`` fails at once (Envoy's test
+  ``AsyncCallBadCall``);
+* :class:`InlineReply`: the async client answers during ``send()``, e.g. the
+  router's 503 ``no healthy upstream`` for a cluster without healthy hosts
+  (``AsyncCallBadCluster``); Envoy defers that answer past the VM call, finds
+  the request gone and drops it, so the filter sees the same InternalFailure.
+
+Either one can answer some clusters only (a function responder, or a table
+entry ``{"dispatch": "fail"}`` / ``{"dispatch": "inline", "status": 503}``).
 """
 
 from __future__ import annotations
@@ -42,7 +57,10 @@ class Callout:
     response: HttpMessage | None = None
     """The response delivered, if any."""
     outcome: str = "pending"
-    """``pending``, ``response``, ``failure`` or ``timeout``."""
+    """``pending``, ``response``, ``failure`` or ``timeout``; for a dispatch
+    that failed (``proxy_http_call`` returned InternalFailure, the token 0):
+    ``dispatch_failure`` or ``inline_reply`` (``response`` is the answer
+    Envoy dropped)."""
     delivered_ns: int | None = None
     """Virtual time of the delivery (ns)."""
 
@@ -92,7 +110,45 @@ class CalloutReply:
     """Virtual time until the response arrives (ms)."""
 
 
-Responder = Callable[[Callout], "HttpMessage | CalloutReply | None"]
+def no_healthy_upstream() -> HttpMessage:
+    """The router's 503 for a cluster without healthy hosts."""
+    return response(
+        503,
+        [("content-length", "19"), ("content-type", "text/plain")],
+        "no healthy upstream",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchFailure:
+    """A callout Envoy's async client cannot send (``send()`` returns null).
+
+    ``proxy_http_call`` returns InternalFailure; nothing is delivered later.
+    """
+
+    reason: str = "the async client did not send the request"
+    """Why, for the callout record and the trace."""
+
+
+@dataclass(frozen=True, slots=True)
+class InlineReply:
+    """The async client answers during ``send()`` (default: no healthy upstream).
+
+    Envoy drops the answer (the request is gone by the time the deferred
+    callback runs): ``proxy_http_call`` returns InternalFailure and the filter
+    never sees ``message``.
+    """
+
+    message: HttpMessage = field(default_factory=no_healthy_upstream)
+    """The answer the async client gave inline."""
+
+
+DispatchAnswer = DispatchFailure | InlineReply
+"""A responder answer that makes ``proxy_http_call`` fail."""
+
+Responder = Callable[
+    [Callout], "HttpMessage | CalloutReply | DispatchFailure | InlineReply | None"
+]
 
 
 def _set(headers: HeaderPairs, name: bytes, value: bytes) -> HeaderPairs:
@@ -146,14 +202,16 @@ class TableResponder:
     most specific match wins.
     """
 
-    entries: dict[str, CalloutReply] = field(default_factory=dict)
+    entries: dict[str, CalloutReply | DispatchFailure | InlineReply] = field(
+        default_factory=dict
+    )
 
     @property
     def clusters(self) -> set[str]:
         """The cluster names the table knows."""
         return {key.split(" ", 1)[0] for key in self.entries}
 
-    def __call__(self, call: Callout) -> CalloutReply | None:
+    def __call__(self, call: Callout) -> CalloutReply | DispatchAnswer | None:
         """The table's answer to ``call``, or ``None`` (no answer)."""
         for key in (
             f"{call.cluster} {call.authority} {call.path}",
@@ -165,13 +223,20 @@ class TableResponder:
         return None
 
 
-def _reply(spec: Mapping[str, Any] | HttpMessage | CalloutReply | None) -> CalloutReply:
-    if isinstance(spec, CalloutReply):
+TableValue = Mapping[str, Any] | HttpMessage | CalloutReply | DispatchAnswer | None
+
+
+def _reply(spec: TableValue) -> CalloutReply | DispatchAnswer:
+    if isinstance(spec, CalloutReply | DispatchFailure | InlineReply):
         return spec
     if spec is None:
         return CalloutReply(None)
     if isinstance(spec, HttpMessage):
         return CalloutReply(spec)
+    dispatch = spec.get("dispatch")
+    if dispatch == "fail":
+        reason = spec.get("reason")
+        return DispatchFailure() if reason is None else DispatchFailure(str(reason))
     if spec.get("fail"):
         return CalloutReply(None, float(spec.get("latency_ms", 0)))
     headers = spec.get("headers", {})
@@ -182,24 +247,37 @@ def _reply(spec: Mapping[str, Any] | HttpMessage | CalloutReply | None) -> Callo
     if not isinstance(body, str):
         body = json.dumps(body)
     trailers = spec.get("trailers")
-    return CalloutReply(
-        response(
-            int(spec.get("status", 200)),
-            pairs,
-            body,
-            None if trailers is None else list(dict(trailers).items()),
-        ),
-        float(spec.get("latency_ms", 0)),
+    if dispatch == "inline":
+        if "status" not in spec:
+            return InlineReply()
+        status = int(spec["status"])
+    elif dispatch is not None:
+        raise ValueError(f"dispatch must be 'fail' or 'inline', not {dispatch!r}")
+    else:
+        status = int(spec.get("status", 200))
+    message = response(
+        status,
+        pairs,
+        body,
+        None if trailers is None else list(dict(trailers).items()),
     )
+    if dispatch == "inline":
+        return InlineReply(message)
+    return CalloutReply(message, float(spec.get("latency_ms", 0)))
 
 
-def table_responder(
-    table: Mapping[str, Mapping[str, Any] | HttpMessage | CalloutReply | None],
-) -> TableResponder:
+def table_responder(table: Mapping[str, TableValue]) -> TableResponder:
     """A responder from a table.
 
     Values are messages, replies, or dicts ``{"status", "headers", "body",
-    "trailers", "latency_ms"}`` (``{"fail": true}`` for a failure).
+    "trailers", "latency_ms"}`` (``{"fail": true}`` for a failure delivered
+    later; ``{"dispatch": "fail"}`` for a dispatch that fails at once,
+    ``{"dispatch": "inline"}`` (with ``status`` ... optionally) for one the
+    async client answers inline: see :class:`DispatchFailure`,
+    :class:`InlineReply`).
+
+    Raises:
+        ValueError: an unknown ``dispatch`` value.
     """
     return TableResponder({key: _reply(value) for key, value in table.items()})
 

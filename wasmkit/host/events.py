@@ -179,6 +179,16 @@ class VmEvents:
         )
         self.callouts.append(call)
         answer = self.responder(call) if self.responder is not None else None
+        if isinstance(answer, callouts.DispatchFailure | callouts.InlineReply):
+            # Envoy's async client sent nothing (or answered inline, an answer
+            # Envoy then drops): InternalFailure, the token is used up.
+            self.in_flight -= 1
+            call.delivered_ns = call.sent_ns
+            if isinstance(answer, callouts.InlineReply):
+                call.outcome, call.response = "inline_reply", answer.message
+            else:
+                call.outcome = "dispatch_failure"
+            return WasmResult.INTERNAL_FAILURE, 0
         if isinstance(answer, HttpMessage):
             answer = CalloutReply(answer)
         generation = self._generation

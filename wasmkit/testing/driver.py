@@ -36,6 +36,7 @@ from wasmkit.abi.constants import StreamType
 from wasmkit.host.callouts import Callout
 from wasmkit.host.message import Connection
 from wasmkit.host.plugin import FilterVm, Plugin, PluginConfig, load
+from wasmkit.host.properties import StreamInfo
 from wasmkit.host.vm import CompiledModule
 from wasmkit.testing._calls import RootDriver
 from wasmkit.testing._views import (
@@ -99,8 +100,8 @@ class Driver:
         config: the plugin configuration (when the driver loads or adds it).
         root_id: the plugin's root id (likewise).
         **options: for :func:`wasmkit.load` (``clusters``,
-            ``failure_policy``, ``environment``, ``limits``, ``responder``
-            ...), when the driver loads the filter.
+            ``failure_policy``, ``environment``, ``limits``, ``responder``,
+            ``allowed_capabilities`` ...), when the driver loads the filter.
 
     Raises:
         FilterLoadError, FilterStartError: as :func:`wasmkit.load`.
@@ -164,9 +165,21 @@ class Driver:
         """
         return self.vm.admits(self.plugin.config)
 
-    def http(self, connection: Connection | None = None) -> HttpDriver:
-        """A new HTTP stream context (``proxy_on_context_create`` runs)."""
-        return HttpDriver(self, connection)
+    def http(
+        self,
+        connection: Connection | None = None,
+        *,
+        create: bool = True,
+        stream_info: StreamInfo | None = None,
+    ) -> HttpDriver:
+        """A new HTTP stream context (``proxy_on_context_create`` runs).
+
+        ``create=False``: the context exists, ``proxy_on_context_create`` has
+        not run (an access-log-only stream, see :meth:`HttpDriver.log`).
+        ``stream_info``: its timing, details and flags (see
+        :class:`~wasmkit.host.properties.StreamInfo`).
+        """
+        return HttpDriver(self, connection, create=create, stream_info=stream_info)
 
     def tcp(self, connection: Connection | None = None) -> TcpDriver:
         """A new TCP context: only ``proxy_on_context_create`` runs.

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any, cast
 
 from wasmkit.abi.constants import AbiVersion, PeerType, StreamType
 from wasmkit.host.context import HttpContext, Side, TcpContext
 from wasmkit.host.message import Connection, HttpMessage, LocalReply
+from wasmkit.host.properties import StreamInfo, parse_flags
 from wasmkit.testing._calls import _ContextDriver
-from wasmkit.testing._views import CallResult, HeaderMap, Headers, to_bytes, to_pairs
+from wasmkit.testing._views import (
+    CallResult,
+    HeaderMap,
+    Headers,
+    Logs,
+    metrics_by_name,
+    to_bytes,
+    to_pairs,
+)
 
 if TYPE_CHECKING:
     from wasmkit.testing.driver import Driver
@@ -21,9 +31,23 @@ class HttpDriver(_ContextDriver):
     response's are what the filter sees in its callbacks. Assign them
     (a mapping, pairs, bytes; ``None``: the map is absent) before a call and
     read them after. The stream callbacks take them as arguments too.
+
+    :attr:`stream_info` (or :meth:`set_stream_info`) gives the stream's
+    timing, response code details and flags as the filter's properties read
+    them (``request.time``, ``request.duration``, ``response.code_details``,
+    ``response.flags``). With ``create=False`` the context exists but
+    ``proxy_on_context_create`` has not run: :meth:`log` runs it first, as
+    Envoy does for a stream the filter never saw.
     """
 
-    def __init__(self, driver: Driver, connection: Connection | None = None) -> None:
+    def __init__(
+        self,
+        driver: Driver,
+        connection: Connection | None = None,
+        *,
+        create: bool = True,
+        stream_info: StreamInfo | None = None,
+    ) -> None:
         super().__init__(driver)
         vm = self.vm
         driver.admit()
@@ -38,8 +62,67 @@ class HttpDriver(_ContextDriver):
         self.ctx: HttpContext = ctx
         vm.contexts[ctx.id] = ctx
         cast(dict[int, Any], vm.streams)[ctx.id] = self
-        self.created = self.call("on_context_create", root.id)
-        """The ``proxy_on_context_create`` call that made the context."""
+        if stream_info is not None:
+            vm.stream_info[ctx.id] = stream_info
+        self.created: CallResult | None = (
+            self.call("on_context_create", root.id) if create else None
+        )
+        """The ``proxy_on_context_create`` call that made the context
+        (``None``: not made yet)."""
+
+    # -- stream info --------------------------------------------------------------
+
+    @property
+    def stream_info(self) -> StreamInfo:
+        """Envoy's stream info for this stream, as the properties read it."""
+        return self.vm.stream_info.get(self.ctx.id) or StreamInfo()
+
+    @stream_info.setter
+    def stream_info(self, value: StreamInfo) -> None:
+        self.vm.stream_info[self.ctx.id] = value
+
+    def set_stream_info(
+        self,
+        *,
+        start_ns: int | None = None,
+        duration_ms: float | None = None,
+        complete: bool | None = None,
+        code_details: str | None = None,
+        response_flags: int | str | None = None,
+        backend_latency_ms: float | None = None,
+    ) -> StreamInfo:
+        """Set some fields of :attr:`stream_info` (the others are kept).
+
+        Args:
+            start_ns: ``request.time`` (Unix ns).
+            duration_ms: ``request.duration`` once complete (ms).
+            complete: whether the request is complete (Envoy's
+                ``requestComplete()``): ``request.duration`` exists only
+                then and :meth:`log` calls ``proxy_on_log`` only then.
+            code_details: ``response.code_details``.
+            response_flags: ``response.flags``: bits, or Envoy's short names
+                (``"UF"``, ``"UT,UR"``).
+            backend_latency_ms: ``response.backend_latency`` (ms).
+
+        Raises:
+            ValueError: an unknown response flag name.
+        """
+        changes: dict[str, Any] = {}
+        if start_ns is not None:
+            changes["start_ns"] = int(start_ns)
+        if duration_ms is not None:
+            changes["duration_ns"] = round(duration_ms * 1_000_000)
+        if complete is not None:
+            changes["complete"] = complete
+        if code_details is not None:
+            changes["code_details"] = code_details
+        if response_flags is not None:
+            changes["response_flags"] = parse_flags(response_flags)
+        if backend_latency_ms is not None:
+            changes["backend_latency_ns"] = round(backend_latency_ms * 1_000_000)
+        info = dataclasses.replace(self.stream_info, **changes)
+        self.stream_info = info
+        return info
 
     # -- maps and buffers ---------------------------------------------------------
 
@@ -211,6 +294,79 @@ class HttpDriver(_ContextDriver):
             return self.call("on_log")
         finally:
             ctx.in_log = False
+
+    def log(
+        self,
+        request_headers: Headers | None = None,
+        response_headers: Headers | None = None,
+        response_trailers: Headers | None = None,
+        *,
+        complete: bool | None = None,
+        duration_ms: float | None = None,
+    ) -> CallResult:
+        """Envoy's access log call on this stream (``Context::log``).
+
+        The headers are the access log's maps, which the filter reads in
+        ``proxy_on_log`` (``None``: this stream's own); request trailers are
+        absent in the access log, as in Envoy. The stream's maps are back as
+        they were afterwards. As Envoy does:
+
+        * a request that is not complete (``complete=False``, or
+          :attr:`stream_info` says so: a mid-request access log) gets no
+          ``proxy_on_log`` at all (the result is not ``called``);
+        * on a context made with ``create=False`` (a stream the filter never
+          saw, e.g. a request rejected before the filter ran),
+          ``proxy_on_context_create`` runs first.
+
+        ``duration_ms``: ``request.duration`` (default: the virtual time since
+        the context started).
+        """
+        if complete is not None or duration_ms is not None:
+            self.set_stream_info(complete=complete, duration_ms=duration_ms)
+        if self.stream_info.complete is False:
+            return self._skipped(
+                "proxy_on_log",
+                "Envoy calls no proxy_on_log: the request is not complete "
+                "(an intermediate access log)",
+            )
+        if self.created is None:
+            root = self.plugin.root
+            assert root is not None
+            self.created = self.call("on_context_create", root.id)
+        ctx = self.ctx
+        saved = (
+            ctx.request.headers,
+            ctx.request.trailers,
+            ctx.response.headers,
+            ctx.response.trailers,
+        )
+        if request_headers is not None:
+            ctx.request.headers = to_pairs(request_headers)
+        ctx.request.trailers = None
+        if response_headers is not None:
+            ctx.response.headers = to_pairs(response_headers)
+        if response_trailers is not None:
+            ctx.response.trailers = to_pairs(response_trailers)
+        try:
+            return self.on_log()
+        finally:
+            ctx.request.headers, ctx.request.trailers = saved[0], saved[1]
+            ctx.response.headers, ctx.response.trailers = saved[2], saved[3]
+
+    def _skipped(self, callback: str, note: str) -> CallResult:
+        result = CallResult(
+            callback=callback,
+            context_id=self.ctx.id,
+            value=None,
+            action=None,
+            logs=Logs(),
+            trace=[],
+            notes=[note],
+            metrics=metrics_by_name(self.vm),
+        )
+        self.calls.append(result)
+        self.driver.calls.append(result)
+        return result
 
     def on_done(self) -> CallResult:
         """``proxy_on_done``."""
