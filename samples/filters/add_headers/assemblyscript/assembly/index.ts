@@ -43,7 +43,9 @@ function hexDigit(c: i32): i32 {
   return -1;
 }
 
-// A tiny JSON parser for exactly this shape:
+// A tiny JSON parser for exactly this shape (the Go and Rust versions use
+// gjson and serde_json; no JSON package on npm works with AssemblyScript
+// 0.14.13, see samples/filters/README.md):
 //   {"request": {"k": "v", ...}, "response": {"k": "v", ...}}
 // Whitespace is allowed anywhere JSON allows it; an empty configuration means
 // "no headers". On failure `error` says what is wrong and where.

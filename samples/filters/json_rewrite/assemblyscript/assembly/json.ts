@@ -1,5 +1,12 @@
 // A minimal, strict JSON reader over bytes, for the wasmkit sample filters
-// (each sample carries its own copy), for AssemblyScript 0.14.13.
+// (each AssemblyScript sample carries its own copy), for AssemblyScript 0.14.13.
+//
+// The Go and Rust versions of the samples use their language's JSON library
+// (gjson, serde_json). No JSON package on npm works with the pinned
+// AssemblyScript 0.14.13: assemblyscript-json aborts the whole VM on invalid
+// input (AssemblyScript 0.14 has no exceptions), accepts other invalid input
+// silently and aborts on valid "\f" escapes; json-as needs AssemblyScript
+// >= 0.19. samples/filters/README.md has the measurements.
 //
 // JsonReader.parse reads one JSON document (standard whitespace around it allowed)
 // into a JsonValue tree that remembers where every value and object key sits
@@ -7,9 +14,8 @@
 // Strings are decoded to bytes: escapes are resolved, \uXXXX is written as
 // UTF-8 (a surrogate pair becomes one code point; a lone surrogate is written
 // as its own three-byte sequence), other bytes are kept as they are (UTF-8 is
-// not validated). The same reader, with the same rules and limits, exists in
-// the Go and Rust versions of each sample. Errors do not throw (a throw aborts
-// the whole VM): the reader's `error` says what is wrong and where.
+// not validated). Errors do not throw (a throw aborts the whole VM): the
+// reader's `error` says what is wrong and where.
 
 // Objects and arrays may nest this deep; deeper input is rejected.
 export const JSON_MAX_DEPTH: i32 = 64;
