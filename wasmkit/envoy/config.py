@@ -93,6 +93,10 @@ class WasmFilterConfig:
     host_env_keys: tuple[str, ...] = ()
     """``vm_config.environment_variables.host_env_keys``: Envoy's own
     environment variables the VM sees."""
+    allowed_capabilities: tuple[str, ...] = ()
+    """``vm_config.capability_restriction_config.allowed_capabilities``: the ABI
+    functions the filter may use (empty: no restriction), as wasmkit's
+    ``allowed_capabilities`` (see :mod:`wasmkit.host.capabilities`)."""
 
 
 def _any_bytes(data: bytes) -> dict[str, Any]:
@@ -178,6 +182,14 @@ def wasm_filter(wasm: WasmFilterConfig) -> dict[str, Any]:
         plugin["reload_config"] = {"backoff": {"base_interval": f"{seconds:.3f}s"}}
     if wasm.configuration:
         plugin["configuration"] = _any_bytes(wasm.configuration)
+    if wasm.allowed_capabilities:
+        # A map of names to (not yet implemented) SanitizationConfig, on the
+        # VM: Envoy 1.40 deprecates the PluginConfig field of the same name.
+        vm["capability_restriction_config"] = {
+            "allowed_capabilities": {
+                name: {} for name in sorted(set(wasm.allowed_capabilities))
+            }
+        }
     return {
         "name": "envoy.filters.http.wasm",
         "typed_config": {
