@@ -122,6 +122,20 @@ CHECKS: dict[str, list[str]] = {
         "not any(f.result.local_reply for f in detect_result.flows)",
         "detect_result.summary()['logs'][5:].min() > 0",
     ],
+    "11-unit-testing.ipynb": [
+        "paused.action == 'StopAllIterationAndWatermark'",
+        "http.request_headers['x-auth-checked'] == 'yes'",
+        "failing.callouts[0].outcome == 'inline_reply'",
+        "r.logs.error"
+        " == ['Attempted call to restricted proxy-wasm capability: proxy_http_call']",
+        "logged.called and not skipped.called",
+        # The test files it writes run: unit tests, then the snapshot round trip.
+        "unit.returncode == 0 and '2 passed' in unit.stdout",
+        "first.returncode == 0",
+        "second.returncode == 1 and '\"add_headers: added 1 response headers\"'"
+        " ' -> \"add_headers: set 1 response headers\"' in second.stdout",
+        "updated.returncode == 0 and third.returncode == 0",
+    ],
 }
 
 
