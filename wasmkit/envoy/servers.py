@@ -23,7 +23,13 @@ from typing import Any
 
 from wasmkit.envoy import _http1
 from wasmkit.envoy._http1 import WireError, WireMessage
-from wasmkit.host.callouts import Callout, CalloutReply, Responder
+from wasmkit.host.callouts import (
+    Callout,
+    CalloutReply,
+    DispatchFailure,
+    InlineReply,
+    Responder,
+)
 from wasmkit.host.message import HttpMessage
 
 HOLD_S = 30.0
@@ -261,6 +267,11 @@ class CalloutServer(_LoopbackServer):
         with self._lock:
             self.calls.append(call)
         got = self.responder(call)
+        if isinstance(got, DispatchFailure | InlineReply):
+            # A failed dispatch never reaches a server in Envoy (a cluster
+            # without endpoints does that); here the call reached one: the
+            # closest answer is none (dispatch failure) or the inline one.
+            got = None if isinstance(got, DispatchFailure) else got.message
         reply = (
             got if isinstance(got, CalloutReply) or got is None else CalloutReply(got)
         )
