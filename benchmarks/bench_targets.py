@@ -18,7 +18,8 @@ work), never an absolute time:
   flows). Target >= 1.0x.
 
 (trace on vs off is bench_peers.py's.) Usage:
-    python benchmarks/bench_targets.py [--rounds 7] [--json]
+    python benchmarks/bench_targets.py [--rounds 7] [--replay-flows 4000]
+        [--capture-flows 4000] [--json]
 """
 
 from __future__ import annotations
@@ -77,16 +78,16 @@ def baseline_tree(dest: Path) -> str | None:
     return None
 
 
-def replay_vs_today(rounds: int, tmp: Path) -> list[float] | str:
+def replay_vs_today(rounds: int, tmp: Path, flows: int) -> list[float] | str:
     """Per-round speed-ups of this tree's replay over BASELINE's."""
     why = baseline_tree(tmp / "baseline")
     if why:
         return why
     worker = [sys.executable, str(ROOT / "benchmarks" / "peers" / "replay_peer.py")]
-    now = Peer("this tree", [*worker, str(ROOT / "benchmarks"), str(REPLAY_FLOWS)])
+    now = Peer("this tree", [*worker, str(ROOT / "benchmarks"), str(flows)])
     then = Peer(
         f"baseline {BASELINE[:12]}",
-        [*worker, str(tmp / "baseline" / "benchmarks"), str(REPLAY_FLOWS)],
+        [*worker, str(tmp / "baseline" / "benchmarks"), str(flows)],
         env={**os.environ, "PYTHONPATH": str(tmp / "baseline")},
     )
     ratios = []
@@ -94,7 +95,7 @@ def replay_vs_today(rounds: int, tmp: Path) -> list[float] | str:
         now.start()
         then.start()
         for _ in range(rounds):
-            ratios.append(then.run(REPLAY_FLOWS) / now.run(REPLAY_FLOWS))
+            ratios.append(then.run(flows) / now.run(flows))
     except PeerError as exc:
         return str(exc)
     finally:
@@ -127,12 +128,12 @@ def body_cost(rounds: int) -> list[float]:
     return ratios
 
 
-def capture_cold(rounds: int, tmp: Path) -> list[float]:
+def capture_cold(rounds: int, tmp: Path, flows: int) -> list[float]:
     """Per-round ratios of load_capture's cold flows/s to FlowReader's."""
     path = tmp / "bench.flow"
     with open(path, "wb") as fo:
         writer = FlowWriter(fo)  # type: ignore[no-untyped-call]
-        for n in range(CAPTURE_FLOWS):
+        for n in range(flows):
             writer.add(make_flow(n))
 
     def ours() -> int:
@@ -142,20 +143,26 @@ def capture_cold(rounds: int, tmp: Path) -> list[float]:
         with open(path, "rb") as fo:
             return sum(1 for _ in FlowReader(fo).stream())  # type: ignore[no-untyped-call]
 
-    assert ours() == mitmproxy() == CAPTURE_FLOWS
+    assert ours() == mitmproxy() == flows
     return [cpu(mitmproxy) / cpu(ours) for _ in range(rounds)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--replay-flows", type=int, default=REPLAY_FLOWS)
+    parser.add_argument("--capture-flows", type=int, default=CAPTURE_FLOWS)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         measured: dict[str, list[float] | str] = {
-            "replay vs today": replay_vs_today(args.rounds, Path(tmp)),
+            "replay vs today": replay_vs_today(
+                args.rounds, Path(tmp), args.replay_flows
+            ),
             "body cost per KiB, 1 MiB vs 64 KiB": body_cost(args.rounds),
-            "capture cold load vs FlowReader": capture_cold(args.rounds, Path(tmp)),
+            "capture cold load vs FlowReader": capture_cold(
+                args.rounds, Path(tmp), args.capture_flows
+            ),
         }
     medians = {
         key: statistics.median(v) for key, v in measured.items() if isinstance(v, list)

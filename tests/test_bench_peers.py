@@ -5,7 +5,8 @@ the C floor on the wheel's libwasmtime into build/peers (as ``make peers``
 does; a second build is a stamp check). Each peer, and wasmkit's own worker,
 then runs the add_headers Go sample for a few lifecycles: the header the
 filter adds and the lines it logs come back from every host, the same on all
-three. No timing is asserted.
+three. bench_peers.py and bench_targets.py run a round and print every
+target as a PASS or MISS line. No timing is asserted.
 """
 
 from __future__ import annotations
@@ -182,3 +183,30 @@ def test_bench_peers_prints_ratios_and_targets(peers_dir, module_path):
     verdicts = [line for line in out.splitlines() if line.startswith(("PASS", "MISS"))]
     assert len(verdicts) == 3
     assert "test-framework: skipped" in out
+
+
+def test_bench_targets_prints_the_other_targets():
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "bench_targets.py"),
+            "--rounds",
+            "1",
+            "--replay-flows",
+            "300",
+            "--capture-flows",
+            "300",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    verdicts = [
+        line for line in proc.stdout.splitlines() if line.startswith(("PASS", "MISS"))
+    ]
+    assert [v.split(":")[0].split(" ", 1)[1] for v in verdicts] == [
+        "replay of pre-loaded flows >= 3x 587545f's flows/s, one core",
+        "body cost per KiB at 1 MiB <= 1.5x that at 64 KiB",
+        "capture cold load >= 1.0x mitmproxy's FlowReader",
+    ], proc.stdout
