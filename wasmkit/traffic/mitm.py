@@ -441,6 +441,10 @@ def _as_recorded(item: http.HTTPFlow, entry: dict[str, Any]) -> None:
     recorded headers and encoded the body by them, which is what reached the
     proxy; wasmkit keeps that under both, so a HAR gives the same exchanges
     whichever mitmproxy reads it (``decoded=True`` gives the decoded view).
+    A HAR holds the decoded text only, so a compressed body is the installed
+    mitmproxy's encoding of it (12 compresses faster, into other bytes than
+    11); its ``Content-Length``, if recorded, is then the length of that body,
+    as Envoy's codec would count it.
     """
     request, response = item.request, item.response
     recorded = har.fix_headers(entry["request"].get("headers", []))
@@ -457,6 +461,14 @@ def _as_recorded(item: http.HTTPFlow, entry: dict[str, Any]) -> None:
         response.raw_content = encoding.encode(
             body, recorded.get("content-encoding") or "identity"
         )
+    raw = response.raw_content
+    length = str(len(raw or b""))
+    if (
+        raw
+        and "content-encoding" in response.headers
+        and response.headers.get("content-length", length) != length
+    ):
+        response.headers["content-length"] = length
 
 
 # --- flow -> exchange ------------------------------------------------------
