@@ -465,14 +465,27 @@ def _add_replay_options(cmd: Any) -> None:
         type=int,
         default=1,
         metavar="N",
-        help="replay in N processes (VM state does not carry across them)",
+        help="replay on a local Dask cluster of N worker processes, the "
+        "capture cut into partitions (VM state does not carry across them)",
     )
     cmd.add_argument(
-        "--balance",
-        choices=BALANCE_MODES,
-        default="measured",
-        help="with --workers: cut the capture by measured speed (fastest) or "
-        "into even chunks (the same cut every run)",
+        "--scheduler",
+        metavar="ADDRESS",
+        help="replay on an existing Dask cluster (tcp://host:8786; default "
+        "$WASMKIT_DASK_SCHEDULER with --workers); the captures must be where "
+        "every worker reads them by the same path",
+    )
+    cmd.add_argument(
+        "--partitions",
+        type=int,
+        metavar="N",
+        help="with --workers or --scheduler: cut the capture into N partitions "
+        "(default: one per worker thread, more for large captures)",
+    )
+    # Before Dask: how the home-made pool cut the capture (partitions are
+    # even flow ranges now); still accepted.
+    cmd.add_argument(
+        "--balance", choices=BALANCE_MODES, default=None, help=argparse.SUPPRESS
     )
 
 
@@ -488,7 +501,8 @@ def _replay_kwargs(args: argparse.Namespace, responder: Any) -> dict[str, Any]:
         "chunk_size": args.chunk_size,
         "responder": responder,
         "workers": args.workers,
-        "balance": args.balance,
+        **({"scheduler": args.scheduler} if args.scheduler else {}),
+        **({"partitions": args.partitions} if args.partitions is not None else {}),
     }
 
 
@@ -569,10 +583,11 @@ def _replay(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
-        if args.json and args.workers != 1:
+        if args.json and (args.workers != 1 or args.scheduler):
             print(
                 "wasmkit replay: --json with --keep or --max-kept streams the "
-                "records as flows finish, which needs --workers 1",
+                "records as flows finish, which needs --workers 1 without "
+                "--scheduler",
                 file=sys.stderr,
             )
             return 1

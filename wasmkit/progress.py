@@ -27,6 +27,20 @@ Mode = Literal["off", "bar", "plain"]
 DELAY_S = 1.0
 """How long work runs before progress shows (s)."""
 
+_CURRENT: contextvars.ContextVar[Progress | None] = contextvars.ContextVar(
+    "wasmkit_progress", default=None
+)
+
+
+def current() -> Progress | None:
+    """The innermost :class:`Progress` block running in this context, if any.
+
+    Work deep inside a call (a replay on a cluster) can say what it is doing
+    and how much there is to do (:meth:`Progress.describe`) without the bar
+    being passed down.
+    """
+    return _CURRENT.get()
+
 
 def in_notebook() -> bool:
     """Whether this runs in a Jupyter kernel (an IPython shell with a kernel)."""
@@ -114,6 +128,9 @@ class Progress:
         self._thread: threading.Thread | None = None
         self._done: tuple[str, str] | None = None
         self._closed = False
+        self._token: contextvars.Token[Progress | None] | None = None
+        self.where = ""
+        """Where the work runs, said in the summary (``on Dask, 4 partitions``)."""
         if ticker and self.mode != "off":
             context = contextvars.copy_context()  # the notebook cell's output
             self._thread = threading.Thread(
@@ -198,6 +215,29 @@ class Progress:
             self._start = time.perf_counter()
             self._wall_start = time.time()
 
+    def describe(
+        self, desc: str | None = None, *, total: int | None = None, where: str = ""
+    ) -> None:
+        """Change what the bar says and how many items it expects.
+
+        ``where``: appended to the summary line (``replayed 9 flows in 1.2 s
+        (on Dask, dashboard http://...)``).
+        """
+        with self._lock:
+            if desc is not None:
+                self.desc = desc
+            if total is not None:
+                self.total = total
+            if where:
+                self.where = where
+            bar = self._bar
+            if bar is not None:
+                if desc is not None:
+                    bar.set_description_str(desc, refresh=False)
+                if total is not None:
+                    bar.total = total
+                bar.refresh()
+
     def _make_bar(self) -> Any:
         from tqdm.auto import tqdm  # type: ignore[import-untyped]  # only when shown
 
@@ -247,7 +287,8 @@ class Progress:
                 bar.close()
         if self._done is not None:
             what, detail = self._done
-            self.summary = f"{what} in {elapsed:.1f} s" + (
+            where = f" ({self.where})" if self.where else ""
+            self.summary = f"{what} in {elapsed:.1f} s{where}" + (
                 f": {detail}" if detail else ""
             )
             if self.mode != "off" and elapsed >= self.delay:
@@ -255,6 +296,7 @@ class Progress:
                 self._line(self.summary)
 
     def __enter__(self) -> Progress:
+        self._token = _CURRENT.set(self)
         return self
 
     def __exit__(
@@ -263,6 +305,12 @@ class Progress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._token is not None:
+            try:
+                _CURRENT.reset(self._token)
+            except ValueError:  # left in another context (a thread)
+                _CURRENT.set(None)
+            self._token = None
         if exc_type is not None:
             self._done = None  # the error speaks for itself
         self.close()

@@ -1,209 +1,44 @@
-"""How replay workers and the calling process exchange data.
+"""A partition's results in compact form, as a worker sends them back.
 
-Exchanges go to a worker in pieces, each a ``marshal`` list of batches of
-:data:`BATCH_FLOWS` rows: flat rows of what the engine reads, read in place by
-:class:`RowExchange` (with an ``upstream`` function, the warm-load cache's rows,
-:func:`wasmkit.traffic.cache.encode`, rebuilt as exchanges; other exchange
-types are pickled). A worker decodes a batch just before replaying it.
-Results come back per batch (:class:`Packer`): positions, times and flags as
-arrays, and one compact record per kept flow: the states after the filter as
+Per batch of kept flows (:class:`Packer`): positions, times and flags as
+arrays, and one ``marshal`` record per flow: the states after the filter as
 changes to the states before it, and the before states themselves only when
-the parent cannot rebuild them from its own exchanges. :class:`PackedFlow`
-decodes its batch's records and rebuilds its :class:`StreamResult` when its
-``result`` is first read.
+the submitting process cannot rebuild them from the flow's exchange (which it
+reads back from the capture's cache entry, :class:`wasmkit.replay.partitions.Rows`).
+:class:`PackedFlow` reads its exchange and rebuilds its :class:`StreamResult`
+when first asked for them.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import marshal
-import pickle
-import time
 from array import array
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from wasmkit.host.callouts import Callout
-from wasmkit.host.message import Connection, HttpMessage
+from wasmkit.host.message import HttpMessage
 from wasmkit.host.stream import StreamResult
 from wasmkit.replay.engine import Upstream, missing_response, young_gc_only
-from wasmkit.replay.results import FlowResult, ReplayTotals
-from wasmkit.traffic import cache, model
-from wasmkit.traffic.model import Exchange
+from wasmkit.replay.results import FlowResult
+
+if TYPE_CHECKING:
+    from wasmkit.host.callouts import Callout
+    from wasmkit.replay.partitions import Rows
 
 
 @dataclass(slots=True)
 class Piece:
-    """A worker's results for one piece of exchanges (see :class:`Packer`)."""
+    """A partition's kept flows (see :class:`Packer`)."""
 
-    records: list[tuple[bytes, bytes, bytes, bytes]]
-    """Per batch of kept flows: their positions (``array('I')``), times in µs
+    records: list[tuple[bytes, bytes, bytes, bytes, bytes]]
+    """Per batch of kept flows: their positions (``array('I')``), indexes
+    (``array('q')``), times in µs
     (``array('d')``), flags (a byte each: no response, failed) and ``marshal``
     of one record each (the rest, decoded when a result is first read)."""
     extras: list[Any]
     """Logs, trace, local reply, notes, callouts and error of flows that have any."""
     tables: list[Any]
     """The distinct metrics tables the records point to."""
-    flows: int = 0
-    """Flows the piece had (kept or not)."""
-    seconds: float = 0.0
-    """The worker's time on the piece (decoding, replaying, packing)."""
-    totals: ReplayTotals | None = None
-    """The worker's counts so far (compact replays), should it stop."""
-
-
-@dataclass(slots=True)
-class Ending:
-    """What a worker reports once its last piece is done."""
-
-    metrics: list[dict[str, Any]]
-    callouts: list[Callout] = field(default_factory=list)
-    name: str = ""
-    totals: ReplayTotals | None = None
-
-
-BATCH_FLOWS = 256
-"""Exchanges a worker decodes at once (and results it packs at once): a
-piece's rows are decoded batch by batch, just before they are replayed, and
-the results packed after each batch, so that both are still in the CPU's
-caches (a whole piece at once was 4 µs a flow slower)."""
-
-
-def encode_exchanges(items: Sequence[Any], *, full: bool) -> tuple[str, bytes]:
-    """One piece of exchanges for a worker, in batches of :data:`BATCH_FLOWS`.
-
-    ``full``: the worker needs real :class:`Exchange` objects (an ``upstream``
-    function receives them), sent as warm-load cache rows; otherwise flat rows
-    of what the engine reads (:class:`RowExchange`). Other exchange types are
-    pickled.
-    """
-    if all(type(e) is Exchange for e in items):
-        row = cache.encode if full else _flat
-        dumps = marshal.dumps
-        with _no_gc():
-            batches = [
-                dumps([row(e) for e in items[i : i + BATCH_FLOWS]])
-                for i in range(0, len(items), BATCH_FLOWS)
-            ]
-            return ("rows" if full else "flat"), dumps(batches)
-    batches = [
-        pickle.dumps(list(items[i : i + BATCH_FLOWS]), protocol=pickle.HIGHEST_PROTOCOL)
-        for i in range(0, len(items), BATCH_FLOWS)
-    ]
-    return "pickle", marshal.dumps(batches)
-
-
-def _flat(e: Exchange) -> tuple[Any, ...]:
-    # The row :class:`RowExchange` reads: index, timestamp, the request's
-    # parts, the response's (status ``None``: none to send) and the connection.
-    rq = e.request
-    rs = e.response
-    trailers = rq.trailers
-    stamp = e.timestamp_start
-    if rs is None or e.error is not None:
-        # No response to send: the capture's error in its place (the
-        # router's 503 follows it).
-        response: tuple[Any, ...] = (None, e.error, None, None)
-    else:
-        rs_trailers = rs.trailers
-        response = (
-            rs.status,
-            rs.headers.fields,
-            rs.body,
-            None if rs_trailers is None else rs_trailers.fields,
-        )
-    return (
-        e.index,
-        rq.timestamp_start if stamp is None else stamp,
-        rq.method,
-        rq.scheme,
-        rq.host,
-        rq.port,
-        rq.path,
-        rq.headers.fields,
-        rq.body,
-        None if trailers is None else trailers.fields,
-        rq.authority,
-        *response,
-        e.client_address,
-        e.client_port,
-        e.listen_address,
-        e.listen_port,
-        e.server_address,
-        e.server_port,
-        e.tls,
-        e.tls_version,
-        e.sni,
-        e.mtls,
-    )
-
-
-def decode_exchanges(payload: tuple[str, bytes]) -> Iterator[list[Any]]:
-    """The exchanges of one piece (:func:`encode_exchanges`), batch by batch."""
-    kind, data = payload
-    loads = marshal.loads
-    for batch in loads(data):
-        with _no_gc():
-            if kind == "flat":
-                yield [RowExchange(row) for row in loads(batch)]
-            elif kind == "rows":
-                yield [cache.decode(row) for row in loads(batch)]
-            else:
-                yield pickle.loads(batch)
-
-
-@contextlib.contextmanager
-def _no_gc() -> Iterator[None]:
-    # Rows of plain tuples and bytes make no cycles: nothing for the collector
-    # to find while thousands of them are made at once.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-class RowExchange:
-    """An exchange as a flat row (see :func:`encode_exchanges`), read in place.
-
-    What the engine needs (:class:`ExchangeLike`), without building the
-    :class:`Exchange`, its request, response and headers.
-    """
-
-    __slots__ = ("index", "row", "timestamp")
-
-    def __init__(self, row: tuple[Any, ...]) -> None:
-        self.row = row
-        self.index: int = row[0]
-        self.timestamp: float | None = row[1]
-
-    def to_request_message(self) -> HttpMessage:
-        r = self.row
-        return model.request_message(
-            r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10]
-        )
-
-    def to_response_message(self) -> HttpMessage | None:
-        r = self.row
-        if r[11] is None:
-            return None
-        return model.response_message(r[11], r[12], r[13], r[14])
-
-    @property
-    def error(self) -> str | None:
-        """The capture's error of a flow without a response."""
-        r = self.row
-        return None if r[11] is not None else r[12]
-
-    def connection(self) -> Connection:
-        r = self.row
-        return model.connection_of(
-            r[15], r[16], r[17], r[18], r[19], r[20], r[21], r[22], r[23], r[24]
-        )
 
 
 # -- results back: compact records -------------------------------------------------
@@ -268,10 +103,11 @@ class Packer:
     def __init__(self, upstream: Upstream | None) -> None:
         self.upstream = upstream
         self.positions = array("I")
+        self.indexes = array("q")
         self.micros = array("d")
         self.flags = bytearray()
         self.records: list[tuple[Any, ...]] = []
-        self.blobs: list[tuple[bytes, bytes, bytes, bytes]] = []
+        self.blobs: list[tuple[bytes, bytes, bytes, bytes, bytes]] = []
         self.extras: list[Any] = []
         self.tables: list[Any] = []
 
@@ -281,21 +117,22 @@ class Packer:
             self.blobs.append(
                 (
                     self.positions.tobytes(),
+                    self.indexes.tobytes(),
                     self.micros.tobytes(),
                     bytes(self.flags),
                     marshal.dumps(self.records),
                 )
             )
             self.positions = array("I")
+            self.indexes = array("q")
             self.micros = array("d")
             self.flags.clear()
             self.records.clear()
 
-    def take(self, flows: int, began: float) -> Piece:
-        """The records added since the last call: ``flows`` flows since ``began``."""
+    def take(self) -> Piece:
+        """Every record added so far."""
         self.flush()
-        seconds = time.perf_counter() - began
-        piece = Piece(self.blobs, self.extras, self.tables, flows, seconds)
+        piece = Piece(self.blobs, self.extras, self.tables)
         self.blobs, self.extras, self.tables = [], [], []
         return piece
 
@@ -341,6 +178,7 @@ class Packer:
                 (r.logs, r.trace, r.local_reply, r.notes, r.callouts, state)
             )
         self.positions.append(position)
+        self.indexes.append(flow.index)
         self.micros.append(flow.micros)
         self.flags.append(flow.no_response | (error is not None) << 1)
         self.records.append(
@@ -384,27 +222,45 @@ class _Batch:
 
 
 _RESULT = FlowResult.__dict__["result"]  # the slot behind FlowResult.result
+_EXCHANGE = FlowResult.__dict__["exchange"]
 
 
 class PackedFlow(FlowResult):
-    # A flow replayed by a worker: its result is rebuilt when first read.
-    __slots__ = ("_batch", "_failed", "_i")
+    # A flow replayed by a worker: its exchange is read back and its result
+    # rebuilt when first asked for.
+    __slots__ = ("_batch", "_failed", "_i", "_position", "_rows")
 
     def __init__(
         self,
-        exchange: Any,
+        index: int,
+        rows: Rows,
+        position: int,
         micros: float,
         flags: int,
         batch: _Batch,
         i: int,
     ) -> None:
-        self.index = exchange.index
-        self.exchange = exchange
+        self.index = index
+        self._rows = rows
+        self._position = position
         self.micros = micros
         self.no_response = bool(flags & 1)
         self._failed = bool(flags & 2)
         self._batch = batch
         self._i = i
+
+    @property
+    def exchange(self) -> Any:
+        try:
+            return _EXCHANGE.__get__(self, FlowResult)
+        except AttributeError:
+            made = self._rows.get(self._position)
+            _EXCHANGE.__set__(self, made)
+            return made
+
+    @exchange.setter
+    def exchange(self, value: Any) -> None:
+        _EXCHANGE.__set__(self, value)
 
     @property
     def result(self) -> StreamResult:
@@ -508,18 +364,17 @@ def _unpack(exchange: Any, record: tuple[Any, ...], piece: Piece) -> StreamResul
     )
 
 
-def unpack_piece(
-    piece: Piece, exchanges: Sequence[Any], start: int
-) -> list[FlowResult]:
-    """The flows of one piece; a record's position counts from ``start``."""
+def unpack(piece: Piece, rows: Rows) -> list[FlowResult]:
+    """The flows of one partition's piece, their results rebuilt when read."""
     flows: list[FlowResult] = []
     with young_gc_only():
-        for positions, micros, flags, blob in piece.records:
+        for positions, indexes, micros, flags, blob in piece.records:
             batch = _Batch(piece, blob)
             where = array("I", positions).tolist()
+            numbers = array("q", indexes).tolist()
             took = array("d", micros).tolist()
             flows += [
-                PackedFlow(exchanges[start + where[i]], took[i], flag, batch, i)
+                PackedFlow(numbers[i], rows, where[i], took[i], flag, batch, i)
                 for i, flag in enumerate(flags)
             ]
     return flows

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, cast
 
 from wasmkit.errors import CaptureReadError
@@ -100,6 +100,8 @@ def replay(
     on_flow: Callable[[FlowResult], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     workers: int = 1,
+    scheduler: Any = None,
+    partitions: int | None = None,
     balance: Balance = "measured",
     callouts_from_capture: bool = False,
     progress: bool | None = None,
@@ -145,8 +147,8 @@ def replay(
         chunk_size: deliver bodies in chunks of this many bytes.
         follow_time: let virtual time follow the capture's timestamps.
         upstream: answer requests instead of the recorded responses.
-        on_flow: called with each flow's result (with several workers: each
-            kept flow's).
+        on_flow: called with each flow's result (on Dask: each kept flow's,
+            in order, as the partitions come back).
         on_progress: called with how many more flows are done, kept or not
             (a progress bar; the ``progress`` bar uses it); first with 0 once
             the filter is loaded.
@@ -156,13 +158,20 @@ def replay(
             captures once before replaying. Not with ``responder=``. Name the
             clusters the filter calls with ``clusters=``: as in Envoy, a call
             to any other is refused (BadArgument).
-        workers: replay in this many processes, each with its own VM and a
-            contiguous chunk of the capture (see :mod:`wasmkit.replay.parallel`:
-            VM state does not carry across workers).
-        balance: with several workers, how the capture is cut between them:
-            ``measured`` (the fastest; the cut depends on timing) or ``even``
-            (equal chunks, the same every run); see
-            :func:`wasmkit.replay.parallel.replay_parallel`.
+        workers: replay on a local Dask cluster of this many worker
+            processes (one thread each; started once and kept for the
+            session), the capture cut into partitions of contiguous flows,
+            each replayed in its own VM and read by its worker from the
+            path (see :mod:`wasmkit.replay.distributed`: VM state does not
+            carry across partitions). With ``WASMKIT_DASK_SCHEDULER`` set, a
+            replay with ``workers`` other than 1 runs on that cluster.
+        scheduler: replay on an existing Dask cluster: its scheduler's
+            address (``tcp://host:8786``) or a ``distributed.Client``; the
+            captures must be where every worker reads them by the same path.
+        partitions: with ``workers`` or ``scheduler``: how many partitions
+            (default: one per worker thread, more for large captures).
+        balance: accepted for older callers; partitions are always even
+            flow ranges.
         progress: show progress when the replay takes over a second, closing
             with ``replayed 17 flows in 1.3 s: 3 modified, 1 failed``
             (:class:`wasmkit.progress.Progress`). ``None``: in a notebook or a
@@ -171,7 +180,7 @@ def replay(
             filter changed or failed on) or ``summary`` (failed ones), at most
             ``max_kept`` (default 1000), with :attr:`ReplayResult.totals`
             counting every flow: memory then stays flat in the capture's size
-            (with ``workers=1``; several workers read the capture first). See
+            (on Dask too: each partition sends back only what it kept). See
             :class:`wasmkit.replay.results.FlowCollector`.
         max_kept: keep at most this many flows in full.
         connection_manager: what Envoy's HTTP connection manager and router
@@ -193,7 +202,7 @@ def replay(
     if callouts_from_capture:
         if "responder" in vm_options:
             raise ValueError("give callouts_from_capture or responder, not both")
-        if workers != 1:
+        if workers != 1 or scheduler is not None:
             raise ValueError("callouts_from_capture needs workers=1")
         seen: list[Any] = []
         # Answer from the flows before any damage; the replay reports it.
@@ -224,11 +233,15 @@ def replay(
         "workers": workers,
         **vm_options,
     }
-    if workers != 1:
-        parallel = _replay_parallel(
+    if workers != 1 or scheduler is not None:
+        from wasmkit.replay.parallel import replay_captures
+
+        parallel = replay_captures(
             filter,
             captures,
             workers=workers,
+            scheduler=scheduler,
+            partitions=partitions,
             balance=balance,
             config=config,
             root_id=root_id,
@@ -323,38 +336,3 @@ def _name(filter: Any, plugin: Plugin | None) -> str:
     if plugin is not None:
         return str(plugin.vm.module.name)
     return _interrupts.filter_name(filter)
-
-
-def _replay_parallel(
-    filter: Any,
-    captures: PathArg | Sequence[PathArg],
-    *,
-    workers: int,
-    decoded: bool,
-    limit: int | None,
-    filter_expr: str | None,
-    **kwargs: Any,
-) -> ReplayResult:
-    from wasmkit.replay.parallel import replay_parallel
-
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, not {workers}")
-    capture = load_capture(
-        captures, decoded=decoded, limit=limit, filter_expr=filter_expr
-    )
-    capture_error: list[str] = []
-
-    def exchanges() -> Iterator[Any]:
-        # Read while the workers start; the flows before any damage count.
-        try:
-            yield from capture
-        except CaptureReadError as exc:
-            capture_error.append(str(exc))
-
-    try:
-        result = replay_parallel(filter, exchanges(), workers=workers, **kwargs)
-    finally:
-        capture.close()
-    result.skipped = dict(capture.stats.skipped)
-    result.capture_error = capture_error[0] if capture_error else None
-    return result
