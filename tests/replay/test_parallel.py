@@ -25,6 +25,7 @@ import pytest
 from tests.host.test_safety import TRAP_ON_BOOM
 from tests.replay.test_run import ADD, FLOW
 from wasmkit.errors import FilterStartError, FilterTrapError
+from wasmkit.host.stream import StreamResult
 from wasmkit.host.vm import compile_module
 from wasmkit.replay import _cluster, parallel, partitions
 from wasmkit.replay.parallel import merge_metrics, replay_parallel, split
@@ -70,12 +71,18 @@ def _same_results(one, two):
         assert rb.stalled == ra.stalled and rb.reset == ra.reset
         assert rb.notes == ra.notes
         assert rb.details == ra.details
+        assert (rb.memory_bytes, rb.fuel) == (ra.memory_bytes, ra.fuel)
         assert [(r.level, r.message) for r in rb.logs] == [
             (r.level, r.message) for r in ra.logs
         ]
         assert rb.metrics == ra.metrics
         assert (rb.error is None) == (ra.error is None)
         assert b.failed == a.failed
+        # Every other field of the result (a new one must come back too).
+        for field in dataclasses.fields(StreamResult):
+            if field.name not in {"trace", "context_id", "error", "logs"}:
+                got, want = getattr(rb, field.name), getattr(ra, field.name)
+                assert got == want, field.name
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -200,6 +200,8 @@ class Packer:
                 _delta(r.response_after, r.client_response),
                 r.host_changes or None,
                 r.details,
+                r.memory_bytes,
+                r.fuel,
             )
         )
 
@@ -301,6 +303,8 @@ def _unpack(exchange: Any, record: tuple[Any, ...], piece: Piece) -> StreamResul
         client_response,
         host_changes,
         details,
+        memory_bytes,
+        fuel,
     ) = record
     client = exchange.to_request_message() if request is None else HttpMessage(*request)
     before = client if seen is None else _undelta(client, seen)
@@ -361,6 +365,8 @@ def _unpack(exchange: Any, record: tuple[Any, ...], piece: Piece) -> StreamResul
         client_response=_undelta(response_out, client_response),
         host_changes=list(host_changes or ()),
         details=details,
+        memory_bytes=memory_bytes,
+        fuel=fuel,
     )
 
 
