@@ -4,24 +4,28 @@ The tutorial ``notebooks/08-replay-a-capture.ipynb`` is opened in JupyterLab
 and run with Run → Run All Cells. Near its end it replays
 samples/captures/api.flow through its AssemblyScript ``tagger`` filter, which
 changes ``server``, removes ``date`` and adds ``x-replayed`` on every response,
-and shows the result (``tagged``), which opens the replay explorer
-(wasmkit/notebook/explorer.py). The tests drive that explorer (the notebook
-shows an earlier one too) through its CSS classes, the DOM contract of the
-explorer:
+and shows the result (``tagged``), which opens the replay explorer (an
+anywidget: wasmkit/notebook/explorer.py, static/explorer.js). The tests drive
+that explorer (the notebook shows others too) through its DOM contract:
 
 - ``.wasmkit-explorer`` root, ``.wasmkit-status`` status line;
-- ``.wasmkit-tabs`` main tab (Summary, Flows, Logs, Metrics, Callouts);
-- ``.wasmkit-filter`` text box, ``.wasmkit-show`` toggle buttons,
-  ``.wasmkit-unchanged`` checkbox;
-- ``.wasmkit-flowlist`` select, options labelled ``#<index> ...``;
-- ``.wasmkit-flow-tabs`` per-flow tab (Request headers, Response headers,
-  Body, Logs, Trace);
+- ``.wasmkit-tabs`` main tab bar (Flows, Summary, Resources, Logs, Metrics,
+  Callouts), ``.wk-tab[aria-selected]`` buttons;
+- ``.wasmkit-filter input`` filter box, ``.wasmkit-show button`` switch,
+  ``.wasmkit-unchanged input`` checkbox;
+- ``.wasmkit-flowtable``: ``.wk-headcell[data-key][aria-sort]`` headers and
+  virtualized ``.wk-row[data-index][data-position]`` rows, ``.wk-selected``
+  on the selected one;
+- ``.wasmkit-flow-tabs`` the selected flow's panes (Request headers, Response
+  headers, Body, Logs, Trace, Error, curl), drawn in ``.wasmkit-flow-pane``;
 - ``table.wasmkit-diff[data-flow=<index>]`` with ``wk-added`` / ``wk-removed``
-  / ``wk-changed`` / ``wk-unchanged`` cells, coloured green / red / yellow.
+  / ``wk-changed`` / ``wk-unchanged`` cells, tinted green / red / yellow;
+- ``.wasmkit-resources`` with ``figure.wasmkit-plot[data-series]`` SVG plots.
 
 The tests share one page and run in file order; each one puts the explorer
-back the way it found it. A screenshot of the explorer goes to
-build/test-artifacts/explorer.png.
+back the way it found it. Screenshots of the explorer in the light and the
+dark theme go to build/test-artifacts/explorer-light.png and
+explorer-dark.png.
 """
 
 from __future__ import annotations
@@ -56,12 +60,14 @@ the one checked against Envoy)."""
 LABEL = "tutorial-08"
 """The tagger's configuration: the value it gives ``server``."""
 
-MAIN_TABS = ["Summary", "Flows", "Logs", "Metrics", "Callouts"]
-FLOW_TABS = ["Request headers", "Response headers", "Body", "Logs", "Trace"]
+MAIN_TABS = ["Flows", "Summary", "Resources", "Logs", "Metrics", "Callouts"]
+FLOW_TABS = [
+    "Request headers", "Response headers", "Body", "Logs", "Trace", "Error", "curl",
+]  # fmt: skip
 SHOW_BUTTONS = ["All", "Modified", "Errors", "Local reply"]
 WIDGETS_HINT = (
-    "is the jupyterlab_widgets extension in the venv "
-    "(.venv/share/jupyter/labextensions/@jupyter-widgets)?"
+    "are the jupyterlab_widgets and anywidget extensions in the venv "
+    "(.venv/share/jupyter/labextensions/@jupyter-widgets, anywidget)?"
 )
 
 
@@ -72,6 +78,9 @@ def _methods() -> list[str]:
 
 # ----------------------------------------------------------------- helpers --
 # Each takes the explorer's root: the page holds more than one explorer.
+
+MIN_CONTRAST = 4.5
+"""WCAG AA for normal text: text vs background contrast ratio."""
 
 
 def _exact(text: str) -> re.Pattern[str]:
@@ -87,77 +96,150 @@ def _wait(ex: Locator, condition: str, arg: Any = None) -> None:
     )
 
 
-def _tab_labels(ex: Locator, tab_class: str) -> list[str]:
-    # The tab's own bar only: the per-flow tab sits inside the main one.
-    labels = ex.locator(f".{tab_class} > .lm-TabBar .lm-TabBar-tabLabel")
-    return [t.strip() for t in labels.all_inner_texts()]
+def _tab_labels(ex: Locator, bar: str) -> list[str]:
+    return [t.strip() for t in ex.locator(f".{bar} .wk-tab").all_inner_texts()]
 
 
-def _click_tab(ex: Locator, tab_class: str, title: str) -> None:
-    tab = ex.locator(f".{tab_class} > .lm-TabBar .lm-TabBar-tab").filter(
-        has=ex.page.locator(".lm-TabBar-tabLabel", has_text=_exact(title))
-    )
-    tab.click()
+def _click_tab(ex: Locator, bar: str, title: str) -> None:
+    ex.locator(f".{bar} .wk-tab[data-tab='{title}']").click()
     _wait(
         ex,
-        """(() => {
-             const [cls, title] = arg;
-             const cur = root.querySelector(
-               `.${cls} > .lm-TabBar .lm-TabBar-tab.lm-mod-current .lm-TabBar-tabLabel`);
-             return cur !== null && cur.textContent.trim() === title;
-           })()""",
-        [tab_class, title],
+        "root.querySelector(`.${arg[0]} .wk-tab[aria-selected=true]`)"
+        "?.dataset.tab === arg[1]",
+        [bar, title],
     )
 
 
-def _options(ex: Locator) -> list[str]:
-    return [
-        o.strip()
-        for o in ex.locator(".wasmkit-flowlist select option").all_inner_texts()
-    ]
+def _main_tab(ex: Locator, title: str) -> None:
+    _click_tab(ex, "wk-main-tabbar", title)
 
 
-def _option_index(label: str) -> int:
-    m = re.match(r"#(\d+)", label)
-    assert m, f"flow list option {label!r} does not start with #<index>"
-    return int(m.group(1))
+def _flow_tab(ex: Locator, title: str) -> None:
+    _click_tab(ex, "wk-flow-tabbar", title)
 
 
-def _wait_for_options(ex: Locator, count: int) -> None:
+def _rows(ex: Locator) -> list[int]:
+    """Capture indexes of the drawn rows, top to bottom."""
+    return ex.locator(".wasmkit-flowtable .wk-row[data-index]").evaluate_all(
+        """rows => rows.sort((a, b) => a.dataset.position - b.dataset.position)
+                      .map(r => Number(r.dataset.index))"""
+    )
+
+
+def _selected(ex: Locator) -> int | None:
+    row = ex.locator(".wasmkit-flowtable .wk-row.wk-selected")
+    return int(row.get_attribute("data-index")) if row.count() else None
+
+
+def _wait_for_rows(ex: Locator, indexes: list[int]) -> None:
     _wait(
         ex,
-        "root.querySelectorAll('.wasmkit-flowlist select option').length == arg",
-        count,
+        """JSON.stringify([...root.querySelectorAll('.wasmkit-flowtable .wk-row[data-index]')]
+             .sort((a, b) => a.dataset.position - b.dataset.position)
+             .map(r => Number(r.dataset.index))) === JSON.stringify(arg)""",
+        indexes,
+    )
+
+
+def _wait_for_selected(ex: Locator, index: int) -> None:
+    _wait(
+        ex,
+        "root.querySelector('.wasmkit-flowtable .wk-row.wk-selected')"
+        "?.dataset.index === String(arg)",
+        index,
     )
 
 
 def _visible_diff(ex: Locator) -> Locator:
-    tables = ex.locator(".wasmkit-flow-tabs table.wasmkit-diff:visible")
-    tables.first.wait_for(state="visible", timeout=UPDATE_TIMEOUT)
-    return tables.first
+    table = ex.locator(".wasmkit-flow-pane table.wasmkit-diff")
+    table.first.wait_for(state="visible", timeout=UPDATE_TIMEOUT)
+    return table.first
 
 
-def _rgb(cell: Locator) -> tuple[int, int, int]:
-    css = cell.evaluate("e => getComputedStyle(e).backgroundColor")
-    m = re.match(r"rgba?\((\d+),\s*(\d+),\s*(\d+)", css)
-    assert m, f"background-color {css!r} is not an rgb() colour"
-    r, g, b = (int(x) for x in m.groups())
-    return r, g, b
+def _wait_for_diff(ex: Locator, condition: str, arg: Any = None) -> None:
+    """Wait until ``condition`` (JS, on ``t`` the shown diff table) holds."""
+    _wait(
+        ex,
+        "(() => { const t = root.querySelector('.wasmkit-flow-pane table.wasmkit-diff');"
+        f" return t !== null && ({condition}); }})()",
+        arg,
+    )
 
 
-def _is_green(c: tuple[int, int, int]) -> bool:  # like #d4f7d4
-    r, g, b = c
-    return g - r >= 20 and g - b >= 20
+def _select_flow(ex: Locator, index: int) -> None:
+    """Click flow ``index``'s row and wait for its panes."""
+    ex.locator(f".wasmkit-flowtable .wk-row[data-index='{index}']").click()
+    _wait_for_selected(ex, index)
+    _wait(
+        ex,
+        "root.querySelector('.wasmkit-flow-pane [data-flow]')?.dataset.flow"
+        " === String(arg)",
+        index,
+    )
 
 
-def _is_red(c: tuple[int, int, int]) -> bool:  # like #f9d0d0
-    r, g, b = c
-    return r - g >= 20 and r - b >= 20
+# Colours as the page renders them: a background is the element's own
+# composited over every ancestor's (translucent tints, color-mix results),
+# the text colour over that.
+_COLOURS_JS = r"""
+(el) => {
+  const parse = (c) => {
+    let m = c.match(/^rgba?\(([^)]*)\)/);
+    if (m) {
+      const p = m[1].split(/[\s,\/]+/).filter(Boolean).map(Number);
+      return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+    }
+    m = c.match(/^color\(srgb\s+([^)]*)\)/);
+    if (m) {
+      const p = m[1].split(/[\s\/]+/).filter(Boolean).map(Number);
+      return [p[0] * 255, p[1] * 255, p[2] * 255, p.length > 3 ? p[3] : 1];
+    }
+    throw new Error(`unparsed colour ${c}`);
+  };
+  const over = (top, under) =>
+    [0, 1, 2].map((i) => top[3] * top[i] + (1 - top[3]) * under[i]).concat([1]);
+  const chain = [];
+  for (let e = el; e; e = e.parentElement) chain.push(getComputedStyle(e).backgroundColor);
+  let bg = [255, 255, 255, 1];  // the canvas
+  for (const c of chain.reverse()) bg = over(parse(c), bg);
+  const fg = over(parse(getComputedStyle(el).color), bg);
+  return { bg: bg.slice(0, 3), fg: fg.slice(0, 3), css: getComputedStyle(el).backgroundColor };
+}
+"""
 
 
-def _is_yellow(c: tuple[int, int, int]) -> bool:  # like #fbf0b8
-    r, g, b = c
-    return r - b >= 40 and g - b >= 40 and abs(r - g) < 40
+def _colours(cell: Locator) -> dict[str, Any]:
+    return cell.evaluate(_COLOURS_JS)
+
+
+def _luminance(rgb: list[float]) -> float:
+    def channel(c: float) -> float:
+        c /= 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(c) for c in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _contrast(cell: Locator) -> float:
+    c = _colours(cell)
+    hi, lo = sorted((_luminance(c["fg"]), _luminance(c["bg"])), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def _hue(cell: Locator) -> str:
+    """``green``, ``red``, ``yellow`` or ``grey``: the hue of the rendered tint."""
+    r, g, b = _colours(cell)["bg"]
+    top = max(r, g, b)
+    if top - min(r, g, b) < 8:
+        return "grey"
+    if g == top and g - b >= 8 and g - r >= 8:
+        return "green"
+    if r == top and g - b >= 8:
+        return "yellow"  # orange-yellow: red high, green above blue
+    if r == top:
+        return "red"
+    return "other"
 
 
 def _row(table: Locator, name: str) -> Locator:
@@ -167,25 +249,19 @@ def _row(table: Locator, name: str) -> Locator:
     )
 
 
-# The diff table on show: the one of the current per-flow tab.
-_SHOWN_DIFF_JS = """[...root.querySelectorAll(
-  '.wasmkit-flow-tabs table.wasmkit-diff')].find(e => e.offsetParent !== null)"""
-
-
-def _wait_for_diff(ex: Locator, condition: str, arg: Any = None) -> None:
-    """Wait until ``condition`` (JS, on ``t`` the shown diff table) holds."""
-    _wait(
-        ex,
-        f"(() => {{ const t = {_SHOWN_DIFF_JS}; return t !== undefined && ({condition}); }})()",
-        arg,
+def _set_theme(page: Page, theme: str) -> None:
+    """Settings → Theme → ``theme``, then wait until JupyterLab applied it."""
+    page.locator(".lm-MenuBar-itemLabel", has_text=_exact("Settings")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=_exact("Theme")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=_exact(theme)).click()
+    light = "true" if theme == "JupyterLab Light" else "false"
+    page.wait_for_function(
+        "arg => document.body.dataset.jpThemeName === arg[0]"
+        " && document.body.dataset.jpThemeLight === arg[1]",
+        arg=[theme, light],
+        timeout=UPDATE_TIMEOUT,
     )
-
-
-def _select_flow(ex: Locator, index: int) -> None:
-    """Select flow ``index`` in the list and wait for its tables."""
-    label = next(o for o in _options(ex) if _option_index(o) == index)
-    ex.locator(".wasmkit-flowlist select").select_option(label=label)
-    _wait_for_diff(ex, "t.dataset.flow === arg", str(index))
+    page.wait_for_timeout(300)  # the theme's stylesheet applied
 
 
 # ---------------------------------------------------------------- fixtures --
@@ -289,9 +365,9 @@ def explorer(page: Page) -> Locator:
 
 @pytest.mark.usefixtures("explorer")
 def test_every_replay_result_renders_as_an_explorer(page):
-    # Every replay result the notebook shows (``result`` and ``tagged``)
-    # rendered as widgets, not just the one the tests drive: none fell back to
-    # the static HTML summary or to a widget error.
+    # Every replay result the notebook shows rendered as the widget, not just
+    # the one the tests drive: none fell back to the static HTML summary or to
+    # a widget error.
     failed = page.locator(".jp-NotebookPanel .jp-OutputArea-output").filter(
         has_text=re.compile(r"Error displaying widget|Loading widget")
     )
@@ -309,64 +385,59 @@ def test_explorer_renders(explorer):
     assert re.search(r"\b17 flows\b", status), (
         f"status line without the flow count: {status}"
     )
-    assert _tab_labels(explorer, "wasmkit-tabs") == MAIN_TABS
+    assert _tab_labels(explorer, "wk-main-tabbar") == MAIN_TABS
 
 
-def test_flow_list_and_coloured_diff(explorer, artifact):
+def test_flow_table_and_coloured_diff(explorer):
     ex = explorer
-    _click_tab(ex, "wasmkit-tabs", "Flows")
-    flow_list = ex.locator(".wasmkit-flowlist select")
-    flow_list.wait_for()
-    options = _options(ex)
-    assert len(options) == len(_methods()) == 17
-    assert [_option_index(o) for o in options] == list(range(17))
-    # Controls of the list.
+    _main_tab(ex, "Flows")
+    _wait_for_rows(ex, list(range(17)))  # 17 rows: all drawn
+    heads = ex.locator(".wk-headcell").all_inner_texts()
+    assert [h.strip(" ▲▼") for h in heads][:5] == [
+        "#",
+        "method",
+        "host",
+        "path",
+        "status",
+    ]
     ex.locator(".wasmkit-filter input").wait_for()
     buttons = ex.locator(".wasmkit-show button")
     assert [b.strip() for b in buttons.all_inner_texts()] == SHOW_BUTTONS
     ex.locator(".wasmkit-unchanged input[type=checkbox]").wait_for()
-
-    # The first flow is selected and shown.
-    assert _option_index(flow_list.evaluate("s => s.selectedOptions[0].text")) == 0
-    assert _tab_labels(ex, "wasmkit-flow-tabs") == FLOW_TABS
+    # The first flow is selected and shown; every row says what happened in
+    # words beside its colour.
+    assert _selected(ex) == 0
+    first = ex.locator(".wk-row[data-index='0']")
+    assert "GET" in first.inner_text() and "200 → 200" in first.inner_text()
+    assert _tab_labels(ex, "wk-flow-tabbar") == FLOW_TABS
     # The tagger leaves requests alone.
-    _click_tab(ex, "wasmkit-flow-tabs", "Request headers")
+    _flow_tab(ex, "Request headers")
     table = _visible_diff(ex)
     assert table.get_attribute("data-flow") == "0"
     assert table.locator("td.wk-added, td.wk-removed, td.wk-changed").count() == 0
-
     # Flow 0's response diff has all three colours: x-replayed added (green),
     # date removed (red), server changed to the label (yellow).
-    _click_tab(ex, "wasmkit-flow-tabs", "Response headers")
+    _flow_tab(ex, "Response headers")
     table = _visible_diff(ex)
     assert table.get_attribute("data-flow") == "0"
-    added = _row(table, "x-replayed").locator("td.wk-added")
-    assert added.count() >= 1
-    assert _is_green(_rgb(added.first)), _rgb(added.first)
-    removed = _row(table, "date").locator("td.wk-removed")
-    assert removed.count() >= 1
-    assert _is_red(_rgb(removed.first)), _rgb(removed.first)
-    changed = _row(table, "server").locator("td.wk-changed")
-    assert changed.count() >= 1
-    assert _is_yellow(_rgb(changed.first)), _rgb(changed.first)
+    for name, kind, hue in (
+        ("x-replayed", "added", "green"),
+        ("date", "removed", "red"),
+        ("server", "changed", "yellow"),
+    ):
+        cells = _row(table, name).locator(f"td.wk-{kind}")
+        assert cells.count() >= 1, name
+        assert _hue(cells.first) == hue, (name, _colours(cells.first))
     assert LABEL in _row(table, "server").inner_text()
-    ex.screenshot(path=str(artifact("explorer.png")))
 
 
-def test_selecting_another_flow_updates_the_tables(explorer):
+def test_selecting_another_flow_updates_the_panes(explorer):
     ex = explorer
-    _click_tab(ex, "wasmkit-tabs", "Flows")
-    _click_tab(ex, "wasmkit-flow-tabs", "Response headers")
-    before = _visible_diff(ex).get_attribute("data-flow")
+    _flow_tab(ex, "Response headers")
     assert "no-store" not in _visible_diff(ex).inner_text()
-    # The last flow of the list: not the one shown (the first).
-    label = _options(ex)[-1]
-    target = _option_index(label)
-    assert str(target) != before
-    ex.locator(".wasmkit-flowlist select").select_option(label=label)
-    _wait_for_diff(ex, "t.dataset.flow !== arg", before)
+    _select_flow(ex, 16)
     table = _visible_diff(ex)
-    assert table.get_attribute("data-flow") == str(target)
+    assert table.get_attribute("data-flow") == "16"
     assert _row(table, "x-replayed").locator("td.wk-added").count() >= 1
     # An error flow: the table gains the tagger's cache-control.
     _select_flow(ex, 10)
@@ -376,28 +447,116 @@ def test_selecting_another_flow_updates_the_tables(explorer):
     _select_flow(ex, 0)
 
 
-def test_filter_expression_shrinks_the_list(explorer):
+_NOTEBOOK_STATE_JS = """() => {
+  const panel = document.querySelector('.jp-NotebookPanel');
+  const cells = [...panel.querySelectorAll('.jp-Notebook .jp-Cell')];
+  const scrollers = [...panel.querySelectorAll('*')].filter(e => e.scrollTop > 0);
+  return {
+    active: cells.findIndex(c => c.classList.contains('jp-mod-active')),
+    selected: cells.filter(c => c.classList.contains('jp-mod-selected')).length,
+    count: cells.length,
+    scroll: scrollers.map(e => e.scrollTop),
+  };
+}"""
+
+
+def test_keyboard_moves_the_selection_not_the_notebook(explorer, page):
     ex = explorer
-    _click_tab(ex, "wasmkit-tabs", "Flows")
+    _select_flow(ex, 0)
+    ex.locator(".wasmkit-flowtable").focus()
+    before = page.evaluate(_NOTEBOOK_STATE_JS)
+    for key, index in (
+        ("ArrowDown", 1), ("j", 2), ("j", 3), ("k", 2), ("ArrowUp", 1),
+        ("End", 16), ("Home", 0),
+    ):  # fmt: skip
+        page.keyboard.press(key)
+        _wait_for_selected(ex, index)
+        _wait(
+            ex,
+            "root.querySelector('.wasmkit-flow-pane [data-flow]')?.dataset.flow"
+            " === String(arg)",
+            index,
+        )
+    # Notebook shortcuts did not fire: no cell added, deleted, moved or
+    # selected, nothing scrolled.
+    page.keyboard.press("a")  # "insert a cell above" in command mode
+    page.wait_for_timeout(300)
+    after = page.evaluate(_NOTEBOOK_STATE_JS)
+    assert after == before
+    # "/" focuses the filter box; Escape in it comes back to the table.
+    page.keyboard.press("/")
+    assert page.evaluate(
+        "() => document.activeElement.closest('.wasmkit-filter') !== null"
+    )
+    page.keyboard.press("Escape")
+    assert page.evaluate(
+        "() => document.activeElement.classList.contains('wasmkit-flowtable')"
+    )
+    assert page.evaluate(_NOTEBOOK_STATE_JS) == before
+
+
+def _column(ex: Locator, key: str) -> list[str]:
+    return ex.locator(".wasmkit-flowtable .wk-row[data-index]").evaluate_all(
+        f"""rows => rows.sort((a, b) => a.dataset.position - b.dataset.position)
+              .map(r => r.querySelector('.wk-col-{key}').textContent)"""
+    )
+
+
+def test_sorting_by_a_column(explorer):
+    ex = explorer
+    head = ex.locator(".wk-headcell[data-key='us']")
+    head.click()
+    _wait(
+        ex,
+        "root.querySelector(\".wk-headcell[data-key='us']\").ariaSort === 'ascending'",
+    )
+    _wait(
+        ex,
+        """(() => { const v = [...root.querySelectorAll('.wk-row[data-index]')]
+             .sort((a, b) => a.dataset.position - b.dataset.position)
+             .map(r => Number(r.querySelector('.wk-col-us').textContent));
+           return v.length === 17 && v.every((x, i) => i === 0 || v[i - 1] <= x); })()""",
+    )
+    head.click()
+    _wait(
+        ex,
+        "root.querySelector(\".wk-headcell[data-key='us']\").ariaSort === 'descending'",
+    )
+    _wait(
+        ex,
+        """(() => { const v = [...root.querySelectorAll('.wk-row[data-index]')]
+             .sort((a, b) => a.dataset.position - b.dataset.position)
+             .map(r => Number(r.querySelector('.wk-col-us').textContent));
+           return v.length === 17 && v.every((x, i) => i === 0 || v[i - 1] >= x); })()""",
+    )
+    values = [float(v) for v in _column(ex, "us")]
+    assert values == sorted(values, reverse=True)
+    ex.locator(".wk-headcell[data-key='index']").click()
+    _wait_for_rows(ex, list(range(17)))
+
+
+def test_filter_expression_shrinks_the_table(explorer):
+    ex = explorer
     posts = [i for i, m in enumerate(_methods()) if m == "POST"]
     assert 0 < len(posts) < 17
     box = ex.locator(".wasmkit-filter input")
     box.fill("~m POST")
     box.press("Enter")
-    _wait_for_options(ex, len(posts))
-    assert [_option_index(o) for o in _options(ex)] == posts
-    # The tables show a flow of the list.
-    _wait_for_diff(ex, "arg.includes(Number(t.dataset.flow))", posts)
+    _wait_for_rows(ex, posts)
+    assert (
+        f"{len(posts)} flows match"
+        in ex.locator(".wasmkit-filter-message").inner_text()
+    )
+    _wait_for_selected(ex, posts[0])
     box.fill("")
     box.press("Enter")
-    _wait_for_options(ex, 17)
+    _wait_for_rows(ex, list(range(17)))
     _select_flow(ex, 0)
 
 
 def test_show_unchanged_adds_the_unchanged_fields(explorer):
     ex = explorer
-    _click_tab(ex, "wasmkit-tabs", "Flows")
-    _click_tab(ex, "wasmkit-flow-tabs", "Response headers")
+    _flow_tab(ex, "Response headers")
     table = _visible_diff(ex)
     assert table.locator("td.wk-unchanged").count() == 0
     rows = table.locator("tbody tr").count()
@@ -406,10 +565,135 @@ def test_show_unchanged_adds_the_unchanged_fields(explorer):
     _wait_for_diff(ex, "t.querySelector('td.wk-unchanged') !== null")
     table = _visible_diff(ex)
     assert table.locator("tbody tr").count() > rows
-    # content-type went through untouched; unchanged fields are not coloured
-    # like changes.
-    assert _row(table, "content-type").locator("td.wk-unchanged").count() >= 1
-    colour = _rgb(table.locator("td.wk-unchanged").first)
-    assert not (_is_green(colour) or _is_red(colour) or _is_yellow(colour)), colour
+    # content-type went through untouched; unchanged fields are not tinted.
+    cell = _row(table, "content-type").locator("td.wk-unchanged").first
+    assert _hue(cell) == "grey", _colours(cell)
     checkbox.uncheck()
     _wait_for_diff(ex, "t.querySelector('td.wk-unchanged') === null")
+
+
+def test_body_views(explorer):
+    ex = explorer
+    _select_flow(ex, 0)  # GET /api/items/1: a JSON response
+    _flow_tab(ex, "Body")
+    pane = ex.locator(".wasmkit-flow-pane")
+    views = pane.locator(".wasmkit-body-view button")
+    assert [v.strip() for v in views.all_inner_texts()] == [
+        "diff", "text", "pretty JSON", "hex",
+    ]  # fmt: skip
+    response = pane.locator(".wk-body-side[data-side='response']")
+    assert "left this body as it was" in response.inner_text()  # the tagger's
+    pane.locator(".wasmkit-body-view button[data-view='text']").click()
+    text = response.locator("pre.wasmkit-body-text").first.inner_text()
+    assert text.lstrip().startswith("{")
+    pane.locator(".wasmkit-body-view button[data-view='json']").click()
+    pretty = response.locator("pre.wasmkit-body-json").first.inner_text()
+    assert pretty.startswith("{\n  ") and json.loads(pretty) == json.loads(text)
+    pane.locator(".wasmkit-body-view button[data-view='hex']").click()
+    hexed = response.locator("pre.wasmkit-body-hex").first.inner_text()
+    assert re.match(r"00000000  7b ", hexed), hexed[:80]
+    pane.locator(".wasmkit-body-view button[data-view='diff']").click()
+
+
+def test_copy_as_curl(explorer, page):
+    ex = explorer
+    _select_flow(ex, 0)
+    _flow_tab(ex, "curl")
+    pane = ex.locator(".wasmkit-flow-pane")
+    before = pane.locator("pre.wasmkit-curl[data-side='before']").inner_text()
+    after = pane.locator("pre.wasmkit-curl[data-side='after']").inner_text()
+    assert before.startswith("curl http://") and "/api/items/1" in before
+    assert "x-replayed" not in before  # the tagger adds it on responses only
+    assert after.startswith("curl http://")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    pane.locator("button.wasmkit-copy[data-side='before']").click()
+    status = pane.locator(".wasmkit-copied").first
+    status.wait_for()
+    _wait(ex, "root.querySelector('.wasmkit-copied').textContent === 'copied'")
+    assert page.evaluate("() => navigator.clipboard.readText()") == before
+    _flow_tab(ex, "Response headers")
+
+
+def test_resources_plots(explorer):
+    ex = explorer
+    _main_tab(ex, "Resources")
+    res = ex.locator(".wasmkit-resources")
+    res.wait_for()
+    for series in ("us_filter", "host_calls", "memory_bytes"):
+        plot = res.locator(f"figure.wasmkit-plot[data-series='{series}']")
+        assert plot.count() == 1, series
+        assert plot.locator("svg polyline").count() >= 1, series
+        box = plot.locator("svg").bounding_box()
+        assert box and box["width"] > 200 and box["height"] > 30
+    assert res.locator("table.wasmkit-callbacks tbody tr").count() >= 2
+    # A click on a point opens that flow.
+    plot = res.locator("figure.wasmkit-plot[data-series='us_filter'] svg")
+    box = plot.bounding_box()
+    plot.click(position={"x": box["width"] - 2, "y": box["height"] / 2})
+    _wait(
+        ex,
+        "root.querySelector('.wk-main-tabbar [aria-selected=true]').dataset.tab === 'Flows'",
+    )
+    _wait_for_selected(ex, 16)
+    _select_flow(ex, 0)
+
+
+THEMES = ["JupyterLab Light", "JupyterLab Dark"]
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_every_diff_cell_is_readable(explorer, page, artifact, theme):
+    ex = explorer
+    _set_theme(page, theme)
+    try:
+        _main_tab(ex, "Flows")
+        _select_flow(ex, 10)  # an error flow: cache-control added too
+        _flow_tab(ex, "Response headers")
+        ex.locator(".wasmkit-unchanged input[type=checkbox]").check()
+        _wait_for_diff(ex, "t.querySelector('td.wk-unchanged') !== null")
+        table = _visible_diff(ex)
+        cells = table.locator(
+            "td.wk-added, td.wk-removed, td.wk-changed, td.wk-unchanged, th"
+        )
+        checked = {
+            "diff cells": cells,
+            "flow rows": ex.locator(".wk-row .wk-cell"),
+            "table headers": ex.locator(".wk-headcell"),
+            "legend": ex.locator(".wasmkit-status span[class^='wk-']"),
+            "tabs": ex.locator(".wk-tab"),
+            "switch": ex.locator(".wasmkit-show button"),
+        }
+        low = []
+        for what, loc in checked.items():
+            n = loc.count()
+            assert n > 0, what
+            for i in range(n):
+                ratio = _contrast(loc.nth(i))
+                if not ratio >= MIN_CONTRAST:
+                    low.append(
+                        (
+                            what,
+                            loc.nth(i).inner_text()[:30],
+                            round(ratio, 2),
+                            _colours(loc.nth(i)),
+                        )
+                    )
+        name = "light" if theme == THEMES[0] else "dark"
+        ex.scroll_into_view_if_needed()
+        ex.screenshot(path=str(artifact(f"explorer-{name}.png")))
+        _main_tab(ex, "Resources")
+        ex.locator(".wasmkit-resources").wait_for()
+        ex.screenshot(path=str(artifact(f"explorer-resources-{name}.png")))
+        _main_tab(ex, "Flows")
+        assert not low, f"text below {MIN_CONTRAST}:1 in {theme}: {low}"
+        # The diff tints keep their hue in the dark too.
+        for name_, kind, hue in (
+            ("x-replayed", "added", "green"),
+            ("date", "removed", "red"),
+        ):
+            cell = _row(table, name_).locator(f"td.wk-{kind}").first
+            assert _hue(cell) == hue, (theme, name_, _colours(cell))
+    finally:
+        ex.locator(".wasmkit-unchanged input[type=checkbox]").uncheck()
+        if theme != THEMES[0]:
+            _set_theme(page, THEMES[0])

@@ -42,21 +42,23 @@ def test_the_explorer_shows_an_envoy_column_and_tab(compared):
     result, comparison = compared
     explorer = ReplayExplorer(result)
     assert explorer.envoy is comparison
-    assert list(explorer.flow_tabs.titles) == [*FLOW_TABS, envoy_pages.TAB]
-    assert envoy_pages.SHOW in explorer.show_mode.options
-    summary = explorer.tabs.children[0].value
+    assert list(explorer.flow_tabs) == [*FLOW_TABS, envoy_pages.TAB]
+    assert envoy_pages.SHOW in explorer.show_options
+    assert "envoy" in [c["key"] for c in explorer.columns]
+    summary = explorer.pages["Summary"]
     assert ">envoy<" in summary
-    assert "Envoy: " in explorer.status.value
+    assert "Envoy: " in explorer.status
+    words = {row["index"]: row["envoy"] for row in explorer.window}
     for exchange in comparison:
         word = "agree" if exchange.agrees else "differs"
         assert explorer._labels[exchange.index].endswith(f"envoy: {word}")
-    # The toggle keeps the flows that differ; the tab lists their fields.
-    explorer.show_mode.value = envoy_pages.SHOW
-    shown = [v for _, v in explorer.flowlist.options]
-    assert shown == [f.index for f in comparison.differing]
+        assert words[exchange.index] == word
+    # The switch keeps the flows that differ; the pane lists their fields.
+    explorer.show = envoy_pages.SHOW
+    assert explorer.order == [f.index for f in comparison.differing]
     for exchange in comparison.differing:
-        explorer.flowlist.value = exchange.index
-        page = explorer.flow_pages[len(FLOW_TABS)].value
+        explorer.selected = exchange.index
+        page = explorer.detail["panes"][envoy_pages.TAB]
         assert "wasmkit-envoy" in page
         for d in exchange.differences:
             assert d.field in page
@@ -73,5 +75,5 @@ def test_without_a_comparison_the_explorer_is_unchanged():
     )
     explorer = ReplayExplorer(result)
     assert explorer.envoy is None
-    assert list(explorer.flow_tabs.titles) == list(FLOW_TABS)
-    assert envoy_pages.SHOW not in explorer.show_mode.options
+    assert list(explorer.flow_tabs) == list(FLOW_TABS)
+    assert envoy_pages.SHOW not in explorer.show_options

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 from pathlib import Path
 
-import ipywidgets as widgets
+import anywidget
 import pytest
 
-from wasmkit.notebook import formatters, tables
+from wasmkit.notebook import flow_detail, formatters, tables
 from wasmkit.notebook.explorer import FLOW_TABS, TABS, ReplayExplorer
 from wasmkit.replay.run import replay
 from wasmkit.testing import filter_wat
+
+from .flows import write_flows
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOW = ROOT / "samples" / "captures" / "api.flow"
@@ -66,6 +70,18 @@ MIXED = filter_wat(
 )
 
 
+# Adds x-replayed to every response: the many-flow capture's filter.
+TAGGER = filter_wat(
+    """
+    (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+      (drop (call $proxy_add_header_map_value (i32.const 2)
+        (global.get $s_k) (global.get $s_k_len) (global.get $s_v) (global.get $s_v_len)))
+      (i32.const 0))
+    """,
+    strings={"k": "x-replayed", "v": "yes"},
+)
+
+
 # Each trapping flow gets a new VM on the next flow (Envoy's fail_reload with
 # a short backoff), so that one replay has every kind of flow.
 RELOADING = {"failure_policy": "fail_reload", "reload_backoff_ms": 2}
@@ -82,11 +98,15 @@ def explorer(result):
 
 
 def _indices(explorer):
-    return [value for _, value in explorer.flowlist.options]
+    return explorer.order
 
 
 def _flow_attr(html):
     return set(re.findall(r'data-flow="(\d+)"', html))
+
+
+def _panes(explorer):
+    return explorer.detail["panes"]
 
 
 def test_the_replay_has_every_kind_of_flow(result):
@@ -94,200 +114,262 @@ def test_the_replay_has_every_kind_of_flow(result):
     assert {"failed", "local reply", "forwarded"} <= actions
 
 
-def test_dom_contract_classes_and_titles(explorer):
-    assert isinstance(explorer, widgets.VBox)
+def test_it_is_an_anywidget_with_its_front_end_and_dom_class(explorer):
+    assert isinstance(explorer, anywidget.AnyWidget)
     assert "wasmkit-explorer" in explorer._dom_classes
-    assert "wasmkit-status" in explorer.status._dom_classes
-    assert isinstance(explorer.tabs, widgets.Tab)
-    assert "wasmkit-tabs" in explorer.tabs._dom_classes
-    assert list(explorer.tabs.titles) == list(TABS)
-    assert list(TABS) == ["Summary", "Flows", "Logs", "Metrics", "Callouts"]
-    assert isinstance(explorer.filter, widgets.Text)
-    assert "wasmkit-filter" in explorer.filter._dom_classes
-    assert isinstance(explorer.show_mode, widgets.ToggleButtons)
-    assert "wasmkit-show" in explorer.show_mode._dom_classes
-    assert list(explorer.show_mode.options) == [
-        "All",
-        "Modified",
-        "Errors",
-        "Local reply",
-    ]
-    assert isinstance(explorer.unchanged, widgets.Checkbox)
-    assert "wasmkit-unchanged" in explorer.unchanged._dom_classes
-    assert explorer.unchanged.value is False
-    assert isinstance(explorer.flowlist, widgets.Select)
-    assert "wasmkit-flowlist" in explorer.flowlist._dom_classes
-    assert isinstance(explorer.flow_tabs, widgets.Tab)
-    assert "wasmkit-flow-tabs" in explorer.flow_tabs._dom_classes
-    assert list(explorer.flow_tabs.titles) == list(FLOW_TABS)
-    assert list(FLOW_TABS) == [
-        "Request headers",
-        "Response headers",
-        "Body",
+    assert "export default" in explorer._esm and "wasmkit-flowtable" in explorer._esm
+    assert "--jp-" in explorer._css
+    # Colours come from the theme's variables only: no literal colour anywhere.
+    assert not re.search(r"#[0-9a-fA-F]{3,6}\b|rgba?\(", explorer._css)
+    assert list(explorer.tabs) == list(TABS)
+    assert list(TABS) == [
+        "Flows",
+        "Summary",
+        "Resources",
         "Logs",
-        "Trace",
+        "Metrics",
+        "Callouts",
     ]
-    # The widgets are where the tree says.
-    flows_page = explorer.tabs.children[1]
-    assert explorer.flow_tabs in flows_page.children
-    assert explorer.flowlist in flows_page.children
-    assert explorer.unchanged in flows_page.children
+    assert explorer.tab == "Flows"
+    assert list(explorer.show_options) == ["All", "Modified", "Errors", "Local reply"]
+    assert list(explorer.flow_tabs) == list(FLOW_TABS)
+    assert explorer.unchanged is False
+    keys = [c["key"] for c in explorer.columns]
+    assert keys == [
+        "index", "method", "host", "path", "status", "action", "request",
+        "response", "body", "us", "error",
+    ]  # fmt: skip
+
+
+def test_the_state_is_plain_json(explorer):
+    state = explorer.get_state()
+    json.dumps({k: v for k, v in state.items() if k != "layout"})
 
 
 def test_status_line_and_legend(explorer, result):
-    status = explorer.status.value
+    status = explorer.status
     assert "17 flows" in status
     failed = len(result.failed)
     counts = " · ".join(result.totals.describe().split(", "))
     assert f"{failed} failed" in status and counts in status and " ms " in status
-    for word, colour in (
-        ("added", "#d4f7d4"),
-        ("removed", "#f9d0d0"),
-        ("changed", "#fbf0b8"),
+    for word, variable in (
+        ("added", "--jp-success-color1"),
+        ("removed", "--jp-error-color1"),
+        ("changed", "--jp-warn-color1"),
     ):
-        assert word in status and colour in status
+        assert f'class="wk-{word}"' in status and variable in status
 
 
-def test_flow_list_labels_and_first_flow_selected(explorer, result):
-    labels = [label for label, _ in explorer.flowlist.options]
-    assert len(labels) == 17
-    assert all(
-        label.startswith(f"#{f.index}")
-        for label, f in zip(labels, result.flows, strict=True)
-    )
-    assert labels[0].startswith("#0  GET ") and "/api/items/1  200→200" in labels[0]
+def test_rows_and_first_flow_selected(explorer, result):
+    assert explorer.count == explorer.total == 17
+    rows = explorer.window
+    assert [r["index"] for r in rows] == list(range(17))
+    assert [r["position"] for r in rows] == list(range(17))
+    first = rows[0]
+    assert first["method"] == "GET" and first["path"] == "/api/items/1"
+    assert first["status"] == "200 → 200" and first["request"] == "+1"
     # /missing: captured 404, the filter answered 403 (the upstream not asked).
-    assert (
-        labels[10] == "#10  GET " + labels[10].split(" ")[3] + "  404→403  local reply"
+    assert rows[10]["status"] == "404 → 403" and rows[10]["tag"] == "local-reply"
+    assert rows[10]["label"].endswith("404→403  local reply")
+    failed = {f.index for f in result.failed}
+    assert {r["index"] for r in rows if r["tag"] == "failed"} == failed
+    assert all(r["error"].startswith("trap: ") for r in rows if r["tag"] == "failed")
+    assert explorer.selected == 0 and explorer.position == 0
+    assert explorer.detail["index"] == 0
+    assert _flow_attr(_panes(explorer)["Request headers"]) == {"0"}
+
+
+def test_panes_are_built_for_the_selected_flow_only(explorer):
+    before = dict(_panes(explorer))
+    explorer.selected = 2
+    after = _panes(explorer)
+    assert all(after[k] != before[k] for k in before)
+    for html in after.values():
+        assert _flow_attr(html) == {"2"}
+    assert explorer.detail["title"].startswith("#2  PUT")
+    assert explorer.position == 2
+
+
+def test_header_diff_tables_are_tinted_with_a_change_column(explorer):
+    request, response = (
+        _panes(explorer)["Request headers"],
+        _panes(explorer)["Response headers"],
     )
-    assert explorer.flowlist.value == 0
-    assert _flow_attr(explorer.flow_pages[0].value) == {"0"}
-
-
-def test_per_flow_pages_are_built_for_the_selected_flow_only(explorer):
-    before = [page.value for page in explorer.flow_pages]
-    explorer.flowlist.value = 2
-    after = [page.value for page in explorer.flow_pages]
-    assert all(a != b for a, b in zip(before, after, strict=True))
-    for page in explorer.flow_pages:
-        assert _flow_attr(page.value) == {"2"}
-    assert "#2  PUT" in explorer.flow_title.value
-
-
-def test_header_diff_tables_are_coloured_with_a_change_column(explorer):
-    request, response = explorer.flow_pages[0].value, explorer.flow_pages[1].value
     assert (
         '<table id="T_' in request and 'class="wasmkit-diff" data-flow="0"' in request
     )
-    # Request: one added field, every cell of its row classed, "added" in words.
     row = re.search(r"<tr>\s*(<td[^>]*>added</td>.*?)</tr>", request, re.S)
     assert row is not None
     cells = re.findall(r"<td[^>]*class=\"([^\"]*)\"", row.group(1))
     assert len(cells) == 4 and all("wk-added" in c for c in cells)
     assert "x-replayed" in row.group(1)
-    # Response: content-type changed, date removed.
     assert "wk-changed" in response and "text/x-wasmkit" in response
     assert "wk-removed" in response and ">date<" in response
-    # Real CSS, scoped to the table by the Styler's id.
     table_id = re.search(r'<table id="(T_\w+)"', response).group(1)
-    assert re.search(
-        rf"#{table_id}\s+td\.wk-added\s*{{\s*background-color: #d4f7d4", response
-    )
-    assert re.search(
-        rf"#{table_id}\s+td\.wk-removed\s*{{\s*background-color: #f9d0d0", response
-    )
-    assert re.search(
-        rf"#{table_id}\s+td\.wk-changed\s*{{\s*background-color: #fbf0b8", response
-    )
+    for kind, variable in (
+        ("added", "--jp-success-color1"),
+        ("removed", "--jp-error-color1"),
+        ("changed", "--jp-warn-color1"),
+    ):
+        assert re.search(
+            rf"#{table_id}\s+td\.wk-{kind}\s*{{[^}}]*color-mix\(in srgb, var\({variable}",
+            response,
+        )
 
 
 def test_show_unchanged_adds_the_unchanged_rows(explorer):
-    hidden = explorer.flow_pages[0].value
+    hidden = _panes(explorer)["Request headers"]
     assert "wk-unchanged" not in hidden and "unchanged fields hidden" in hidden
-    explorer.unchanged.value = True
-    shown = explorer.flow_pages[0].value
+    explorer.unchanged = True
+    shown = _panes(explorer)["Request headers"]
     assert shown.count("wk-unchanged") > 0 and ":method" in shown
     assert shown.count("<tr>") > hidden.count("<tr>")
-    assert 'data-flow="0"' in shown
-    explorer.unchanged.value = False
-    assert explorer.flow_pages[0].value.count("wk-unchanged") == 0
+    explorer.unchanged = False
+    assert _panes(explorer)["Request headers"].count("wk-unchanged") == 0
 
 
-def test_filter_expression_narrows_the_list(explorer, result):
-    explorer.filter.value = "~m POST"
+def test_filter_expression_narrows_the_table(explorer, result):
+    explorer.filter_text = "~m POST"
     posts = [
         f.index
         for f in result.flows
         if f.result.request_before.get(b":method") == b"POST"
     ]
-    assert _indices(explorer) == posts
-    assert explorer.flowlist.value == posts[0]
-    assert _flow_attr(explorer.flow_pages[0].value) == {str(posts[0])}
-    assert f"{len(posts)} flows match" in explorer.filter_message.value
-    explorer.filter.value = "!~m GET"
+    assert _indices(explorer) == posts and explorer.count == len(posts)
+    assert [r["index"] for r in explorer.window] == posts
+    assert explorer.selected == posts[0] and explorer.position == 0
+    assert f"{len(posts)} flows match" in explorer.filter_message
+    explorer.filter_text = "!~m GET"
     assert set(_indices(explorer)) >= set(posts) and 0 not in _indices(explorer)
-    explorer.filter.value = "~c 404"
+    explorer.filter_text = "~c 404"
     assert _indices(explorer) == [10]  # /missing as captured (the filter made it 403)
-    explorer.filter.value = "~c 403"  # after the filter: its local replies
+    explorer.filter_text = "~c 403"  # after the filter: its local replies
     assert _indices(explorer) and all(
         result.flows[i].result.local_reply is not None for i in _indices(explorer)
     )
-    explorer.filter.value = "~h x-replayed"  # added by the filter
+    explorer.filter_text = "~h x-replayed"  # added by the filter
     assert 0 in _indices(explorer)
-    explorer.filter.value = "~d nowhere.invalid"
-    assert _indices(explorer) == [] and explorer.flowlist.value is None
-    assert "No flow matches" in explorer.flow_title.value
-    explorer.filter.value = ""
+    explorer.filter_text = "~d nowhere.invalid"
+    assert _indices(explorer) == [] and explorer.selected == -1
+    assert explorer.window == [] and explorer.count == 0
+    assert explorer.detail["title"] == "No flow matches."
+    explorer.filter_text = ""
     assert len(_indices(explorer)) == 17
 
 
 def test_invalid_expression_shows_a_message_not_a_traceback(explorer):
-    explorer.filter.value = "~m POST"
+    explorer.filter_text = "~m POST"
     posts = _indices(explorer)
-    explorer.filter.value = "~m ("
-    message = explorer.filter_message.value
-    assert "Invalid filter expression" in message and "Traceback" not in message
+    explorer.filter_text = "~m ("
+    assert explorer.filter_invalid
+    assert "Invalid filter expression" in explorer.filter_message
+    assert "Traceback" not in explorer.filter_message
     assert _indices(explorer) == posts  # the last valid filter's flows stay
-    explorer.filter.value = "~c abc"
-    assert "Invalid filter expression" in explorer.filter_message.value
+    explorer.filter_text = "~c abc"
+    assert "Invalid filter expression" in explorer.filter_message
+    explorer.filter_text = "~m GET"
+    assert not explorer.filter_invalid
 
 
-def test_toggle_modes(explorer, result):
+def test_switch_modes(explorer, result):
     rows = {r["index"]: r for r in result.summary_rows}
-    explorer.show_mode.value = "Errors"
+    explorer.show = "Errors"
     assert _indices(explorer) == [f.index for f in result.failed]
-    assert explorer.flowlist.value == result.failed[0].index
-    explorer.show_mode.value = "Local reply"
+    assert explorer.selected == result.failed[0].index
+    explorer.show = "Local reply"
     replies = _indices(explorer)
     assert replies and all(rows[i]["local_reply"] == 403 for i in replies)
-    explorer.show_mode.value = "Modified"
+    explorer.show = "Modified"
     assert set(_indices(explorer)) >= set(replies)
-    explorer.show_mode.value = "All"
+    explorer.show = "All"
     assert len(_indices(explorer)) == 17
-    # The toggle and the expression combine.
-    explorer.filter.value = "~m GET"
-    explorer.show_mode.value = "Local reply"
+    explorer.filter_text = "~m GET"
+    explorer.show = "Local reply"
     assert all(rows[i]["method"] == "GET" for i in _indices(explorer))
 
 
 def test_selection_survives_a_narrowing_that_keeps_it(explorer):
-    explorer.flowlist.value = 4
-    explorer.filter.value = "~m POST"
-    assert explorer.flowlist.value == 4
+    explorer.selected = 4
+    explorer.filter_text = "~m POST"
+    assert explorer.selected == 4 and explorer.position == _indices(explorer).index(4)
 
 
-def test_body_tab_shows_the_body_diff_with_sizes(explorer):
-    body = explorer.flow_pages[2].value
-    assert 'class="wasmkit-diff" data-flow="0"' in body
-    assert "response body</b> (json" in body and "→ 8 bytes" in body
-    assert "$.x" in body  # the JSON compared structurally
-    assert "wk-changed" in body and ">request<" in body
+def test_sorting_by_any_column(explorer, result):
+    micros = {f.index: round(f.micros, 1) for f in result.flows}
+    explorer.sort_by = "us"
+    assert _indices(explorer) == sorted(micros, key=lambda i: (micros[i], i))
+    explorer.sort_desc = True
+    shown = [r["us"] for r in explorer.window]
+    assert shown == sorted(shown, reverse=True)
+    # The selection stays and its row follows it.
+    assert explorer.selected == 0
+    assert explorer.position == _indices(explorer).index(0)
+    for key in [c["key"] for c in explorer.columns]:
+        explorer.sort_by = key
+        assert sorted(_indices(explorer)) == list(range(17)), key
+    explorer.sort_by = "status"
+    explorer.sort_desc = False
+    statuses = [
+        result.summary_rows[i]["status_after"] or -1 for i in _indices(explorer)
+    ]
+    assert statuses == sorted(statuses)
+    explorer.sort_by = "index"
+    assert _indices(explorer) == list(range(17))
 
 
-def test_logs_and_trace_tabs(explorer):
-    logs = explorer.flow_pages[3].value
+def test_move_is_what_the_keys_do(explorer):
+    explorer.move(1)
+    assert explorer.selected == 1 and explorer.detail["index"] == 1
+    explorer.move(-5)
+    assert explorer.selected == 0
+    explorer.move(to=-1)
+    assert explorer.selected == 16 and explorer.position == 16
+    explorer.move(3)
+    assert explorer.selected == 16
+    explorer._handle_custom_msg({"type": "move", "delta": -2}, [])
+    assert explorer.selected == 14
+    explorer._handle_custom_msg({"type": "move", "to": 0}, [])
+    assert explorer.selected == 0
+    explorer.sort_desc = True  # moves follow the table's order: 0 is last now
+    assert explorer.position == 16
+    explorer.move(-1)
+    assert explorer.selected == 1
+
+
+def test_body_views_diff_text_json_hex(explorer, result):
+    bodies = {b["side"]: b for b in explorer.detail["bodies"]}
+    response = bodies["response"]
+    captured = result.flows[0].result.response_before.body
+    assert response["kind"] in ("json", "same")
+    assert response["before"]["bytes"] == len(captured)
+    assert response["before"]["text"] == captured.decode()
+    pretty = response["before"]["json"]
+    assert pretty.startswith("{\n  ") and json.loads(pretty) == json.loads(captured)
+    assert response["before"]["hex"].startswith("00000000  7b 22 69 64 22")
+    assert response["before"]["hex"].splitlines()[0].endswith('|{"id":1,"name":"|')
+    assert bodies["request"]["before"]["json"] is None  # an empty GET body
+    # A changed body: its diff is the one body_diff() has.
+    changed = result.body_rows()[0]
+    explorer.selected = changed["flow"]
+    body = {b["side"]: b for b in explorer.detail["bodies"]}[changed["side"]]
+    assert body["changed"] and body["diff"] == changed["diff"]
+    assert body["after"]["bytes"] == changed["size_after"]
+
+
+def test_hexdump_and_pretty_json():
+    assert flow_detail.hexdump(b"ab\x00") == "00000000  61 62 00" + " " * 39 + "  |ab.|"
+    long = flow_detail.hexdump(bytes(5000))
+    assert long.endswith("… first 4,096 of 5,000 bytes")
+    assert len(long.splitlines()) == 4096 // 16 + 1
+    assert flow_detail.pretty_json(b'{"a":[1]}') == '{\n  "a": [\n    1\n  ]\n}'
+    assert flow_detail.pretty_json(b"not json") is None
+    assert flow_detail.pretty_json(b"") is None
+
+
+def test_logs_and_trace_panes(explorer):
+    logs = _panes(explorer)["Logs"]
     assert 'class="wasmkit-logs" data-flow="0"' in logs and "seen" in logs
-    trace = explorer.flow_pages[4].value
+    trace = _panes(explorer)["Trace"]
     assert 'class="wasmkit-trace" data-flow="0"' in trace
     for word in (
         "callback",
@@ -300,17 +382,72 @@ def test_logs_and_trace_tabs(explorer):
     assert "x-replayed" in trace  # the host call's arguments
 
 
-def test_a_failed_flow_says_why(explorer, result):
+def test_a_failed_flow_has_its_error_and_backtrace_frames(explorer, result):
     failed = result.failed[0]
-    explorer.flowlist.value = failed.index
-    assert "filter failed (trap)" in explorer.flow_title.value
-    assert _flow_attr(explorer.flow_pages[4].value) == {str(failed.index)}
+    explorer.selected = failed.index
+    detail = explorer.detail
+    assert detail["failed"]
+    assert any("filter failed (trap)" in n for n in detail["notes"])
+    error = detail["error"]
+    assert error["kind"] == "trap" and error["callback"] == "proxy_on_request_headers"
+    assert error["trap_code"] == "UNREACHABLE"
+    assert error["frames"] == failed.result.error.wasm_backtrace
+    assert error["frames"] and error["frames"][0].startswith("#0 ")
+    assert len(error["message"]) > 1  # lines, not one reflowed paragraph
+    explorer.selected = 0
+    assert explorer.detail["error"] is None
 
 
-def test_summary_logs_metrics_callouts_tabs(explorer, result):
-    summary, _, logs, metrics, callouts = (child for child in explorer.tabs.children)
-    # The compact columns first, every column behind the toggle.
-    compact, _, full = summary.value.partition(
+def test_copy_as_curl_before_and_after_the_filter(explorer, result):
+    curl = explorer.detail["curl"]
+    host = result.summary_rows[0]["host"]
+    assert shlex.split(curl["before"])[:2] == ["curl", f"http://{host}/api/items/1"]
+    words = shlex.split(curl["after"])
+    assert "x-replayed: yes" in words and "x-replayed: yes" not in shlex.split(
+        curl["before"]
+    )
+    # A local reply on the request path: the request still went nowhere new,
+    # yet the filter's version is what it held.
+    explorer.selected = 10
+    assert explorer.detail["curl"]["before"].startswith("curl ")
+
+
+def test_the_table_gets_only_a_window_of_rows(tmp_path):
+    from wasmkit.notebook import explorer as explorer_module
+
+    capture = tmp_path / "many.flow"
+    n = 2500
+    write_flows(capture, n)
+    result = replay(TAGGER, capture)
+    assert len(result.flows) == n
+    explorer = ReplayExplorer(result)
+    window = explorer_module.WINDOW
+    assert explorer.count == n and len(explorer.window) == window
+    # What goes to the front end stays small whatever the capture's size.
+    state = explorer.get_state()
+    sent = len(json.dumps({k: v for k, v in state.items() if k != "layout"}))
+    assert sent < 400_000, sent
+    explorer.window_start = 2000
+    assert [r["position"] for r in explorer.window] == list(range(2000, 2000 + window))
+    explorer.move(to=-1)
+    assert explorer.position == n - 1
+    assert explorer.window[-1]["position"] == n - 1
+    assert explorer.window_start <= n - 1 < explorer.window_start + window
+    explorer.sort_by = "us"
+    explorer.sort_desc = True
+    assert explorer.count == n and len(explorer.window) == window
+    shown = [r["us"] for r in explorer.window]
+    assert shown == sorted(shown, reverse=True)
+    explorer.filter_text = "~m POST"
+    assert 0 < explorer.count < n
+    # The Resources view thins its series to what a plot can show.
+    for series in explorer.resources["series"]:
+        assert len(series["values"]) <= 600
+
+
+def test_static_tabs(explorer, result):
+    pages = explorer.pages
+    compact, _, full = pages["Summary"].partition(
         '<details class="wasmkit-summary-toggle">'
     )
     assert '<div class="tex2jax_ignore mathjax_ignore"><style' in compact
@@ -321,12 +458,15 @@ def test_summary_logs_metrics_callouts_tabs(explorer, result):
     )
     assert 'class="wasmkit-summary-all"' in full
     assert full.count("<tr>") == 18 and "All 21 columns</summary>" in full
-    assert "wk-failed" in summary.value and "wk-modified" in summary.value
-    assert "td.wk-failed" in summary.value  # tinted by CSS
-    assert "wasmkit-logs" in logs.value
-    assert logs.value.count(">seen<") == sum(len(f.result.logs) for f in result.flows)
-    assert "wasmkit-metrics" in metrics.value
-    assert "wasmkit-callouts" in callouts.value and "no HTTP callouts" in callouts.value
+    assert "wk-failed" in pages["Summary"] and "wk-modified" in pages["Summary"]
+    assert "td.wk-failed" in pages["Summary"]  # tinted by CSS
+    assert "wasmkit-logs" in pages["Logs"]
+    assert pages["Logs"].count(">seen<") == sum(
+        len(f.result.logs) for f in result.flows
+    )
+    assert "wasmkit-metrics" in pages["Metrics"]
+    assert "wasmkit-callouts" in pages["Callouts"]
+    assert "no HTTP callouts" in pages["Callouts"]
 
 
 def test_show_returns_the_explorer(result):

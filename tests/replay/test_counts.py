@@ -114,7 +114,7 @@ def test_every_view_shows_the_same_counts(tmp_path, capsys):
     err = capsys.readouterr().err
     assert re.fullmatch(rf"replayed 17 flows in \d+\.\d s: {counts}\n", err), err
     # The explorer's status line, the notebook's text and the HTML summary.
-    status = ReplayExplorer(result).status.value
+    status = ReplayExplorer(result).status
     assert " · ".join(counts.split(", ")) in status
     assert f"17 flows, {counts}>" in formatters.text(result)
     assert _html_status(result._repr_html_()).endswith(f"17 flows, {counts}")

@@ -1,35 +1,56 @@
-"""The replay explorer: a :class:`~wasmkit.replay.results.ReplayResult` as widgets.
+"""The replay explorer: a :class:`~wasmkit.replay.results.ReplayResult` as an anywidget.
 
-A status line, then tabs ``Summary | Flows | Logs | Metrics | Callouts``. The
-Flows tab filters the flow list with a mitmproxy filter expression and an
-All / Modified / Errors / Local reply toggle, and shows the selected flow in
-tabs ``Request headers | Response headers | Body | Logs | Trace``, built when
-the flow is selected. The CSS classes (``wasmkit-explorer``, ``wasmkit-status``,
-``wasmkit-tabs``, ``wasmkit-filter``, ``wasmkit-show``, ``wasmkit-unchanged``,
-``wasmkit-flowlist``, ``wasmkit-flow-tabs``) are a contract with the browser
-test; keep them. With a comparison with Envoy (``envoy=``, or after
-``result.against_envoy()``) the explorer adds an Envoy column, toggle choice
-and flow tab (:mod:`wasmkit.notebook.envoy_pages`).
+One widget, drawn by ``static/explorer.js`` and ``static/explorer.css``: a
+status line, then tabs ``Flows | Summary | Resources | Logs | Metrics |
+Callouts``. The Flows tab is a virtualized flow table (sortable columns,
+failed rows marked, ↑/↓ j/k Enter and ``/``), the mitmproxy filter box, the
+All / Modified / Errors / Local reply switch and the selected flow's panes
+(``Request headers | Response headers | Body | Logs | Trace | Error |
+curl``). Python decides what to show and keeps the state in traitlets
+synced as plain JSON; the front end draws it. It is sent only the rows it
+shows (:attr:`ReplayExplorer.window`, from :attr:`~ReplayExplorer.window_start`)
+and the selected flow's :attr:`~ReplayExplorer.detail`.
+
+The CSS classes (``wasmkit-explorer``, ``wasmkit-status``, ``wasmkit-tabs``,
+``wasmkit-filter``, ``wasmkit-show``, ``wasmkit-unchanged``,
+``wasmkit-flowtable``, ``wasmkit-flow-tabs``, ``wasmkit-resources``) are a
+contract with the browser test; keep them. With a comparison with Envoy
+(``envoy=``, or after ``result.against_envoy()``) the explorer adds an Envoy
+column, switch choice and flow pane (:mod:`wasmkit.notebook.envoy_pages`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-import ipywidgets as widgets
+import anywidget
+import traitlets as t
 
-from wasmkit.notebook import envoy_pages, flow_pages, tables
+from wasmkit.notebook import envoy_pages, flow_detail, resources, tables
 from wasmkit.notebook.tables import e
 from wasmkit.replay.results import FlowResult, ReplayResult
 
-TABS = ("Summary", "Flows", "Logs", "Metrics", "Callouts")
+STATIC = Path(__file__).parent / "static"
+TABS = ("Flows", "Summary", "Resources", "Logs", "Metrics", "Callouts")
 """Titles of the explorer's tabs."""
-FLOW_TABS = ("Request headers", "Response headers", "Body", "Logs", "Trace")
-"""Titles of the selected flow's tabs."""
+FLOW_TABS = (
+    "Request headers", "Response headers", "Body", "Logs", "Trace", "Error", "curl",
+)  # fmt: skip
+"""Titles of the selected flow's panes."""
 SHOW = ("All", "Modified", "Errors", "Local reply")
-"""The flow list's toggle."""
-MAX_ROWS = 1000
-"""Rows of the Summary and Logs tables at most (the rest is counted)."""
+"""The flow table's switch."""
+MAX_ROWS = 100
+"""Rows of the Summary and Logs tabs at most (the rest is counted: the flow
+table lists every flow, and `result.summary()` has every row)."""
+WINDOW = 120
+"""Rows sent to the front end at a time (it shows about 15)."""
+COLUMNS = (
+    ("index", "#"), ("method", "method"), ("host", "host"), ("path", "path"),
+    ("status", "status"), ("action", "action"), ("request", "request"),
+    ("response", "response"), ("body", "body"), ("us", "µs"), ("error", "error"),
+)  # fmt: skip
+"""The flow table's columns: key and title."""
 
 
 def modified(row: dict[str, Any]) -> bool:
@@ -52,7 +73,7 @@ def _tag(row: dict[str, Any]) -> str:
 
 
 def flow_label(row: dict[str, Any], captured: int | None = None) -> str:
-    """The flow list's label: ``#3  POST host/login  200→403  local reply``.
+    """A flow in words: ``#3  POST host/login  200→403  local reply``.
 
     ``captured`` is the recorded status, shown when the upstream was not asked.
     """
@@ -79,15 +100,43 @@ def _captured_status(flow: FlowResult) -> int | None:
     return status if isinstance(status, int) else None
 
 
-def _html(css_class: str | None = None) -> widgets.HTML:
-    widget = widgets.HTML()
-    if css_class:
-        widget.add_class(css_class)
-    return widget
+def _marks(row: dict[str, Any], side: str) -> str:
+    return " ".join(
+        f"{mark}{row[f'{side}_{kind}']}"
+        for kind, mark in (("added", "+"), ("removed", "-"), ("changed", "~"))
+        if row[f"{side}_{kind}"]
+    )
 
 
-class ReplayExplorer(widgets.VBox):  # type: ignore[misc]
-    """Widgets to browse a replay: summary, flows with their diffs, logs, metrics.
+def _sort_key(key: str) -> Any:
+    def status(row: dict[str, Any]) -> tuple[int, int]:
+        after, before = row["status_after"], row["status_before"]
+        return (-1 if after is None else after, -1 if before is None else before)
+
+    def changes(side: str) -> Any:
+        return lambda row: sum(
+            row[f"{side}_{k}"] for k in ("added", "removed", "changed")
+        )
+
+    special = {
+        "status": status,
+        "request": changes("request"),
+        "response": changes("response"),
+        "body": lambda row: row["body_changed"],
+        "error": lambda row: row["error"] or "",
+        "tag": _tag,
+    }
+    if key in special:
+        return special[key]
+    return lambda row: row[key]
+
+
+class ReplayExplorer(anywidget.AnyWidget):
+    """Browse a replay: a flow table with diffs, resources, summary, logs, metrics.
+
+    Set the traits from Python as the front end does (``explorer.selected =
+    3``, ``explorer.filter_text = "~m POST"``, ``explorer.sort_by = "us"``);
+    :meth:`move` is what ↑/↓ and j/k do.
 
     Args:
         result: the replay to show.
@@ -95,6 +144,43 @@ class ReplayExplorer(widgets.VBox):  # type: ignore[misc]
             (:class:`~wasmkit.envoy.differ.EnvoyComparison`); default: the one
             ``result.against_envoy()`` kept, if any.
     """
+
+    _esm = STATIC / "explorer.js"
+    _css = STATIC / "explorer.css"
+
+    status = t.Unicode("", help="The status line (HTML).").tag(sync=True)
+    tabs = t.List(t.Unicode(), help="The tab titles.").tag(sync=True)
+    tab = t.Unicode("Flows", help="The tab on show.").tag(sync=True)
+    pages = t.Dict(help="HTML of the static tabs, by title.").tag(sync=True)
+    columns = t.List(t.Dict(), help="The flow table's columns.").tag(sync=True)
+    count = t.Int(0, help="Rows the filter and switch let through.").tag(sync=True)
+    total = t.Int(0, help="Flows in the replay shown.").tag(sync=True)
+    window_start = t.Int(0, help="First row position of window.").tag(sync=True)
+    window = t.List(t.Dict(), help="The rows from window_start on.").tag(sync=True)
+    sort_by = t.Unicode("index", help="The column the rows are sorted by.").tag(
+        sync=True
+    )
+    sort_desc = t.Bool(False, help="Sorted in descending order.").tag(sync=True)
+    filter_text = t.Unicode("", help="A mitmproxy filter expression.").tag(sync=True)
+    filter_message = t.Unicode("", help="What the expression matched.").tag(sync=True)
+    filter_invalid = t.Bool(False, help="The expression does not parse.").tag(sync=True)
+    show_options = t.List(t.Unicode(), help="The switch's choices.").tag(sync=True)
+    show = t.Unicode("All", help="The switch: which flows the table lists.").tag(
+        sync=True
+    )
+    selected = t.Int(-1, help="Capture index of the selected flow; -1: none.").tag(
+        sync=True
+    )
+    position = t.Int(-1, help="Row of the selected flow; -1: not listed.").tag(
+        sync=True
+    )
+    flow_tabs = t.List(t.Unicode(), help="The flow panes' titles.").tag(sync=True)
+    flow_tab = t.Unicode("Response headers", help="The flow pane on show.").tag(
+        sync=True
+    )
+    unchanged = t.Bool(False, help="Header diffs list unchanged fields.").tag(sync=True)
+    detail = t.Dict(help="The selected flow's panes.").tag(sync=True)
+    resources = t.Dict(help="The Resources tab's series.").tag(sync=True)
 
     def __init__(self, result: ReplayResult, envoy: Any = None, **kwargs: Any) -> None:
         self.result = result
@@ -107,74 +193,47 @@ class ReplayExplorer(widgets.VBox):  # type: ignore[misc]
             f.index: flow_label(row, _captured_status(f))
             for f, row in self.flows.values()
         }
+        self._envoy_words: dict[int, str] = {}
         if self.envoy is not None:
             for index in self._labels:
                 word = envoy_pages.word(self.envoy.flow(index))
+                self._envoy_words[index] = word
                 self._labels[index] += f"  envoy: {word}"
-        self.status = _html("wasmkit-status")
-        self.status.value = tables.quiet(self._status())
-        self.filter = widgets.Text(
-            placeholder="mitmproxy filter, e.g. ~m POST & ~c 404 (before or after)",
-            description="filter",
-            continuous_update=True,
-            layout=widgets.Layout(width="50%"),
-        )
-        self.filter.add_class("wasmkit-filter")
-        self.filter_message = _html("wasmkit-filter-message")
-        choices = list(SHOW)
-        if self.envoy is not None:
-            choices.append(envoy_pages.SHOW)
-        self.show_mode = widgets.ToggleButtons(
-            options=choices, style={"button_width": "auto"}, value="All"
-        )
-        self.show_mode.add_class("wasmkit-show")
-        self.flowlist = widgets.Select(
-            options=[], rows=10, layout=widgets.Layout(width="100%")
-        )
-        self.flowlist.add_class("wasmkit-flowlist")
-        self.unchanged = widgets.Checkbox(
-            value=False, description="show unchanged", indent=False
-        )
-        self.unchanged.add_class("wasmkit-unchanged")
-        self.flow_title = _html("wasmkit-flow-title")
-        titles = list(FLOW_TABS)
-        if self.envoy is not None:
-            titles.append(envoy_pages.TAB)
-        self.flow_pages = [_html(f"wasmkit-flow-{i}") for i in range(len(titles))]
-        self.flow_tabs = widgets.Tab(children=self.flow_pages, titles=titles)
-        self.flow_tabs.add_class("wasmkit-flow-tabs")
-        flows_page = widgets.VBox(
-            [
-                widgets.HBox([self.filter, self.show_mode]),
-                self.filter_message,
-                self.flowlist,
-                self.flow_title,
-                self.unchanged,
-                self.flow_tabs,
-            ]
-        )
-        self.tabs = widgets.Tab(
-            children=[
-                widgets.HTML(self._summary_html()),
-                flows_page,
-                widgets.HTML(self._logs_html()),
-                widgets.HTML(self._metrics_html()),
-                widgets.HTML(self._callouts_html()),
-            ],
-            titles=list(TABS),
-        )
-        self.tabs.add_class("wasmkit-tabs")
-        super().__init__([self.status, self.tabs], **kwargs)
-        self.add_class("wasmkit-explorer")
         self._matches: set[int] | None = None  # the last valid expression's
         self._mitm_flows: dict[int, tuple[Any, Any]] = {}
-        self._quiet = False
-        self._rendered: int | None = -1  # the flow the pages show
-        self.filter.observe(self._on_filter, names="value")
-        self.show_mode.observe(self._refresh_list, names="value")
-        self.flowlist.observe(self._on_select, names="value")
-        self.unchanged.observe(self._on_unchanged, names="value")
-        self._refresh_list()
+        self._order: list[int] = []
+        self._positions: dict[int, int] = {}
+        columns = [{"key": k, "title": title} for k, title in COLUMNS]
+        show = list(SHOW)
+        flow_tabs = list(FLOW_TABS)
+        if self.envoy is not None:
+            columns.insert(6, {"key": "envoy", "title": "envoy"})
+            show.append(envoy_pages.SHOW)
+            flow_tabs.append(envoy_pages.TAB)
+        super().__init__(
+            status=tables.quiet(self._status()),
+            tabs=list(TABS),
+            pages={
+                "Summary": self._summary_html(),
+                "Logs": self._logs_html(),
+                "Metrics": self._metrics_html(),
+                "Callouts": self._callouts_html(),
+            },
+            columns=columns,
+            total=len(self.rows),
+            show_options=show,
+            flow_tabs=flow_tabs,
+            resources=resources.view(result.resource_rows()),
+            **kwargs,
+        )
+        self.add_class("wasmkit-explorer")
+        self.observe(self._refresh, names=["sort_by", "sort_desc", "show"])
+        self.observe(self._on_filter, names="filter_text")
+        self.observe(self._on_window, names="window_start")
+        self.observe(self._on_selected, names="selected")
+        self.observe(self._on_unchanged, names="unchanged")
+        self.on_msg(self._on_message)
+        self._refresh()
 
     # -- static parts -----------------------------------------------------------
 
@@ -196,8 +255,10 @@ class ReplayExplorer(widgets.VBox):  # type: ignore[misc]
             )
         text = " · ".join(parts) + f" &nbsp; {tables.LEGEND}"
         if r.capture_error:
-            text += f'<br><span style="color:#a11">capture error: {e(r.capture_error)}'
-            text += "</span>"
+            text += (
+                '<br><span class="wasmkit-error-text">capture error: '
+                f"{e(r.capture_error)}</span>"
+            )
         return text
 
     def _summary_html(self) -> str:
@@ -214,8 +275,7 @@ class ReplayExplorer(widgets.VBox):  # type: ignore[misc]
                 classes.append("wk-modified" if modified(row) else "wk-unchanged")
         extra = {}
         if self.envoy is not None:
-            words = [envoy_pages.word(self.envoy.flow(r["index"])) for r in rows]
-            extra["envoy"] = words
+            extra["envoy"] = [self._envoy_words[r["index"]] for r in rows]
         html = tables.summary_html(rows, row_classes=classes, extra=extra)
         return html + self._more(len(self.rows))
 
@@ -258,7 +318,35 @@ class ReplayExplorer(widgets.VBox):  # type: ignore[misc]
             empty="The filter made no HTTP callouts.",
         )
 
-    # -- the flow list ----------------------------------------------------------
+    # -- the flow table -----------------------------------------------------------
+
+    def row_json(self, row: dict[str, Any]) -> dict[str, Any]:
+        """One row of the flow table as the front end draws it."""
+        index = row["index"]
+        flow, _ = self.flows[index]
+        before = row["status_before"]
+        if before is None:
+            before = _captured_status(flow)
+        after = row["status_after"]
+        out = {
+            "index": index,
+            "method": row["method"],
+            "host": row["host"],
+            "path": row["path"],
+            "status": f"{'-' if before is None else before} → "
+            f"{'-' if after is None else after}",
+            "action": row["action"],
+            "request": _marks(row, "request"),
+            "response": _marks(row, "response"),
+            "body": "changed" if row["body_changed"] else "",
+            "us": row["us"],
+            "error": row["error"] or "",
+            "tag": _tag(row).replace(" ", "-"),
+            "label": self._labels[index],
+        }
+        if self.envoy is not None:
+            out["envoy"] = self._envoy_words[index]
+        return out
 
     def _mitm_flow(self, flow: FlowResult) -> tuple[Any, Any]:
         from wasmkit.traffic import mitm
@@ -279,22 +367,23 @@ class ReplayExplorer(widgets.VBox):  # type: ignore[misc]
             self._mitm_flows[flow.index] = cached
         return cached
 
-    def _on_filter(self, change: dict[str, Any]) -> None:
+    def _on_filter(self, change: Any = None) -> None:
         from wasmkit.traffic import mitm
 
-        expr = str(change["new"]).strip()
+        expr = self.filter_text.strip()
         if not expr:
             self._matches = None
-            self.filter_message.value = ""
-            self._refresh_list()
+            self.filter_message = ""
+            self.filter_invalid = False
+            self._refresh()
             return
         try:
             match = mitm.compile_filter(expr)
         except ValueError as exc:
-            self.filter_message.value = (
-                f'<span style="color:#a11">{e(exc)} — the list shows the last valid '
-                "filter's flows. Syntax: ~m METHOD, ~d DOMAIN, ~c CODE, ~h HEADER, "
-                "~u URL, !, &amp;, |</span>"
+            self.filter_invalid = True
+            self.filter_message = (
+                f"{exc} — the table shows the last valid filter's flows. Syntax: "
+                "~m METHOD, ~d DOMAIN, ~c CODE, ~h HEADER, ~u URL, !, &, |"
             )
             return
         matches = set()
@@ -307,13 +396,14 @@ class ReplayExplorer(widgets.VBox):  # type: ignore[misc]
                 failures += 1
         self._matches = matches
         note = f" ({failures} flows could not be matched)" if failures else ""
-        self.filter_message.value = f"{len(matches)} flows match{note}"
-        self._refresh_list()
+        self.filter_invalid = False
+        self.filter_message = f"{len(matches)} flows match{note}"
+        self._refresh()
 
     def _visible(self, row: dict[str, Any]) -> bool:
         if self._matches is not None and row["index"] not in self._matches:
             return False
-        mode = self.show_mode.value
+        mode = self.show
         if mode == "Modified":
             return modified(row)
         if mode == "Errors":
@@ -325,54 +415,87 @@ class ReplayExplorer(widgets.VBox):  # type: ignore[misc]
             return exchange is not None and not exchange.agrees
         return True
 
-    def _refresh_list(self, change: Any = None) -> None:
-        current = self.flowlist.value
-        options = [
-            (self._labels[r["index"]], r["index"])
-            for r in self.rows
-            if self._visible(r)
-        ]
-        values = [v for _, v in options]
-        self._quiet = True  # one render below, not one per trait change
+    @property
+    def order(self) -> list[int]:
+        """Capture indexes of the listed flows, in the table's order."""
+        return list(self._order)
+
+    def _refresh(self, change: Any = None) -> None:
+        key = _sort_key(self.sort_by if self.sort_by else "index")
+        listed = [r for r in self.rows if self._visible(r)]
+        listed.sort(key=lambda r: r["index"])
         try:
-            self.flowlist.options = options
-            if current in values:
-                self.flowlist.value = current
-            elif values:
-                self.flowlist.value = values[0]
-        finally:
-            self._quiet = False
-        if self.flowlist.value != self._rendered or not values:
-            self._render(self.flowlist.value)
+            listed.sort(key=key, reverse=self.sort_desc)
+        except (KeyError, TypeError):  # an unknown column or None among values
+            listed.sort(key=lambda r: (key(r) is None, str(key(r))))
+        self._order = [r["index"] for r in listed]
+        self._positions = {index: i for i, index in enumerate(self._order)}
+        with self.hold_sync():
+            self.count = len(self._order)
+            first = self._order[0] if self._order else -1
+            if self.selected not in self._positions and self.selected != first:
+                self.selected = first  # placed and drawn by _on_selected
+            else:
+                self._place()
+            self._send_window()
 
-    def _on_select(self, change: dict[str, Any]) -> None:
-        if not self._quiet:
-            self._render(change["new"])
+    def _place(self) -> None:
+        # The selected flow's row, and a window that holds it.
+        position = self._positions.get(self.selected, -1)
+        self.position = position
+        start = self.window_start
+        if position >= 0 and not start <= position < start + WINDOW - 5:
+            self.window_start = max(0, position - 20)
+        if position < 0 and self.window_start >= max(1, self.count):
+            self.window_start = 0
+        self._render()
 
-    def _on_unchanged(self, change: dict[str, Any]) -> None:
-        self._render(self.flowlist.value)
+    def _on_window(self, change: Any) -> None:
+        self._send_window()
+
+    def _send_window(self) -> None:
+        start = max(0, min(self.window_start, max(0, self.count - 1)))
+        rows = [
+            self.row_json(self.flows[index][1])
+            for index in self._order[start : start + WINDOW]
+        ]
+        self.window = [{**row, "position": start + i} for i, row in enumerate(rows)]
+
+    def move(self, delta: int = 0, to: int | None = None) -> None:
+        """Select the flow ``delta`` rows down (up if negative), or at row ``to``.
+
+        ``to=-1`` is the last row. What ↑/↓, j/k, Page Up/Down, Home and End do.
+        """
+        if not self._order:
+            return
+        if to is not None:
+            target = to if to >= 0 else len(self._order) + to
+        else:
+            target = max(self.position, 0) + delta
+        target = max(0, min(len(self._order) - 1, target))
+        self.selected = self._order[target]
+
+    def _on_message(self, widget: Any, content: Any, buffers: Any) -> None:
+        if isinstance(content, dict) and content.get("type") == "move":
+            delta, to = content.get("delta", 0), content.get("to")
+            self.move(int(delta), None if to is None else int(to))
+
+    def _on_selected(self, change: Any) -> None:
+        with self.hold_sync():
+            self._place()
+
+    def _on_unchanged(self, change: Any) -> None:
+        self._render()
 
     # -- the selected flow --------------------------------------------------------
 
-    def _render(self, index: int | None) -> None:
-        self._rendered = index
-        if index is None or index not in self.flows:
-            self.flow_title.value = "<p>No flow matches.</p>"
-            for page in self.flow_pages:
-                page.value = ""
+    def _render(self) -> None:
+        index = self.selected
+        if index not in self.flows:
+            self.detail = {"index": -1, "title": "No flow matches.", "panes": {}}
             return
         flow, _ = self.flows[index]
-        title = f"<b>{e(self._labels[index])}</b>" + "".join(
-            f"<br>{e(line)}" for line in flow_pages.notes(flow)
-        )
-        self.flow_title.value = tables.quiet(title)
-        request, response = flow_pages.headers(
-            flow, unchanged=bool(self.unchanged.value)
-        )
-        self.flow_pages[0].value = request
-        self.flow_pages[1].value = response
-        self.flow_pages[2].value = flow_pages.body(flow)
-        self.flow_pages[3].value = flow_pages.logs(flow)
-        self.flow_pages[4].value = flow_pages.trace(flow)
+        detail = flow_detail.detail(flow, self._labels[index], unchanged=self.unchanged)
         if self.envoy is not None:
-            self.flow_pages[5].value = envoy_pages.flow_page(self.envoy, index)
+            detail["panes"][envoy_pages.TAB] = envoy_pages.flow_page(self.envoy, index)
+        self.detail = detail

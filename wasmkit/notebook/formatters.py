@@ -61,7 +61,9 @@ def text(obj: ReplayResult | Comparison) -> str:
 
 def bundle(obj: ReplayResult | Comparison) -> dict[str, Any]:
     """The mime bundle: widget view, static HTML summary and text."""
-    data = dict(widget(obj)._repr_mimebundle_())
+    view = widget(obj)._repr_mimebundle_()
+    # An anywidget answers (data, metadata); an ipywidget the data alone.
+    data = dict(view[0] if isinstance(view, tuple) else view)
     data["text/html"] = obj._repr_html_()
     data["text/plain"] = text(obj)
     return data

@@ -1,11 +1,12 @@
-"""HTML tables of a replay for the explorer: pandas Stylers with real CSS colours.
+"""HTML tables of a replay for the explorer: pandas Stylers tinted by the theme.
 
 Every table is a :class:`pandas.io.formats.style.Styler` rendered to HTML:
 its ``<table>`` carries a ``class`` (``wasmkit-diff`` for the diff tables) and
 ``data-flow="<capture index>"``; diff rows carry ``wk-added`` /
-``wk-removed`` / ``wk-changed`` / ``wk-unchanged`` on every cell, coloured by
-the Styler's ``<style>`` block, and a ``change`` column says the same in words,
-so the tables read without colour too. Cell values are HTML-escaped with
+``wk-removed`` / ``wk-changed`` / ``wk-unchanged`` on every cell, tinted by
+the Styler's ``<style>`` block with JupyterLab's theme colours
+(:data:`wasmkit.diff.frames.TABLE_STYLES`), and a ``change`` column says the
+same in words, so the tables read without colour too. Cell values are HTML-escaped with
 newlines as line breaks, and every table and diff carries the
 ``tex2jax_ignore mathjax_ignore`` classes: MathJax (which typesets HTML
 widgets and outputs in JupyterLab) never turns a ``$.id`` into LaTeX.
@@ -20,57 +21,34 @@ from typing import Any
 import pandas as pd
 
 from wasmkit.diff.compare import BodyChange, header_changes
-from wasmkit.diff.frames import NO_MATHJAX, cell_html, summary_frame
+from wasmkit.diff.frames import (
+    NO_MATHJAX,
+    TABLE_STYLES,
+    cell_html,
+    css,
+    summary_frame,
+    tint,
+)
 from wasmkit.host.message import HeaderPairs
 
-GREEN = "#d4f7d4"
-"""Background of added rows."""
-RED = "#f9d0d0"
-"""Background of removed rows (and failed flows)."""
-YELLOW = "#fbf0b8"
-"""Background of changed rows (and modified flows)."""
-BLUE = "#dde8f9"
-"""Background of flows answered by a local reply."""
 
-_CLASS_COLOURS = {
-    "wk-added": GREEN,
-    "wk-removed": RED,
-    "wk-changed": YELLOW,
-    "wk-failed": RED,
-    "wk-modified": YELLOW,
-    "wk-local-reply": BLUE,
-    "wk-warn": YELLOW,
-    "wk-error": RED,
-}
+def _swatch(kind: str, word: str) -> str:
+    return (
+        f'<span class="wk-{kind}" style="{css(tint(kind))};padding:0 4px">{word}</span>'
+    )
 
-_BASE_STYLES: list[dict[str, Any]] = [
-    {"selector": "", "props": [("border-collapse", "collapse"), ("margin", "4px 0")]},
-    {
-        "selector": "th, td",
-        "props": [
-            ("border", "1px solid #ccc"),
-            ("padding", "2px 6px"),
-            ("text-align", "left"),
-            ("vertical-align", "top"),
-            ("font-family", "ui-monospace, monospace"),
-            ("font-size", "12px"),
-            ("white-space", "pre-wrap"),
-            ("overflow-wrap", "break-word"),  # long tokens only, not every word
-        ],
-    },
-    {"selector": "th", "props": [("background-color", "#f0f0f0")]},
-    *(
-        {"selector": f"td.{cls}", "props": [("background-color", colour)]}
-        for cls, colour in _CLASS_COLOURS.items()
-    ),
+
+LEGEND = " ".join(
+    _swatch(kind, kind) for kind in ("added", "removed", "changed")
+)  # fmt: skip
+"""The colour legend of the status lines: tints of the theme's colours."""
+
+
+_STYLES = [
+    *TABLE_STYLES,
+    {"selector": "td.wk-warn", "props": tint("changed")},  # log levels
+    {"selector": "td.wk-error", "props": tint("failed")},
 ]
-
-LEGEND = (
-    f'<span style="background-color:{GREEN};padding:0 4px">added</span> '
-    f'<span style="background-color:{RED};padding:0 4px">removed</span> '
-    f'<span style="background-color:{YELLOW};padding:0 4px">changed</span>'
-)
-"""The colour legend of the status lines."""
 
 
 def e(value: Any) -> str:
@@ -107,7 +85,7 @@ def styled(
         .format(_cell)
         .hide(axis="index")
         .set_table_attributes(attrs)
-        .set_table_styles(_BASE_STYLES)
+        .set_table_styles(_STYLES)
     )
     if row_classes is not None and len(frame):
         classes = pd.DataFrame(
@@ -245,23 +223,20 @@ def header_table(
 
 
 def diff_pre(text: str) -> str:
-    """A unified diff or JSON path list as ``<pre>``, lines coloured by kind."""
+    """A unified diff or JSON path list as ``<pre>``, lines tinted by kind."""
     out = []
     for line in text.splitlines():
         if line.startswith(("+++", "---", "@@")):
-            colour = "#666"
-        elif line.startswith("+"):
-            colour = "#17701a"
-        elif line.startswith("-"):
-            colour = "#a11"
-        elif line.startswith("~"):
-            colour = "#8a6d00"
-        else:
-            out.append(e(line))
+            out.append(f'<span style="opacity:0.75">{e(line)}</span>')
             continue
-        out.append(f'<span style="color:{colour}">{e(line)}</span>')
+        kind = {"+": "added", "-": "removed", "~": "changed"}.get(line[:1])
+        if kind is None:
+            out.append(e(line))
+        else:
+            out.append(f'<span style="{css(tint(kind))}">{e(line)}</span>')
     return (
-        f'<pre class="{NO_MATHJAX}" style="background:#f7f7f7;padding:4px;'
+        f'<pre class="{NO_MATHJAX}" style="background:var(--jp-layout-color1);'
+        "color:var(--jp-content-font-color1);padding:4px;"
         'white-space:pre-wrap;max-height:30em;overflow:auto">'
         + "\n".join(out)
         + "</pre>"
