@@ -129,11 +129,8 @@ def test_every_tutorial_cell_is_found():
 CLOCK_LOGS = {"05-http-callouts.ipynb": r"(answered \d+ after )\d+(?= ms)"}
 
 # Differences not modelled yet, asserted to be still there (so the test says
-# so when they are gone): tutorial 03 logs every body callback, and Envoy's
-# HTTP/1 codec ends each body with an empty end-of-stream callback
-# (ConnectionManager.http1_codec_end_frame, off by default for now) and
-# splits large bodies by network reads.
-KNOWN_GAPS = {"03-watch": "body callbacks as Envoy's HTTP/1 codec makes them"}
+# so when they are gone): none today.
+KNOWN_GAPS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module", params=CELLS, ids=[c.id for c in CELLS])

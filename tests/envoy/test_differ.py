@@ -202,6 +202,38 @@ def test_every_normalization_is_in_the_readme():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for norm in normalize.NORMALIZATIONS:
         assert f"`{norm.name}`" in readme, norm.name
-        assert set(norm.messages) <= {normalize.UPSTREAM, normalize.CLIENT}
+        assert set(norm.messages) <= {
+            normalize.UPSTREAM,
+            normalize.CLIENT,
+            normalize.LOGS,
+        }
         assert norm.rule and norm.why
-    assert set(normalize.RULES) == set(normalize.NAMES)
+    assert set(normalize.RULES) | {"body-reads"} == set(normalize.NAMES)
+
+
+def _body_flow(lines, body_size):
+    flow = _flow(_up(), response(200, [], "x" * body_size))
+    flow.result.response_before = flow.result.response_after
+    flow.result.logs = [
+        LogRecord(LogLevel.INFO, text, 2, callback=cb) for cb, text in lines
+    ]
+    return flow
+
+
+def test_a_large_bodys_callbacks_may_follow_envoys_reads():
+    head = ("proxy_on_response_headers", "headers")
+    tail = ("proxy_on_log", "done")
+    ours = [head, ("proxy_on_response_body", "body 20000 eos=0"),
+            ("proxy_on_response_body", "body 0 eos=1"), tail]  # fmt: skip
+    envoy = [head, ("", "body 16384 eos=0"), ("", "body 3616 eos=0"),
+             ("", "body 0 eos=1"), tail]  # fmt: skip
+    comparison = _compare(_body_flow(ours, 20000), _body_flow(envoy, 20000))
+    assert comparison.identical
+    assert comparison.normalized["body-reads"] == 1
+    # A small body arrives in one read: its callbacks are compared line by line.
+    small = _compare(_body_flow(ours, 2000), _body_flow(envoy, 2000))
+    assert [d.field for d in small.unexplained] == ["logs[1]"]
+    # The lines after the body callbacks must agree.
+    other = [*envoy[:-1], ("", "other")]
+    late = _compare(_body_flow(ours, 20000), _body_flow(other, 20000))
+    assert late.unexplained and late.normalized["body-reads"] == 0

@@ -596,10 +596,10 @@ def _body_calls(result):
     ]
 
 
-def test_the_http1_end_frame_knob_splits_off_the_end_of_each_body(probe):
+def test_each_body_ends_in_an_empty_frame_as_envoys_http1_codec_sends(probe):
     post = request("POST", "http://h/x", [("content-length", "5")], "hello")
     resp = response(200, [("content-length", "2")], "ok")
-    split, _ = run(probe, post, resp, http1_codec_end_frame=True)
+    split, _ = run(probe, post, resp)
     assert _body_calls(split) == [
         "rqb size=5 eos=0",
         "rqb size=0 eos=1",
@@ -608,8 +608,8 @@ def test_the_http1_end_frame_knob_splits_off_the_end_of_each_body(probe):
     ]
     assert split.upstream_request.body == b"hello"
     assert split.client_response.body == b"ok"
-    # Off (the default for now): one callback per body, with its end.
-    whole, _ = run(probe, post, resp)
+    # Off: one callback per body, with its end.
+    whole, _ = run(probe, post, resp, http1_codec_end_frame=False)
     assert _body_calls(whole) == ["rqb size=5 eos=1", "rsb size=2 eos=1"]
 
 
@@ -617,9 +617,8 @@ def test_a_filter_holding_the_body_sees_it_whole_at_the_end_frame():
     from tests.host.probe import BUFFERING_PROBE_WAT
 
     post = request("POST", "http://h/x", [("content-length", "5")], "hello")
-    cm = replace(ENVOY_DEFAULTS, http1_codec_end_frame=True)
     result = load(BUFFERING_PROBE_WAT).run_http(
-        post, response(200, [("content-length", "2")], "ok"), connection_manager=cm
+        post, response(200, [("content-length", "2")], "ok")
     )
     assert result.error is None
     assert _body_calls(result)[:2] == ["rqb size=5 eos=0", "rqb size=5 eos=1"]

@@ -159,11 +159,28 @@ def _body_text(body: bytes) -> str:
 
 
 def _logs(flow: FlowResult) -> list[str]:
+    return [line for _, line in _log_lines(flow)]
+
+
+def _log_lines(flow: FlowResult) -> list[tuple[str, str]]:
     return [
-        f"{log.level.label}: {log.message}"
+        (log.callback, f"{log.level.label}: {log.message}")
         for log in flow.result.logs
         if log.source != "host"
     ]
+
+
+def _large_bodies(w: FlowResult, e: FlowResult) -> list[str]:
+    """The body callbacks whose body was over ``SMALL_BODY`` on either side."""
+    out = []
+    for callback, side in (
+        ("proxy_on_request_body", lambda r: r.request_before),
+        ("proxy_on_response_body", lambda r: r.response_before),
+    ):
+        sizes = [len(m.body) for m in (side(w.result), side(e.result)) if m]
+        if sizes and max(sizes) > normalize.SMALL_BODY:
+            out.append(callback)
+    return out
 
 
 def _reply(flow: FlowResult) -> str:
@@ -332,7 +349,12 @@ def compare_flows(
     )
     diffs.extend(found)
     result.normalized.extend(applied)
-    diffs.extend(_list_differences(index, "logs", _logs(w), _logs(e)))
+    w_logs, e_logs, reads = normalize.body_reads(
+        _log_lines(w), _logs(e), _large_bodies(w, e)
+    )
+    if reads:
+        result.normalized.append("body-reads")
+    diffs.extend(_list_differences(index, "logs", w_logs, e_logs))
     reply_w, reply_e = _reply(w), _reply(e)
     if reply_w != reply_e:
         diffs.append(Difference(index, "local_reply", reply_w, reply_e))

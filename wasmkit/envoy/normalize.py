@@ -20,6 +20,13 @@ UPSTREAM = "upstream_request"
 """The request as the upstream received it."""
 CLIENT = "client_response"
 """The response as the client received it."""
+LOGS = "logs"
+"""The filter's log lines."""
+
+SMALL_BODY = 16 * 1024
+"""Envoy reads a socket 16 KiB at a time: a body up to this size reaches
+the filter as one data frame (then the codec's end), a larger one in the
+pieces each read event brought."""
 
 Fields = list[tuple[bytes, bytes]]
 
@@ -98,6 +105,17 @@ NORMALIZATIONS: tuple[Normalization, ...] = (
         "captured over TLS",
         "the replay sends every exchange to Envoy's plaintext listener, so "
         "Envoy sees http where the captured client used https",
+    ),
+    Normalization(
+        "body-reads",
+        (LOGS,),
+        ("proxy_on_request_body", "proxy_on_response_body"),
+        "the log lines the filter wrote in the body callbacks of a body of "
+        "more than 16 KiB, when the lines before them and the lines after "
+        "them agree exactly",
+        "Envoy hands the filter each piece of a large body as its socket "
+        "reads brought it (how many and how big depends on timing); wasmkit "
+        "delivers the captured body in one frame or in chunk_size pieces",
     ),
 )
 """Every normalization, in the order they run."""
@@ -262,6 +280,38 @@ RULES: dict[str, Rule] = {
     "downstream-scheme": _scheme,
 }
 """The rule of each normalization, by name."""
+
+
+def body_reads(
+    wasmkit: list[tuple[str, str]], envoy: list[str], large: list[str]
+) -> tuple[list[str], list[str], bool]:
+    """The ``body-reads`` normalization on one exchange's logs.
+
+    ``wasmkit``: (callback, line) per log line; ``envoy``: Envoy's lines;
+    ``large``: the body callbacks whose body was over :data:`SMALL_BODY`.
+    Each such callback's run of lines on wasmkit's side, and what stands
+    between the same prefix and suffix on Envoy's, become one marker line on
+    both sides. Returns both sides' lines and whether that changed anything.
+    """
+    w = list(wasmkit)
+    e = list(envoy)
+    changed = False
+    for callback in large:
+        at = [i for i, (cb, _) in enumerate(w) if cb == callback]
+        if not at or at[-1] - at[0] + 1 != len(at):
+            continue  # none, or other callbacks' lines in between
+        i1, i2 = at[0], at[-1] + 1
+        head = [line for _, line in w[:i1]]
+        tail = [line for _, line in w[i2:]]
+        j2 = len(e) - len(tail)
+        if j2 < i1 or e[:i1] != head or e[j2:] != tail:
+            continue
+        if [line for _, line in w[i1:i2]] != e[i1:j2]:
+            changed = True
+        marker = f"({callback}: lines as the body's reads came)"
+        w[i1:i2] = [(callback + " normalized", marker)]
+        e[i1:j2] = [marker]
+    return [line for _, line in w], e, changed
 
 
 def apply(pair: Pair, ctx: Context) -> list[str]:

@@ -106,7 +106,7 @@ class ConnectionManager:
     trailers unless set (measured: the filter sees neither the client's nor
     the upstream's, and sends none on). The listener and the upstream
     cluster are HTTP/1.1, Envoy's defaults."""
-    http1_codec_end_frame: bool = False
+    http1_codec_end_frame: bool = True
     """``True``: bodies arrive as Envoy 1.40 delivers them. Envoy's HTTP/1
     codec delivers a body (the client's request, the upstream's response)
     without its end, then an empty data frame with
@@ -115,9 +115,11 @@ class ConnectionManager:
     measured: ``size=N eos=0``, then ``size=0 eos=1``, or ``size=N eos=1``
     when the filter held the first). A body followed by trailers ends with
     the trailers; bodiless messages and the replies Envoy makes itself
-    (local replies, the router's 503) have no such frame. ``False``: the
-    body arrives with ``end_of_stream`` in its last chunk: still the default,
-    until the trailer cases are checked against Envoy."""
+    (local replies, the router's 503) have no such frame; trailers dropped
+    by the codec (``enable_trailers`` off) leave the empty frame in their
+    place (measured). ``False``: the body arrives with ``end_of_stream`` in
+    its last chunk, as a client sending one HTTP/2 DATA frame with
+    END_STREAM would deliver it."""
     local_address: str | None = None
     """Envoy's own address, which ``use_remote_address`` appends to
     ``x-forwarded-for`` in place of a loopback peer (Envoy: the host's first

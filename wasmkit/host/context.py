@@ -26,6 +26,9 @@ class LogRecord:
     """``proxy_log``, ``stdout``, ``stderr`` or ``host``."""
     time_ns: int = 0
     """Virtual time of the record (ns since the epoch)."""
+    callback: str = ""
+    """The callback the filter was running (``proxy_on_response_body``...);
+    empty outside one and on Envoy's side."""
 
     def to_json(self) -> dict[str, Any]:
         """``{"level", "message"}`` as in run records, plus the context id."""

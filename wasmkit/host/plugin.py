@@ -848,7 +848,14 @@ class FilterVm:
         if kept < whole:
             message = message[:kept] + f" [cut: {whole - kept:,} more bytes]"
         self.logs.append(
-            LogRecord(level, message, self.ctx.id, source, self.clock.now_ns())
+            LogRecord(
+                level,
+                message,
+                self.ctx.id,
+                source,
+                self.clock.now_ns(),
+                self.current_callback if self._depth else "",
+            )
         )
 
     def log_room(self) -> int:
