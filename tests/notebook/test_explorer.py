@@ -49,7 +49,10 @@ MIXED = filter_wat(
         (global.get $s_date) (global.get $s_date_len)))
       (i32.const 0))
     (func (export "proxy_on_response_body") (param i32 i32 i32) (result i32)
-      (if (i32.and (local.get 2) (i32.gt_u (local.get 1) (i32.const 0))) (then
+      ;; Held until its end (Envoy's HTTP/1 codec ends it with an empty frame),
+      ;; then the whole body is replaced.
+      (if (i32.eqz (local.get 2)) (then (return (i32.const 1))))
+      (if (i32.gt_u (local.get 1) (i32.const 0)) (then
         (drop (call $proxy_set_buffer_bytes (i32.const 1) (i32.const 0) (local.get 1)
           (global.get $s_body) (global.get $s_body_len)))))
       (i32.const 0))
