@@ -3,12 +3,11 @@
 Real processes throughout: ``wasmkit replay`` subprocesses get a real SIGINT
 once they have replayed for a while (their CPU time says so, whatever the
 machine's load), a Jupyter kernel is interrupted as the notebook's button
-does, and worker processes are killed with SIGKILL.
+does, and the Dask worker processes of a replay are killed with SIGKILL.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -16,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pytest
@@ -24,9 +22,6 @@ from mitmproxy.io import FlowReader
 
 from tests.replay.test_parallel import spinning
 from tests.traffic import helpers
-from wasmkit.replay import parallel
-from wasmkit.replay.parallel import replay_parallel
-from wasmkit.traffic import load_capture
 
 # About 20 ms of wasm per request, then a header added: slow enough to
 # interrupt mid-replay, fast enough to replay a few hundred flows.
@@ -48,11 +43,7 @@ def slow(tmp_path_factory):
 
 @pytest.fixture
 def env(tmp_path):
-    return {
-        **os.environ,
-        "WASMKIT_CACHE": str(tmp_path / "kit-cache"),
-        "WASMKIT_WORKER_IDLE_S": "0",
-    }
+    return {**os.environ, "WASMKIT_CACHE": str(tmp_path / "kit-cache")}
 
 
 def _cpu_s(pid: int) -> float:
@@ -64,8 +55,9 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _children(pid: int) -> list[int]:
-    # Worker processes (multiprocessing's spawn) whose parent is ``pid``.
+def _workers(pid: int) -> list[int]:
+    # The Dask worker processes of ``pid``'s local cluster: its nannies run
+    # in ``pid`` and start them with multiprocessing's spawn.
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -77,7 +69,7 @@ def _children(pid: int) -> list[int]:
             continue
         if int(stat[1]) == pid and b"spawn_main" in cmdline:
             found.append(int(entry.name))
-    return found
+    return sorted(found)
 
 
 def _wait_for(predicate, timeout: float = 60.0, what: str = "") -> None:
@@ -189,23 +181,51 @@ def test_ctrl_c_with_streamed_records_leaves_the_complete_partial_file(
     assert [p.name for p in tmp_path.iterdir()] == ["kit-cache", "records.json"]
 
 
-def test_ctrl_c_with_workers_stops_them_and_keeps_what_came_back(slow, env, tmp_path):
+def test_ctrl_c_with_workers_keeps_the_partitions_done(slow, env, tmp_path):
+    # 30 partitions of 50 flows (about a second each): interrupted once the
+    # workers replayed a few, as Ctrl-C in a terminal (the whole group).
     wat, capture = slow
     target = tmp_path / "records.json"
-    code, _, err, took = _interrupted(
-        _replay_cmd(
-            wat, capture, "--workers", "2", "--balance", "even", "--json", target
-        ),
-        env,
-        cpu_s=3.0,
+    cmd = _replay_cmd(
+        wat, capture, "--workers", "2", "--partitions", "30", "--json", target
     )
-    assert code == 130, err
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        _wait_for(lambda: len(_workers(proc.pid)) == 2 or proc.poll() is not None,
+                  120, "the workers")  # fmt: skip
+        workers = _workers(proc.pid)
+        start = sum(_cpu_s(p) for p in workers)
+        _wait_for(
+            lambda: (
+                sum(_cpu_s(p) for p in workers) - start >= 4.0
+                or proc.poll() is not None
+            ),
+            120,
+            "the workers' replay",
+        )
+        assert proc.poll() is None, "the replay ended before the interrupt"
+        os.killpg(proc.pid, signal.SIGINT)
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=120)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, err
     _no_traceback(err)
     indexes = _partial_json(target)
     assert indexes == sorted(set(indexes)) and len(indexes) == _done(err)
-    assert indexes[:10] == list(range(10))
-    # The worker in the middle of a piece is stopped, not waited for.
+    # Whole partitions (the finished ones, in order, gaps and all).
+    blocks = sorted({i // 50 for i in indexes})
+    assert indexes == [i for b in blocks for i in range(b * 50, b * 50 + 50)]
+    # The partitions under way are cancelled, not waited for.
     assert took < 20
+    _wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in workers), 30,
+              "the workers to stop")  # fmt: skip
 
 
 def test_a_kernel_interrupt_keeps_the_partial_result(slow, env):
@@ -257,90 +277,37 @@ def _outputs(kc, msg_id, *, timeout):
 # -- worker processes that die -----------------------------------------------------
 
 
-def _exchanges(count):
-    base = [helpers.http_flow(n) for n in range(4)]
-    path = helpers.write_flows(Path(os.environ["WASMKIT_CACHE"]) / "few.flow", base)
-    rows = list(load_capture(path))
-    return [dataclasses.replace(rows[i % 4], index=i) for i in range(count)]
-
-
-@pytest.fixture
-def kit_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("WASMKIT_CACHE", str(tmp_path))
-    parallel.shutdown_workers()
-    yield
-    parallel.shutdown_workers()
-
-
-@pytest.mark.parametrize("balance", ["even", "measured"])
-def test_a_worker_killed_before_its_job_is_handed_over(kit_cache, monkeypatch, balance):
-    exchanges = _exchanges(200)
-    made = []
-    new_worker = parallel._new_worker
-
-    def recording(*args):
-        made.append(new_worker(*args))
-        return made[-1]
-
-    monkeypatch.setattr(parallel, "_new_worker", recording)
-
-    def read_then_kill():
-        # The workers are started, the job not yet sent: kill the process and
-        # wait until its pool knows it is gone.
-        pool = made[-1].pool
-        os.kill(pool.submit(os.getpid).result(timeout=60), signal.SIGKILL)
-        _wait_for(lambda: _broken(pool), 30, "the pool to notice")
-        yield from exchanges
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        two = replay_parallel(SPIN, read_then_kill(), workers=2, balance=balance)
-    assert [f.index for f in two] == list(range(200))
-    assert all(f.result.request_after.get(b"x-replayed") == b"yes" for f in two)
-    notes = [str(w.message) for w in caught if w.category is RuntimeWarning]
-    if balance == "even":  # it had a share: its flows were replayed here
-        assert notes and "replay worker process 1 stopped" in notes[0]
-        assert two.parts[-1][0] == 0 and two.parts[-1][1].stop == 200
-    assert parallel.idle_workers() == 0
-
-
-def _broken(pool) -> bool:
-    try:
-        pool.submit(os.getpid).cancel()
-    except parallel.BrokenProcessPool:
-        return True
-    return False
-
-
 @pytest.mark.parametrize("when", ["at once", "mid-replay"])
 def test_the_cli_survives_a_worker_killed_at_any_moment(slow, env, tmp_path, when):
+    # Dask replays a killed worker's partition on another (its nanny starts
+    # a new worker): the records are whole.
     wat, capture = slow
     target = tmp_path / "records.json"
     cmd = _replay_cmd(
-        wat, capture, "--workers", "2", "--balance", "even", "--limit", "600",
+        wat, capture, "--workers", "2", "--limit", "600", "--partitions", "6",
         "--json", target,
     )  # fmt: skip
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
     try:
-        _wait_for(
-            lambda: _children(proc.pid) or proc.poll() is not None, 60, "a worker"
-        )
-        workers = _children(proc.pid)
-        if when == "mid-replay":  # it started up (~0.5 s) and replays its share
-            _wait_for(lambda: _cpu_s(workers[0]) >= 1.2, 60, "the worker's replay")
-        for pid in workers:
-            os.kill(pid, signal.SIGKILL)
-        out, err = proc.communicate(timeout=180)
+        _wait_for(lambda: _workers(proc.pid) or proc.poll() is not None, 120,
+                  "a worker")  # fmt: skip
+        workers = _workers(proc.pid)
+        if when == "mid-replay":  # it started up and replays its partition
+            start = _cpu_s(workers[0])
+            _wait_for(lambda: _cpu_s(workers[0]) - start >= 1.5 + (start < 1.0),
+                      120, "the worker's replay")  # fmt: skip
+        os.kill(workers[0], signal.SIGKILL)
+        out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0, err
-    assert "Traceback" not in err and "BrokenProcessPool:" not in err
+    assert "Traceback" not in err
     records = json.loads(target.read_text())
     assert [r["index"] for r in records] == list(range(600))
+    assert all(["x-replayed", "yes"] in r["request"]["headers"]["after"]
+               for r in records)  # fmt: skip
     assert "600 flows replayed" in out
-    if when == "mid-replay":
-        assert "replay worker process 1 stopped" in err

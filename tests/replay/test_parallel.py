@@ -85,6 +85,23 @@ def _same_results(one, two):
                 assert got == want, field.name
 
 
+def spinning(iterations: int) -> str:
+    """A filter that spins ``iterations`` times per request, then adds
+    ``x-replayed: yes``."""
+    return filter_wat(
+        f"""(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+         (local $i i32)
+         (local.set $i (i32.const {iterations}))
+         (loop $spin
+           (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+           (br_if $spin (i32.ne (local.get $i) (i32.const 0))))
+         (drop (call $proxy_add_header_map_value (i32.const 0)
+           (global.get $s_k) (global.get $s_k_len) (global.get $s_v) (global.get $s_v_len)))
+         (i32.const 0))""",
+        strings={"k": "x-replayed", "v": "yes"},
+    )
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _local_cluster():
     # One local cluster for the module (a session keeps it too); stopped after.

@@ -18,7 +18,9 @@ import contextlib
 import hashlib
 import importlib.util
 import os
+import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 SCHEDULER_ENV = "WASMKIT_DASK_SCHEDULER"
@@ -92,7 +94,7 @@ def client_for(workers: int, scheduler: Any) -> tuple[Any, bool]:
 
 
 def _local(workers: int) -> Any:
-    from distributed import Client, LocalCluster
+    from wasmkit.errors import ReplayError
 
     with _LOCK:
         if _LOCAL.get("workers") == workers:
@@ -100,6 +102,32 @@ def _local(workers: int) -> Any:
             if client.status == "running":
                 return client
         _close_local()
+        # A worker process that dies while the cluster starts (killed, out
+        # of memory) fails the start: once more, then one line.
+        for attempt in (1, 2):
+            try:
+                cluster, client = _start_local(workers)
+                break
+            except (RuntimeError, OSError, TimeoutError) as exc:
+                if attempt == 2:
+                    raise ReplayError(
+                        f"cannot start a local Dask cluster of {workers} worker "
+                        f"processes: {exc}"
+                    ) from None
+        _LOCAL.update(workers=workers, cluster=cluster, client=client)
+        return client
+
+
+def _start_local(workers: int) -> tuple[Any, Any]:
+    from distributed import Client, LocalCluster
+
+    from wasmkit.replay._worker_plugin import IgnoreInterrupts
+
+    # Ctrl-C in a terminal reaches the whole process group: the worker
+    # processes leave it to this one, which cancels the replay. Started with
+    # SIGINT ignored, they inherit that (a Ctrl-C during the start is lost);
+    # the plugin does the same in workers started later.
+    with _sigint_ignored():
         # Any free port: the scheduler's HTTP server (the dashboard with
         # bokeh) listens even without a dashboard, and 8787 may be taken.
         cluster = LocalCluster(  # type: ignore[no-untyped-call]
@@ -109,10 +137,15 @@ def _local(workers: int) -> Any:
             dashboard_address="127.0.0.1:0",
             scheduler_port=0,
         )
-        client = Client(cluster, set_as_default=False)  # type: ignore[no-untyped-call]
-        client.wait_for_workers(workers, timeout=120)
-        _LOCAL.update(workers=workers, cluster=cluster, client=client)
-        return client
+        try:
+            client = Client(cluster, set_as_default=False)  # type: ignore[no-untyped-call]
+            client.wait_for_workers(workers, timeout=120)
+            client.register_plugin(IgnoreInterrupts(), name="wasmkit-sigint")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                cluster.close(timeout=10)
+            raise
+    return cluster, client
 
 
 def scatter(client: Any, binary: bytes) -> Any:
@@ -145,6 +178,18 @@ def _forget(client: Any) -> None:
     with contextlib.suppress(Exception):
         if futures:
             client.cancel(futures)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _close_local() -> None:
