@@ -160,6 +160,9 @@ def scatter(client: Any, binary: bytes) -> Any:
         future = client.submit(
             _module, binary, key=f"wasmkit-module-{key[1]}", pure=False
         )
+        # On every worker: otherwise the scheduler sends the partitions to
+        # the one that holds the module (data locality), one after another.
+        client.replicate([future])
     with _LOCK:
         _SCATTERED[key] = future
         while len(_SCATTERED) > SCATTERED_KEPT:

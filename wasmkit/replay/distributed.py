@@ -46,6 +46,7 @@ import copy
 import hashlib
 import math
 import os
+import socket
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -114,6 +115,10 @@ class PartResult:
     """Where this partition's VM failed first, if it did."""
     seconds: float
     """The task's time (s)."""
+    started: float = 0.0
+    """When the task started (seconds since the epoch)."""
+    process: str = ""
+    """Which process replayed it (``host:pid``)."""
 
 
 # -- in the worker -----------------------------------------------------------------
@@ -127,6 +132,7 @@ def replay_partition(
     ``failure``: start the VM failed so (a VM failed on an earlier partition).
     """
     began = time.perf_counter()
+    started = time.time()
     module = copy.copy(compile_module(binary, fuel=job.fuel))  # kept here
     module.name = job.name  # named as the submitting process named it
     plugin = load(
@@ -175,6 +181,8 @@ def replay_partition(
         callouts=[] if failure is not None else list(vm.callouts),
         failed=failed,
         seconds=time.perf_counter() - began,
+        started=started,
+        process=f"{socket.gethostname()}:{os.getpid()}",
     )
 
 
