@@ -2,13 +2,14 @@
 
     python benchmarks/peers/replay_peer.py BENCH_DIR FLOWS
 
-Imports ``bench_replay`` from BENCH_DIR and ``wasmkit`` from wherever the
-path puts it first (bench_targets.py runs one of these on today's tree and
-one on a baseline tree, through PYTHONPATH), builds FLOWS exchanges once,
-warms up, then answers ``run N`` (N <= FLOWS) with ``ran N CPU_NS``: the
-process CPU time of one replay of the first N (one worker, in this process,
-the trace off, every result kept), as ``bench_replay.once`` runs it.
-``quit`` exits.
+Imports ``bench_replay`` (its synthetic flows and header filter) from
+BENCH_DIR and ``wasmkit`` from wherever the path puts it first
+(bench_targets.py runs one of these on today's tree and one on a baseline
+tree, through PYTHONPATH), builds FLOWS exchanges once (pre-loaded), warms
+up, then answers ``run N`` (N <= FLOWS) with ``ran N CPU_NS``: the process
+CPU time of one replay of the first N with ``replay_parallel(workers=1)``
+(in this process, one VM, the trace off, every result kept). ``quit``
+exits.
 """
 
 from __future__ import annotations
@@ -22,8 +23,22 @@ def main() -> None:
     sys.path.insert(0, bench_dir)
     import bench_replay
 
+    from wasmkit.replay.engine import ReplayOptions
+    from wasmkit.replay.parallel import replay_parallel
+
+    def once(batch: list[object]) -> None:
+        result = replay_parallel(
+            bench_replay.HEADER_FILTER,
+            batch,
+            workers=1,
+            options=ReplayOptions(),
+            trace=False,
+        )
+        if len(result) != len(batch) or result.failed:
+            sys.exit(f"replay_peer: the replay of {len(batch)} flows failed")
+
     exchanges = bench_replay.make_exchanges(flows)
-    bench_replay.once(exchanges[:500], 1, new=False)  # imports, compile caches
+    once(exchanges[:500])  # imports, compile caches
     print("ready replay", flush=True)
     for line in sys.stdin:
         cmd = line.split()
@@ -31,7 +46,7 @@ def main() -> None:
             n = int(cmd[1])
             batch = exchanges[:n]
             began = time.process_time_ns()
-            bench_replay.once(batch, 1, new=False)
+            once(batch)
             print(f"ran {n} {time.process_time_ns() - began}", flush=True)
         elif cmd == ["quit"]:
             break
