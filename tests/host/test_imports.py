@@ -1464,3 +1464,23 @@ def test_route_and_cluster_metadata_from_overrides():
     assert (status, raw) == ("OK", b"\x01")
     status, raw = _property(b"xds\0cluster_metadata")
     assert status == "OK" and pairs.decode(raw) == [(b"filter_metadata", b"\0\0\0\0")]
+
+
+def test_the_access_log_has_no_request_trailers_as_envoy():
+    # Envoy's access log phase gives the filter the log's request headers,
+    # response headers and trailers, and no request trailers.
+    body = """
+    (func (export "proxy_on_request_trailers") (param i32 i32) (result i32)
+      (drop (call $proxy_get_header_map_size (i32.const 1) (i32.const 600)))
+      (i32.const 0))
+    (func (export "proxy_on_log") (param i32)
+      (drop (call $proxy_get_header_map_size (i32.const 1) (i32.const 604)))
+      (drop (call $proxy_get_header_map_size (i32.const 3) (i32.const 608))))
+    """
+    with_trailers = dataclasses.replace(ENVOY_DEFAULTS, enable_trailers=True)
+    req = request("POST", "http://h/", body="b", trailers=[("x-rt", "1")])
+    resp = response(200, body="r", trailers=[("x-st", "22")])
+    vm, _ = http(body, req=req, resp=resp, frames=with_trailers)
+    assert u32(vm, 600) > 0  # seen in their own callback
+    assert u32(vm, 604) == 0  # not in the access log
+    assert u32(vm, 608) > 0  # the response's trailers are

@@ -48,7 +48,9 @@ def flows(n=3):
         Exchange(
             i,
             request("GET", f"http://h/{'boom' if i == 1 else 'ok' + str(i)}"),
-            response(200, [("server", "s"), ("content-type", "text/plain")], f"body {i}"),
+            response(
+                200, [("server", "s"), ("content-type", "text/plain")], f"body {i}"
+            ),
             timestamp=1000.0 + i * 0.25,
         )
         for i in range(n)
@@ -120,3 +122,37 @@ def test_frames_and_json(tmp_path):
     import json
 
     assert [r["index"] for r in json.loads(path.read_text())] == [0, 1, 2]
+
+
+def test_a_replay_takes_request_duration_from_the_capture():
+    from pathlib import Path
+
+    from tests.testing.test_knobs import TIMING, _read
+    from wasmkit.replay.run import replay
+
+    flow = Path(__file__).resolve().parents[2] / "samples" / "captures" / "api.flow"
+    result = replay(TIMING, flow, progress=False)
+    checked = 0
+    for f in result.flows:
+        if f.exchange is None or f.exchange.timestamp_end is None:
+            continue
+        at_log = _read_log(f.result, _read)
+        captured = round((f.exchange.timestamp_end - f.exchange.timestamp) * 1e9)
+        assert at_log["request.duration"] == max(0, captured), f.index
+        checked += 1
+    assert checked >= 10
+
+
+def _read_log(result, read):
+    # The reads of proxy_on_log: the last five get_property calls.
+    calls = [
+        t
+        for t in result.trace
+        if t.kind == "hostcall" and t.name == "proxy_get_property"
+    ]
+
+    class Last:
+        def host_calls(self, name):
+            return calls[-5:]
+
+    return read(Last())

@@ -173,11 +173,13 @@ def _log_lines(flow: FlowResult) -> list[tuple[str, str]]:
 def _large_bodies(w: FlowResult, e: FlowResult) -> list[str]:
     """The body callbacks whose body was over ``SMALL_BODY`` on either side."""
     out = []
-    for callback, side in (
-        ("proxy_on_request_body", lambda r: r.request_before),
-        ("proxy_on_response_body", lambda r: r.response_before),
+    requests = (w.result.request_before, e.result.request_before)
+    responses = (w.result.response_before, e.result.response_before)
+    for callback, messages in (
+        ("proxy_on_request_body", requests),
+        ("proxy_on_response_body", responses),
     ):
-        sizes = [len(m.body) for m in (side(w.result), side(e.result)) if m]
+        sizes = [len(m.body) for m in messages if m is not None]
         if sizes and max(sizes) > normalize.SMALL_BODY:
             out.append(callback)
     return out

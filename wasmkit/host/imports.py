@@ -235,6 +235,8 @@ def _map(h: FilterVm, map_type: int, *, create: bool = False) -> HeaderPairs | N
     side = ctx.request if map_type <= MapType.HTTP_REQUEST_TRAILERS else ctx.response
     if map_type in (MapType.HTTP_REQUEST_HEADERS, MapType.HTTP_RESPONSE_HEADERS):
         return side.headers
+    if ctx.in_log and map_type == MapType.HTTP_REQUEST_TRAILERS:
+        return None  # Envoy's access log phase has no request trailers
     if side.trailers is None and create and _may_create_trailers(side):
         side.trailers = []
     return side.trailers

@@ -14,6 +14,7 @@ The stream's timing, response code details and response flags come from its
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -155,14 +156,26 @@ class StreamInfo:
         sent = getattr(request, "timestamp_end", None)
         got = getattr(response, "timestamp_end", None)
         return cls(
-            start_ns=None if start is None else round(start * 1e9),
-            duration_ns=None
-            if start is None or end is None
-            else max(0, round((end - start) * 1e9)),
-            backend_latency_ns=None
-            if sent is None or got is None
-            else max(0, round((got - sent) * 1e9)),
+            start_ns=_ns(start),
+            duration_ns=_span_ns(start, end),
+            backend_latency_ns=_span_ns(sent, got),
         )
+
+
+def _ns(seconds: float | None) -> int | None:
+    # A timestamp as int64 ns; None when missing or not one (a damaged
+    # capture's NaN, infinity, or a value past int64).
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    ns = round(seconds * 1e9)
+    return ns if -(2**63) <= ns < 2**63 else None
+
+
+def _span_ns(start: float | None, end: float | None) -> int | None:
+    a, b = _ns(start), _ns(end)
+    if a is None or b is None:
+        return None
+    return min(max(0, b - a), 2**63 - 1)
 
 
 def split_path(raw: bytes) -> tuple[bytes, ...]:

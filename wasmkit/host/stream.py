@@ -186,6 +186,10 @@ class HttpStream:
             ctx.connection = self.connection  # None: the default, made on demand
             vm.contexts[ctx.id] = ctx
             vm.streams[ctx.id] = self
+            if vm.next_stream_info is not None:
+                # Whether or not the module exports proxy_on_context_create.
+                vm.stream_info[ctx.id] = vm.next_stream_info
+                vm.next_stream_info = None
             self.ctx = ctx
             if usable:
                 if failure is not None:

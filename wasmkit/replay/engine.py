@@ -15,7 +15,7 @@ import gc
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from wasmkit.host import connection_manager as hcm
@@ -26,6 +26,7 @@ from wasmkit.host.connection_manager import (
 )
 from wasmkit.host.message import Connection, HttpMessage
 from wasmkit.host.plugin import FilterVm, Plugin
+from wasmkit.host.properties import StreamInfo
 from wasmkit.host.stream import run_exchange
 from wasmkit.replay.results import FlowCollector, FlowResult, Keep, ReplayResult
 
@@ -244,6 +245,12 @@ class FlowRunner:
         began = time.perf_counter()
         fuel_before = self._fuel_used()
         self.request = request = exchange.to_request_message()
+        # request.duration and response.backend_latency as captured;
+        # request.time stays the virtual clock's (which follows the capture),
+        # so it agrees with the filter's own clock.
+        info = StreamInfo.from_exchange(exchange)
+        if info.duration_ns is not None or info.backend_latency_ns is not None:
+            self.plugin.vm.next_stream_info = replace(info, start_ns=None)
         result = run_exchange(
             self.plugin,
             request,
