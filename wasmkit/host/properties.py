@@ -172,10 +172,12 @@ def _ns(seconds: float | None) -> int | None:
 
 
 def _span_ns(start: float | None, end: float | None) -> int | None:
-    a, b = _ns(start), _ns(end)
-    if a is None or b is None:
+    # From the difference in seconds: nearer the truth than a difference of
+    # two large rounded values.
+    if _ns(start) is None or _ns(end) is None:
         return None
-    return min(max(0, b - a), 2**63 - 1)
+    assert start is not None and end is not None
+    return _ns(max(0.0, end - start))
 
 
 def split_path(raw: bytes) -> tuple[bytes, ...]:
