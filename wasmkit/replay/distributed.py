@@ -115,6 +115,8 @@ class PartResult:
     """Where this partition's VM failed first, if it did."""
     seconds: float
     """The task's time (s)."""
+    cpu: float = 0.0
+    """The task thread's CPU time (s)."""
     started: float = 0.0
     """When the task started (seconds since the epoch)."""
     process: str = ""
@@ -133,6 +135,7 @@ def replay_partition(
     """
     began = time.perf_counter()
     started = time.time()
+    cpu = time.thread_time()
     module = copy.copy(compile_module(binary, fuel=job.fuel))  # kept here
     module.name = job.name  # named as the submitting process named it
     plugin = load(
@@ -181,6 +184,7 @@ def replay_partition(
         callouts=[] if failure is not None else list(vm.callouts),
         failed=failed,
         seconds=time.perf_counter() - began,
+        cpu=time.thread_time() - cpu,
         started=started,
         process=f"{socket.gethostname()}:{os.getpid()}",
     )
