@@ -34,7 +34,6 @@ INDEX_FORMAT = 1
 """Bumped when the index file's layout changes."""
 
 _MAGIC = "wasmkit-capture-parts"
-_LEN = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,17 +92,6 @@ class Partition:
     """The exchanges themselves, when they are not read from a path."""
 
 
-def _read_frame(fo: Any) -> tuple[Any, int]:
-    head = fo.read(_LEN)
-    if len(head) != _LEN:
-        raise EOFError("cache entry cut short")
-    size = int.from_bytes(head, "big")
-    data = fo.read(size)
-    if len(data) != size:
-        raise EOFError("cache entry cut short")
-    return marshal.loads(data), _LEN + size
-
-
 def _index_path(entry: Path) -> Path:
     return entry.with_name(entry.name + ".parts")
 
@@ -114,11 +102,11 @@ def _scan(capture: Path, entry: Path) -> FileIndex:
     first: float | None = None
     last = -1
     with open(entry, "rb") as fo:
-        header, pos = _read_frame(fo)
+        header, pos = cache.read_frame(fo)
         if header != (cache.MAGIC, cache.FORMAT):
             raise ValueError("not a wasmkit capture cache entry of this format")
         while True:
-            frame, took = _read_frame(fo)
+            frame, took = cache.read_frame(fo)
             if isinstance(frame, tuple):
                 if len(frame) != 2 or frame[0] != "end":
                     raise ValueError("bad cache trailer")
@@ -346,7 +334,7 @@ def _rows(
     with open(entry, "rb") as fo:
         fo.seek(offset)
         while count > 0:
-            frame, _ = _read_frame(fo)
+            frame, _ = cache.read_frame(fo)
             if not isinstance(frame, list):
                 raise EOFError(f"{entry}: fewer exchanges than its index says")
             rows = frame[skip : skip + count]

@@ -228,7 +228,12 @@ def _write_frame(fo: BinaryIO, value: Any) -> None:
     fo.write(data)
 
 
-def _read_frame(fo: BinaryIO) -> Any:
+def read_frame(fo: BinaryIO) -> tuple[Any, int]:
+    """The next frame of an entry and its size in bytes, length prefix included.
+
+    Raises:
+        EOFError: the entry ends inside the frame.
+    """
     head = fo.read(_LEN)
     if len(head) != _LEN:
         raise EOFError("cache entry cut short")
@@ -236,7 +241,11 @@ def _read_frame(fo: BinaryIO) -> Any:
     data = fo.read(size)
     if len(data) != size:
         raise EOFError("cache entry cut short")
-    return marshal.loads(data)
+    return marshal.loads(data), _LEN + size
+
+
+def _read_frame(fo: BinaryIO) -> Any:
+    return read_frame(fo)[0]
 
 
 class CacheWriter:
