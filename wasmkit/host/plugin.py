@@ -643,6 +643,25 @@ class FilterVm:
         self._next_id += 1
         return cid
 
+    def open_http_context(
+        self, root: RootContext, connection: Connection | None, stream: Any
+    ) -> HttpContext:
+        """A new HTTP context under ``root``, registered for ``stream``.
+
+        It starts now on the VM's clock and takes :attr:`next_stream_info`
+        when one is pending (whether or not the module exports
+        ``proxy_on_context_create``).
+        """
+        ctx = HttpContext(self.new_context_id(), root)
+        ctx.start_ns = self.clock.now_ns()
+        ctx.connection = connection
+        self.contexts[ctx.id] = ctx
+        self.streams[ctx.id] = stream
+        if self.next_stream_info is not None:
+            self.stream_info[ctx.id] = self.next_stream_info
+            self.next_stream_info = None
+        return ctx
+
     @property
     def ctx(self) -> Context:
         """The context host calls act on now (the effective one if switched)."""
@@ -661,8 +680,8 @@ class FilterVm:
         Raises:
             FilterTrapError: the guest failed; the VM is marked failed.
         """
-        if isinstance(ctx, HttpContext) and name in _STREAM_INFO_CALLBACKS:
-            self._note_stream(name, ctx)
+        if name == "proxy_on_log" and isinstance(ctx, HttpContext):
+            self._note_stream(ctx)
         vm = self.vm
         if vm is None or name not in self.exported:
             # Envoy (cpp-host) skips a callback the module does not export.
@@ -706,14 +725,9 @@ class FilterVm:
                 self.invoke("proxy_on_delete", (root.id,), root)
         return result
 
-    def _note_stream(self, name: str, ctx: HttpContext) -> None:
-        # A new HTTP context takes the stream info given for it; the request
-        # is complete (Envoy's onRequestComplete) when the access log runs.
-        if name == "proxy_on_context_create":
-            if self.next_stream_info is not None:
-                self.stream_info[ctx.id] = self.next_stream_info
-                self.next_stream_info = None
-            return
+    def _note_stream(self, ctx: HttpContext) -> None:
+        # The request is complete (Envoy's onRequestComplete) when the access
+        # log runs.
         info = self.stream_info.get(ctx.id) or StreamInfo()
         if info.end_ns is None:
             self.stream_info[ctx.id] = dataclasses.replace(
@@ -974,8 +988,6 @@ def _parse_overrides(
 ) -> dict[tuple[bytes, ...], properties.PropertyValue]:
     return properties.parse_overrides(items or {})
 
-
-_STREAM_INFO_CALLBACKS = frozenset({"proxy_on_context_create", "proxy_on_log"})
 
 ALLOCATOR_SAFE = frozenset({"proxy_log"})
 """``env`` functions a guest allocator may call; Envoy (V8) traps on others."""

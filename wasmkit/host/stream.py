@@ -181,15 +181,8 @@ class HttpStream:
                 vm.new_window()
                 self._log_start = max(0, len(vm.logs) - logs)
                 self._trace_start = max(0, len(vm.trace) - trace)
-            ctx = HttpContext(vm.new_context_id(), root)
-            ctx.start_ns = vm.clock.now_ns()
-            ctx.connection = self.connection  # None: the default, made on demand
-            vm.contexts[ctx.id] = ctx
-            vm.streams[ctx.id] = self
-            if vm.next_stream_info is not None:
-                # Whether or not the module exports proxy_on_context_create.
-                vm.stream_info[ctx.id] = vm.next_stream_info
-                vm.next_stream_info = None
+            # A connection of None: the default, made on demand.
+            ctx = vm.open_http_context(root, self.connection, self)
             self.ctx = ctx
             if usable:
                 if failure is not None:

@@ -56,12 +56,8 @@ class HttpDriver(_ContextDriver):
             raise RuntimeError("the plugin is not started")
         if not vm.streams:
             vm.new_window()
-        ctx = HttpContext(vm.new_context_id(), root)
-        ctx.start_ns = vm.clock.now_ns()
-        ctx.connection = connection
+        ctx = vm.open_http_context(root, connection, self)
         self.ctx: HttpContext = ctx
-        vm.contexts[ctx.id] = ctx
-        cast(dict[int, Any], vm.streams)[ctx.id] = self
         if stream_info is not None:
             vm.stream_info[ctx.id] = stream_info
         self.created: CallResult | None = (
