@@ -138,26 +138,27 @@ class StreamInfo:
     last byte from it; ``None``: absent."""
 
     @classmethod
-    def from_exchange(cls, exchange: Any) -> StreamInfo:
+    def from_exchange(cls, exchange: Any, *, start: bool = True) -> StreamInfo:
         """The timing of a captured exchange (``timestamp_start`` / ``_end``).
 
         Takes anything with an exchange's timestamps (seconds since the
         epoch; ``None`` when unknown): the request's start, the exchange's
-        end, the response's first and last byte.
+        end, the response's first and last byte. ``start=False`` leaves
+        ``request.time`` to the virtual clock (as a replay does).
         """
         request = getattr(exchange, "request", None)
         response = getattr(exchange, "response", None)
-        start = getattr(exchange, "timestamp_start", None)
-        if start is None and request is not None:
-            start = request.timestamp_start
+        began = getattr(exchange, "timestamp_start", None)
+        if began is None and request is not None:
+            began = request.timestamp_start
         end = getattr(exchange, "timestamp_end", None)
         if end is None and response is not None:
             end = response.timestamp_end
         sent = getattr(request, "timestamp_end", None)
         got = getattr(response, "timestamp_end", None)
         return cls(
-            start_ns=_ns(start),
-            duration_ns=_span_ns(start, end),
+            start_ns=_ns(began) if start else None,
+            duration_ns=_span_ns(began, end),
             backend_latency_ns=_span_ns(sent, got),
         )
 

@@ -15,7 +15,7 @@ import gc
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from wasmkit.host import connection_manager as hcm
@@ -248,9 +248,9 @@ class FlowRunner:
         # request.duration and response.backend_latency as captured;
         # request.time stays the virtual clock's (which follows the capture),
         # so it agrees with the filter's own clock.
-        info = StreamInfo.from_exchange(exchange)
+        info = StreamInfo.from_exchange(exchange, start=False)
         if info.duration_ns is not None or info.backend_latency_ns is not None:
-            self.plugin.vm.next_stream_info = replace(info, start_ns=None)
+            self.plugin.vm.next_stream_info = info
         result = run_exchange(
             self.plugin,
             request,
