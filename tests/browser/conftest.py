@@ -68,7 +68,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _log_tail(log: Path, lines: int = 30) -> str:
+def log_tail(log: Path, lines: int = 30) -> str:
     try:
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
@@ -84,7 +84,7 @@ def _wait_for_status(lab: Lab, proc: subprocess.Popen[bytes]) -> None:
         if proc.poll() is not None:
             pytest.fail(
                 f"JupyterLab exited with {proc.returncode} before answering "
-                f"/api/status; log {lab.log}:\n{_log_tail(lab.log)}"
+                f"/api/status; log {lab.log}:\n{log_tail(lab.log)}"
             )
         try:
             with urllib.request.urlopen(request, timeout=2) as response:
@@ -96,7 +96,7 @@ def _wait_for_status(lab: Lab, proc: subprocess.Popen[bytes]) -> None:
         if time.monotonic() > deadline:
             pytest.fail(
                 f"JupyterLab did not answer /api/status within "
-                f"{SERVER_START_TIMEOUT:.0f} s; log {lab.log}:\n{_log_tail(lab.log)}"
+                f"{SERVER_START_TIMEOUT:.0f} s; log {lab.log}:\n{log_tail(lab.log)}"
             )
         time.sleep(0.2)
 

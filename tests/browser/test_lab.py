@@ -43,7 +43,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from tests.browser.conftest import CAPTURE, NOTEBOOK_IN_LAB, Lab
+from tests.browser.conftest import CAPTURE, NOTEBOOK_IN_LAB, Lab, log_tail
 from wasmkit.traffic import load_capture
 
 pytestmark = pytest.mark.browser
@@ -282,6 +282,24 @@ def _wait_for_kernel_connection(lab: Lab, timeout: float) -> None:
     pytest.fail(f"no kernel connected within {timeout:.0f} s: {kernels}")
 
 
+def _unfinished_cells(page: Page) -> str:
+    """Each code cell without an execution count: its prompt, first source
+    line and the end of its output so far."""
+    cells = page.evaluate(
+        """() => [...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell')]
+             .map(cell => ({
+               prompt: cell.querySelector('.jp-InputPrompt')?.textContent ?? '',
+               source: (cell.querySelector('.jp-InputArea-editor')?.innerText ?? '')
+                 .split('\\n')[0],
+               output: (cell.querySelector('.jp-OutputArea')?.innerText ?? '').slice(-300),
+             }))
+             .filter(c => !/\\[\\d+\\]/.test(c.prompt))"""
+    )
+    return "\n".join(
+        f"  {c['prompt'].strip() or '[ ]'} {c['source']!r}: {c['output']!r}" for c in cells
+    ) or "  (none)"
+
+
 def _run_all_cells(page: Page, lab: Lab) -> None:
     page.goto(lab.url(f"lab/tree/{NOTEBOOK_IN_LAB}"), timeout=LOAD_TIMEOUT)
     page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=LOAD_TIMEOUT)
@@ -298,15 +316,23 @@ def _run_all_cells(page: Page, lab: Lab) -> None:
     page.get_by_role("menuitem", name=_exact("Run All Cells")).click()
     # Every code cell got an execution count (no [ ] or [*] left) and the
     # kernel went back to idle.
-    page.wait_for_function(
-        """() => {
-             const prompts = [...document.querySelectorAll(
-               '.jp-NotebookPanel .jp-CodeCell .jp-InputPrompt')];
-             return prompts.length > 0
-               && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
-           }""",
-        timeout=RUN_TIMEOUT,
-    )
+    try:
+        page.wait_for_function(
+            """() => {
+                 const prompts = [...document.querySelectorAll(
+                   '.jp-NotebookPanel .jp-CodeCell .jp-InputPrompt')];
+                 return prompts.length > 0
+                   && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+               }""",
+            timeout=RUN_TIMEOUT,
+        )
+    except PlaywrightTimeoutError:
+        pytest.fail(
+            f"Run All Cells did not finish within {RUN_TIMEOUT // 1000} s; cells not run:\n"
+            + _unfinished_cells(page)
+            + f"\nserver log ({lab.log}):\n"
+            + log_tail(lab.log)
+        )
     page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for(
         state="attached", timeout=RUN_TIMEOUT
     )
