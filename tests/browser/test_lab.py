@@ -295,9 +295,13 @@ def _unfinished_cells(page: Page) -> str:
              }))
              .filter(c => !/\\[\\d+\\]/.test(c.prompt))"""
     )
-    return "\n".join(
-        f"  {c['prompt'].strip() or '[ ]'} {c['source']!r}: {c['output']!r}" for c in cells
-    ) or "  (none)"
+    return (
+        "\n".join(
+            f"  {c['prompt'].strip() or '[ ]'} {c['source']!r}: {c['output']!r}"
+            for c in cells
+        )
+        or "  (none)"
+    )
 
 
 def _run_all_cells(page: Page, lab: Lab) -> None:
