@@ -119,6 +119,9 @@ def envoy_arguments(result: ReplayResult) -> tuple[dict[str, Any], list[str]]:
         "log_level": _log_level(inputs.get("log_level", LogLevel.INFO)),
         **_timeouts(inputs.get("limits")),
     }
+    if inputs.get("allowed_capabilities"):
+        # The same restriction, as the VM's capability_restriction_config.
+        kwargs["allowed_capabilities"] = inputs["allowed_capabilities"]
     if inputs.get("reload_backoff_ms") is not None:
         kwargs["reload_backoff_ms"] = inputs["reload_backoff_ms"]
     if "connection_manager" in inputs:

@@ -141,6 +141,11 @@ def stream_result(
     )
 
 
+_NOT_FAILURES = ("wasm log", "Attempted call to restricted")
+# The filter's own lines, and cpp-host's stubs for a restricted capability
+# (allowed_capabilities): the call fails, the filter goes on.
+
+
 def _failure(lines: list[EnvoyLine], fail_open: bool) -> FilterTrapError | None:
     # V8 reports a failed callback on the wasm logger: "Function:
     # proxy_on_request_headers failed: Uncaught RuntimeError: unreachable",
@@ -148,7 +153,7 @@ def _failure(lines: list[EnvoyLine], fail_open: bool) -> FilterTrapError | None:
     for line in lines:
         if line.logger != "wasm" or line.level is None:
             continue
-        if line.level < LogLevel.ERROR or line.message.startswith("wasm log"):
+        if line.level < LogLevel.ERROR or line.message.startswith(_NOT_FAILURES):
             continue
         found = _FAILED.search(line.message)
         backtrace = [

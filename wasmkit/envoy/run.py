@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ def replay(
     binary: Path | None = None,
     log_level: str = "debug",
     connection_manager: ConnectionManager = ENVOY_DEFAULTS,
+    allowed_capabilities: Iterable[str] | None = None,
 ) -> ReplayResult:
     """Replay captured traffic through a real Envoy with the filter.
 
@@ -84,6 +85,9 @@ def replay(
             level to both to compare logs.
         connection_manager: Envoy's connection manager, router and route
             knobs (the same object :func:`wasmkit.replay.run.replay` takes).
+        allowed_capabilities: Envoy's ``capability_restriction_config``: the
+            ABI functions the filter may use (as wasmkit's
+            ``allowed_capabilities``; ``None`` or empty: no restriction).
 
     Raises:
         EnvoyNotFoundError: no Envoy binary.
@@ -111,6 +115,7 @@ def replay(
         binary=binary,
         log_level=log_level,
         connection_manager=connection_manager,
+        allowed_capabilities=allowed_capabilities,
     )
     collector = FlowCollector(keep, max_kept)
     capture_error: str | None = None

@@ -41,6 +41,7 @@ from wasmkit.errors import EnvoyError
 from wasmkit.host import connection_manager as hcm
 from wasmkit.host import failure
 from wasmkit.host.callouts import Callout, Responder, TableResponder, table_responder
+from wasmkit.host.capabilities import Capabilities
 from wasmkit.host.connection_manager import ENVOY_DEFAULTS, ConnectionManager
 from wasmkit.host.context import LogRecord
 from wasmkit.replay.results import FlowCollector, FlowResult, Keep, ReplayResult
@@ -92,6 +93,12 @@ def _bytes(value: bytes | str) -> bytes:
     return value.encode("utf-8") if isinstance(value, str) else bytes(value)
 
 
+def _capabilities(names: Iterable[str] | None) -> tuple[str, ...]:
+    # The same forms wasmkit's VM takes (Capabilities.of): names or a
+    # mapping's keys; a lone string is refused there too.
+    return tuple(sorted(Capabilities.of(names).allowed or ()))
+
+
 def _responder(responder: ResponderArg) -> Responder | None:
     if responder is None or callable(responder):
         return responder
@@ -139,6 +146,10 @@ class EnvoyRunner:
         connection_manager: the connection manager, router and route knobs
             written into Envoy's config (the same object wasmkit's replay
             takes; default: Envoy's defaults).
+        allowed_capabilities: the ABI functions the filter may use, written
+            as the VM's ``capability_restriction_config`` (names, or a
+            mapping whose keys are names, as wasmkit's
+            ``allowed_capabilities``; ``None`` or empty: no restriction).
     """
 
     def __init__(
@@ -160,8 +171,12 @@ class EnvoyRunner:
         binary: Path | None = None,
         log_level: str = "debug",
         connection_manager: ConnectionManager = ENVOY_DEFAULTS,
+        allowed_capabilities: Iterable[str] | None = None,
     ) -> None:
         self.connection_manager = connection_manager
+        self.allowed_capabilities = _capabilities(allowed_capabilities)
+        """The names written into ``capability_restriction_config`` (sorted;
+        empty: no restriction)."""
         level = log_level.lower()
         level = {"warn": "warning"}.get(level, level)
         if level not in _ENVOY_LEVELS:
@@ -242,6 +257,7 @@ class EnvoyRunner:
             failure_policy=self.failure_policy,
             reload_backoff_ms=self._reload_backoff_ms,
             host_env_keys=self._host_env_keys,
+            allowed_capabilities=self.allowed_capabilities,
         )
         boot = config.bootstrap(
             wasm,
