@@ -24,7 +24,7 @@ from wasmkit.abi import pairs
 from wasmkit.host.message import Connection, HeaderPairs
 
 if TYPE_CHECKING:
-    from wasmkit.host.context import Context, HttpContext
+    from wasmkit.host.context import Context, HttpContext, TcpContext
 
 PropertyValue = bytes | str | int | float | bool | Mapping[str, Any] | None
 
@@ -434,11 +434,12 @@ def resolve(
         conn = ctx.connection if ctx.connection is not None else _DEFAULT_CONNECTION
         value = _from_tree(_connection(conn, ctx.id), path)
     if value is None and len(path) >= 2:
-        from wasmkit.host.context import HttpContext
+        from wasmkit.host.context import HttpContext, TcpContext
 
+        group = path[0]
+        got = info or _NO_INFO
+        table: Mapping[str, Any] | None = None
         if isinstance(ctx, HttpContext):
-            group = path[0]
-            got = info or _NO_INFO
             table = (
                 _request(ctx, got, now_ns)
                 if group == b"request"
@@ -446,9 +447,39 @@ def resolve(
                 if group == b"response"
                 else None
             )
-            if table is not None:
-                value = _from_tree(table, path[1:])
+        elif isinstance(ctx, TcpContext) and group in (b"request", b"response"):
+            table = _tcp(ctx, got, now_ns)[group.decode()]
+        if table is not None:
+            value = _from_tree(table, path[1:])
     return encode(value)
+
+
+def _tcp(ctx: TcpContext, info: StreamInfo, now_ns: int) -> dict[str, dict[str, Any]]:
+    # Envoy's connection stream info as the attributes read it on a network
+    # filter (checked on Envoy 1.40): the connection's start, its byte counts
+    # (received from / sent to the client), flags 0; no duration (the
+    # connection never completes a request), no code, no details.
+    duration = None
+    if info.complete:
+        end = info.end_ns if info.end_ns is not None else now_ns
+        duration = (
+            info.duration_ns
+            if info.duration_ns is not None
+            else max(0, end - ctx.start_ns)
+        )
+    return {
+        "request": {
+            "time": info.start_ns if info.start_ns is not None else ctx.start_ns,
+            "duration": duration,
+            "total_size": len(ctx.downstream.received),
+        },
+        "response": {
+            "code_details": info.code_details,
+            "flags": info.response_flags or 0,
+            "backend_latency": info.backend_latency_ns,
+            "total_size": len(ctx.upstream.forwarded),
+        },
+    }
 
 
 def parse_overrides(

@@ -64,6 +64,7 @@ class _ContextDriver:
     """What root, HTTP and TCP drivers share: calling into one context."""
 
     ctx: Context
+    vm: FilterVm
 
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
@@ -165,6 +166,26 @@ class _ContextDriver:
             closed=[t for a, t in asked if a == "close"],
             notes=notes,
             metrics=metrics_by_name(vm),
+        )
+        self.calls.append(result)
+        self.driver.calls.append(result)
+        return result
+
+    def _skipped(
+        self, callback: str, note: str, action: str | None = None
+    ) -> CallResult:
+        # A callback Envoy does not make here: recorded, not called.
+        if not callback.startswith("proxy_"):
+            callback = "proxy_" + callback
+        result = CallResult(
+            callback=callback,
+            context_id=self.ctx.id,
+            value=None,
+            action=action,
+            logs=Logs(),
+            trace=[],
+            notes=[note],
+            metrics=metrics_by_name(self.vm),
         )
         self.calls.append(result)
         self.driver.calls.append(result)

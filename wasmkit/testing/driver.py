@@ -46,7 +46,8 @@ from wasmkit.testing._views import (
     headers,
     metrics_by_name,
 )
-from wasmkit.testing.streams import HttpDriver, TcpDriver
+from wasmkit.testing.streams import HttpDriver
+from wasmkit.testing.tcp import TcpDriver
 
 __all__ = [
     "CallResult",
@@ -181,12 +182,22 @@ class Driver:
         """
         return HttpDriver(self, connection, create=create, stream_info=stream_info)
 
-    def tcp(self, connection: Connection | None = None) -> TcpDriver:
+    def tcp(
+        self,
+        connection: Connection | None = None,
+        *,
+        create: bool = True,
+        stream_info: StreamInfo | None = None,
+    ) -> TcpDriver:
         """A new TCP context: only ``proxy_on_context_create`` runs.
 
         Call ``on_new_connection`` next, or go straight to the data.
+        ``create=False``: not even that (Envoy's filter before
+        ``onNewConnection``: its ``on_data``, ``on_write`` and ``on_event``
+        call nothing). ``stream_info``: the connection's start, flags and
+        details (see :mod:`wasmkit.testing.tcp`).
         """
-        return TcpDriver(self, connection)
+        return TcpDriver(self, connection, create=create, stream_info=stream_info)
 
     @property
     def logs(self) -> Logs:

@@ -1,21 +1,19 @@
-"""HTTP and TCP stream contexts for the driver: maps and buffers, callbacks."""
+"""HTTP stream contexts for the driver: maps and buffers, callbacks."""
 
 from __future__ import annotations
 
-import dataclasses
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
-from wasmkit.abi.constants import AbiVersion, PeerType, StreamType
-from wasmkit.host.context import HttpContext, Side, TcpContext
+from wasmkit.abi.constants import AbiVersion
+from wasmkit.host.context import HttpContext, Side
 from wasmkit.host.message import Connection, HttpMessage, LocalReply
-from wasmkit.host.properties import StreamInfo, parse_flags
+from wasmkit.host.properties import StreamInfo
 from wasmkit.testing._calls import _ContextDriver
+from wasmkit.testing._info import StreamInfoAccess
 from wasmkit.testing._views import (
     CallResult,
     HeaderMap,
     Headers,
-    Logs,
-    metrics_by_name,
     to_bytes,
     to_pairs,
 )
@@ -24,7 +22,7 @@ if TYPE_CHECKING:
     from wasmkit.testing.driver import Driver
 
 
-class HttpDriver(_ContextDriver):
+class HttpDriver(StreamInfoAccess, _ContextDriver):
     """An HTTP stream context; its maps and bodies are set and read here.
 
     ``request_headers``, ``request_body``, ``request_trailers`` and the
@@ -35,9 +33,11 @@ class HttpDriver(_ContextDriver):
     :attr:`stream_info` (or :meth:`set_stream_info`) gives the stream's
     timing, response code details and flags as the filter's properties read
     them (``request.time``, ``request.duration``, ``response.code_details``,
-    ``response.flags``). With ``create=False`` the context exists but
-    ``proxy_on_context_create`` has not run: :meth:`log` runs it first, as
-    Envoy does for a stream the filter never saw.
+    ``response.flags``); :attr:`connection` (or :meth:`set_connection`) its
+    connection (``source.*``, ``connection.*`` ...). With ``create=False``
+    the context exists but ``proxy_on_context_create`` has not run:
+    :meth:`log` runs it first, as Envoy does for a stream the filter never
+    saw.
     """
 
     def __init__(
@@ -65,60 +65,6 @@ class HttpDriver(_ContextDriver):
         )
         """The ``proxy_on_context_create`` call that made the context
         (``None``: not made yet)."""
-
-    # -- stream info --------------------------------------------------------------
-
-    @property
-    def stream_info(self) -> StreamInfo:
-        """Envoy's stream info for this stream, as the properties read it."""
-        return self.vm.stream_info.get(self.ctx.id) or StreamInfo()
-
-    @stream_info.setter
-    def stream_info(self, value: StreamInfo) -> None:
-        self.vm.stream_info[self.ctx.id] = value
-
-    def set_stream_info(
-        self,
-        *,
-        start_ns: int | None = None,
-        duration_ms: float | None = None,
-        complete: bool | None = None,
-        code_details: str | None = None,
-        response_flags: int | str | None = None,
-        backend_latency_ms: float | None = None,
-    ) -> StreamInfo:
-        """Set some fields of :attr:`stream_info` (the others are kept).
-
-        Args:
-            start_ns: ``request.time`` (Unix ns).
-            duration_ms: ``request.duration`` once complete (ms).
-            complete: whether the request is complete (Envoy's
-                ``requestComplete()``): ``request.duration`` exists only
-                then and :meth:`log` calls ``proxy_on_log`` only then.
-            code_details: ``response.code_details``.
-            response_flags: ``response.flags``: bits, or Envoy's short names
-                (``"UF"``, ``"UT,UR"``).
-            backend_latency_ms: ``response.backend_latency`` (ms).
-
-        Raises:
-            ValueError: an unknown response flag name.
-        """
-        changes: dict[str, Any] = {}
-        if start_ns is not None:
-            changes["start_ns"] = int(start_ns)
-        if duration_ms is not None:
-            changes["duration_ns"] = round(duration_ms * 1_000_000)
-        if complete is not None:
-            changes["complete"] = complete
-        if code_details is not None:
-            changes["code_details"] = code_details
-        if response_flags is not None:
-            changes["response_flags"] = parse_flags(response_flags)
-        if backend_latency_ms is not None:
-            changes["backend_latency_ns"] = round(backend_latency_ms * 1_000_000)
-        info = dataclasses.replace(self.stream_info, **changes)
-        self.stream_info = info
-        return info
 
     # -- maps and buffers ---------------------------------------------------------
 
@@ -349,21 +295,6 @@ class HttpDriver(_ContextDriver):
             ctx.request.headers, ctx.request.trailers = saved[0], saved[1]
             ctx.response.headers, ctx.response.trailers = saved[2], saved[3]
 
-    def _skipped(self, callback: str, note: str) -> CallResult:
-        result = CallResult(
-            callback=callback,
-            context_id=self.ctx.id,
-            value=None,
-            action=None,
-            logs=Logs(),
-            trace=[],
-            notes=[note],
-            metrics=metrics_by_name(self.vm),
-        )
-        self.calls.append(result)
-        self.driver.calls.append(result)
-        return result
-
     def on_done(self) -> CallResult:
         """``proxy_on_done``."""
         return self.call("on_done")
@@ -402,112 +333,3 @@ class HttpDriver(_ContextDriver):
         notes.append(
             f"{self.plugin.config.policy}: the stream fails: 503 (wasm_fail_stream)"
         )
-
-
-class TcpDriver(_ContextDriver):
-    """A TCP (network filter) context; its data buffers are set and read here."""
-
-    def __init__(self, driver: Driver, connection: Connection | None = None) -> None:
-        super().__init__(driver)
-        vm = self.vm
-        driver.admit()
-        root = self.plugin.root
-        if root is None:
-            raise RuntimeError("the plugin is not started")
-        if not vm.streams:
-            vm.new_window()
-        ctx = TcpContext(vm.new_context_id(), root)
-        ctx.start_ns = vm.clock.now_ns()
-        ctx.connection = connection or Connection(id=ctx.id)
-        self.ctx: TcpContext = ctx
-        self.connection_closed = False
-        """Envoy closed the connection (the filter failed, fail-closed)."""
-        vm.contexts[ctx.id] = ctx
-        cast(dict[int, Any], vm.streams)[ctx.id] = self
-        self.created = self.call("on_context_create", root.id)
-        """The ``proxy_on_context_create`` call that made the context."""
-
-    @property
-    def downstream_data(self) -> bytes:
-        """Buffer 2: client bytes held at the filter."""
-        return bytes(self.ctx.downstream.buffer)
-
-    @downstream_data.setter
-    def downstream_data(self, value: bytes | str) -> None:
-        self.ctx.downstream.buffer[:] = to_bytes(value)
-
-    @property
-    def upstream_data(self) -> bytes:
-        """Buffer 3: upstream bytes held at the filter."""
-        return bytes(self.ctx.upstream.buffer)
-
-    @upstream_data.setter
-    def upstream_data(self, value: bytes | str) -> None:
-        self.ctx.upstream.buffer[:] = to_bytes(value)
-
-    def on_new_connection(self) -> CallResult:
-        """``proxy_on_new_connection``."""
-        return self.call("on_new_connection", kind="tcp")
-
-    def _data(
-        self, stream_type: StreamType, data: bytes | str | None, eos: bool
-    ) -> CallResult:
-        side = self.ctx.side(stream_type)
-        if data is not None:
-            side.buffer[:] = to_bytes(data)
-        side.attached = True
-        name = (
-            "on_downstream_data"
-            if stream_type is StreamType.DOWNSTREAM
-            else "on_upstream_data"
-        )
-        return self.call(name, len(side.buffer), int(eos), kind="tcp")
-
-    def on_downstream_data(
-        self, data: bytes | str | None = None, end_of_stream: bool = False
-    ) -> CallResult:
-        """``proxy_on_downstream_data`` (``data``: set buffer 2 first)."""
-        return self._data(StreamType.DOWNSTREAM, data, end_of_stream)
-
-    def on_upstream_data(
-        self, data: bytes | str | None = None, end_of_stream: bool = False
-    ) -> CallResult:
-        """``proxy_on_upstream_data`` (``data``: set buffer 3 first)."""
-        return self._data(StreamType.UPSTREAM, data, end_of_stream)
-
-    def on_downstream_connection_close(
-        self, peer_type: PeerType = PeerType.REMOTE
-    ) -> CallResult:
-        """``proxy_on_downstream_connection_close``."""
-        return self.call("on_downstream_connection_close", int(peer_type))
-
-    def on_upstream_connection_close(
-        self, peer_type: PeerType = PeerType.UNKNOWN
-    ) -> CallResult:
-        """``proxy_on_upstream_connection_close``."""
-        return self.call("on_upstream_connection_close", int(peer_type))
-
-    def on_done(self) -> CallResult:
-        """``proxy_on_done``."""
-        return self.call("on_done")
-
-    def on_log(self) -> CallResult:
-        """``proxy_on_log``."""
-        return self.call("on_log")
-
-    def on_delete(self) -> CallResult:
-        """``proxy_on_delete``; the context is forgotten afterwards."""
-        result = self.call("on_delete")
-        self.vm.contexts.pop(self.ctx.id, None)
-        self.vm.streams.pop(self.ctx.id, None)
-        if not self.vm.streams:
-            self.vm.new_window()
-        return result
-
-    def finish(self) -> list[CallResult]:
-        """End the connection as Envoy does: done, log, delete."""
-        return [self.on_done(), self.on_log(), self.on_delete()]
-
-    def _fail_stream(self, notes: list[str]) -> None:
-        self.connection_closed = True
-        notes.append(f"{self.plugin.config.policy}: Envoy closes the connection")
