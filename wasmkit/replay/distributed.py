@@ -7,7 +7,10 @@ cluster once per replay (scattered to every worker by its content hash; each
 worker process keeps it compiled, and its machine's compiled-module cache
 keeps the code). Each task answers with compact records of the flows it kept
 (:mod:`wasmkit.replay._records`) and its counts, metrics and callouts; the
-submitting process merges them in capture order, as one VM's results.
+submitting process merges them in capture order, as one VM's results. Given a
+records folder (``records_to``), each task also writes every flow's record
+and summary row there (:mod:`wasmkit.replay.stored`), and only the files'
+names come back.
 
 What differs from one VM:
 
@@ -69,6 +72,7 @@ from wasmkit.replay.results import (
     ReplayResult,
     ReplayTotals,
 )
+from wasmkit.replay.stored import PartWriter, StoredPart, StoredRecords
 
 PARTITION_FLOWS = 25_000
 """The most flows in one partition by default: a large capture is cut into
@@ -93,6 +97,8 @@ class Job:
     """The first timestamp of the whole replay (virtual time zero)."""
     keep: Keep = "all"
     max_kept: int | None = None
+    store: str | None = None
+    """Where each partition writes its records (:mod:`wasmkit.replay.stored`)."""
 
 
 FailRow = tuple[int | None, str, str, str, int, str | None]
@@ -121,6 +127,8 @@ class PartResult:
     """When the task started (seconds since the epoch)."""
     process: str = ""
     """Which process replayed it (``host:pid``)."""
+    stored: tuple[str, str] | None = None
+    """The records and summary files it wrote (:mod:`wasmkit.replay.stored`)."""
 
 
 # -- in the worker -----------------------------------------------------------------
@@ -159,19 +167,32 @@ def replay_partition(
     if exchanges is None:
         exchanges = read_slices(part.slices)
     position = 0
-    with young_gc_only():
-        for exchange in exchanges:
-            vm.flow = exchange.index  # named should the VM fail on it
-            flow = runner.run(exchange)
-            if failed is None and failure is None and vm.failed is not None:
-                failed = _fail_row(vm)
-            if collector.add(flow):
-                assert runner.request is not None
-                packer.add(position, flow, runner.request)
-                kept.clear()  # the record is what goes back
-            position += 1
-            if position % 256 == 0:
-                packer.flush()
+    writer = (
+        None
+        if job.store is None
+        else PartWriter(job.store, part.number, 0 if failure is None else 1)
+    )
+    try:
+        with young_gc_only():
+            for exchange in exchanges:
+                vm.flow = exchange.index  # named should the VM fail on it
+                flow = runner.run(exchange)
+                if failed is None and failure is None and vm.failed is not None:
+                    failed = _fail_row(vm)
+                if writer is not None:
+                    writer.add(flow)
+                if collector.add(flow):
+                    assert runner.request is not None
+                    packer.add(position, flow, runner.request)
+                    kept.clear()  # the record is what goes back
+                position += 1
+                if position % 256 == 0:
+                    packer.flush()
+        stored = None if writer is None else writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
     counted = collector.counted()
     if counted is not None:
         counted.kept = collector.totals.kept
@@ -187,6 +208,7 @@ def replay_partition(
         cpu=time.thread_time() - cpu,
         started=started,
         process=f"{socket.gethostname()}:{os.getpid()}",
+        stored=stored,
     )
 
 
@@ -270,8 +292,13 @@ def run(
     *,
     on_flow: Callable[[FlowResult], None] | None,
     on_progress: Callable[[int], None] | None,
+    owned_store: bool = False,
 ) -> ReplayResult:
-    """Replay ``parts`` on ``client``'s cluster; the merged result."""
+    """Replay ``parts`` on ``client``'s cluster; the merged result.
+
+    With :attr:`Job.store`, the result's :attr:`~ReplayResult.stored` reads
+    the partitions' files (removed with it when ``owned_store``).
+    """
     from distributed import as_completed
 
     _check_sendable(job.upstream, job.vm_options)
@@ -304,7 +331,7 @@ def run(
     done: dict[int, PartResult] = {}
     lost: dict[int, str] = {}
     counted: set[int] = set()
-    merged = _Merge(job, rows, on_flow)
+    merged = _Merge(job, parts, rows, on_flow)
     failure: FailRow | None = None
     interrupted = False
     if on_progress is not None:
@@ -361,9 +388,10 @@ def run(
     except BaseException:
         client.cancel(list(futures.values()))
         raise
-    result = merged.result(
-        name, interrupted=interrupted or bool(lost), later=done, parts=parts
-    )
+    result = merged.result(name, interrupted=interrupted or bool(lost), later=done)
+    if job.store is not None:
+        result.stored = StoredRecords(job.store, merged.stored, owned=owned_store)
+        result.stored.write_manifest(interrupted=result.interrupted)
     for k, reason in sorted(lost.items()):
         positions = parts[k].positions
         warnings.warn(
@@ -382,11 +410,14 @@ class _Merge:
     def __init__(
         self,
         job: Job,
+        parts: Sequence[Partition],
         rows: Sequence[Rows],
         on_flow: Callable[[FlowResult], None] | None,
     ) -> None:
         self.job = job
+        self.parts = parts
         self.rows = rows
+        self.stored: list[StoredPart] = []
         self.on_flow = on_flow
         self.collector = FlowCollector(job.keep, job.max_kept)
         self.totals: list[ReplayTotals] = []
@@ -406,6 +437,9 @@ class _Merge:
         self.tables.append(part.metrics)
         self.callouts.extend(part.callouts)
         self.merged.append(part.number)
+        if part.stored is not None:
+            start = self.parts[part.number].positions.start
+            self.stored.append(StoredPart(part.number, start, part.flows, *part.stored))
         self.next += 1
 
     def result(
@@ -414,7 +448,6 @@ class _Merge:
         *,
         interrupted: bool,
         later: dict[int, PartResult],
-        parts: Sequence[Partition],
     ) -> ReplayResult:
         if interrupted:
             # Finished partitions after a gap are kept too, in order.
@@ -435,7 +468,7 @@ class _Merge:
             callouts=self.callouts,
             keep=self.job.keep,
             counted=counted,
-            parts=[(k, parts[k].positions) for k in self.merged],
+            parts=[(k, self.parts[k].positions) for k in self.merged],
             interrupted=interrupted,
         )
 

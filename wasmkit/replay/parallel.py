@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from wasmkit.errors import CaptureReadError
-from wasmkit.replay import _cluster, _interrupts, distributed
+from wasmkit.replay import _cluster, _interrupts, distributed, sources, stored
 from wasmkit.replay.distributed import Job, merge_metrics, module_of, partition_count
 from wasmkit.replay.engine import ExchangeLike, ReplayOptions, Upstream
 from wasmkit.replay.partitions import FileIndex, Partition, Rows, index_capture, plan
@@ -100,6 +101,7 @@ def replay_parallel(
     keep: Keep = "all",
     max_kept: int | None = None,
     balance: Balance | None = None,
+    records_to: PathArg | bool | None = None,
     **vm_options: Any,
 ) -> ReplayResult:
     """Replay exchanges held in memory on Dask, one VM per partition.
@@ -131,6 +133,13 @@ def replay_parallel(
         max_kept: keep at most this many flows in full.
         balance: accepted for older callers: partitions are always even flow
             ranges.
+        records_to: a folder (a path, or an ``fsspec`` URL every worker and
+            this process write and read) where each partition writes every
+            flow's record and summary row (:mod:`wasmkit.replay.stored`;
+            :attr:`ReplayResult.stored` reads them back). ``None``: with
+            ``keep="summary"`` on wasmkit's local cluster, a temporary folder
+            the result owns, else none. ``True``: a temporary folder (this
+            machine's workers only); ``False``: none.
         **vm_options: for :class:`wasmkit.host.FilterVm` (sent to the workers).
 
     Raises:
@@ -151,9 +160,10 @@ def replay_parallel(
         name, config, root_id, fail_open, failure_policy, options, upstream,
         vm_options, _first_stamp(items), keep, max_kept,
     )  # fmt: skip
+    job.store, temporary = _store(records_to, keep, owned)
     return distributed.run(
         client, owned, name, binary, job, parts, [Rows(p) for p in parts],
-        on_flow=on_flow, on_progress=on_progress,
+        on_flow=on_flow, on_progress=on_progress, owned_store=temporary,
     )  # fmt: skip
 
 
@@ -207,6 +217,7 @@ def replay_captures(
     keep: Keep = "all",
     max_kept: int | None = None,
     balance: Balance | None = None,
+    records_to: PathArg | bool | None = None,
     **vm_options: Any,
 ) -> ReplayResult:
     """Replay capture files on Dask, each worker reading its partition by path.
@@ -214,7 +225,8 @@ def replay_captures(
     The arguments are :func:`replay_parallel`'s and
     :func:`wasmkit.replay.run.replay`'s (``decoded``, ``limit``,
     ``filter_expr``). On a cluster of several machines the captures must be
-    on storage every worker sees under the same path.
+    on storage every worker sees under the same path, or ``fsspec`` URLs
+    every worker opens (:mod:`wasmkit.replay.sources`).
     """
     _check_balance(balance)
     target = _scheduler(workers, scheduler)
@@ -245,7 +257,10 @@ def replay_captures(
         else:
             # Read here: the flows before any damage count.
             capture = load_capture(
-                paths, decoded=decoded, limit=limit, filter_expr=filter_expr
+                [sources.local_path(p) for p in paths],
+                decoded=decoded,
+                limit=limit,
+                filter_expr=filter_expr,
             )
             items: list[Any] = []
             try:
@@ -264,13 +279,28 @@ def replay_captures(
         name, config, root_id, fail_open, failure_policy, options, upstream,
         vm_options, origin, keep, max_kept,
     )  # fmt: skip
+    job.store, temporary = _store(records_to, keep, owned)
     result = distributed.run(
         client, owned, name, binary, job, parts, rows,
-        on_flow=on_flow, on_progress=on_progress,
+        on_flow=on_flow, on_progress=on_progress, owned_store=temporary,
     )  # fmt: skip
     result.skipped = skipped
     result.capture_error = capture_error
     return result
+
+
+def _store(
+    records_to: PathArg | bool | None, keep: Keep, local: bool
+) -> tuple[str | None, bool]:
+    # Where the partitions write their records, and whether it is a
+    # temporary folder the result owns.
+    if records_to is None:
+        records_to = keep == "summary" and local
+    if records_to is False:
+        return None, False
+    if records_to is True:
+        return tempfile.mkdtemp(prefix="wasmkit-records-"), True
+    return stored.prepare(records_to), False
 
 
 def _skipped(indexes: Sequence[FileIndex], total: int) -> dict[str, int]:

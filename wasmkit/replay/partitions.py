@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from wasmkit.errors import CaptureReadError
+from wasmkit.replay import sources
 from wasmkit.traffic import cache, load_capture
 from wasmkit.traffic.model import Exchange
 
@@ -41,7 +42,7 @@ class FileIndex:
     """Where each batch of one capture's cache entry starts."""
 
     capture: str
-    """The capture file (absolute path)."""
+    """The capture (absolute path, or its ``fsspec`` URL as given)."""
     entry: str
     """Its warm-load cache entry (absolute path)."""
     size: int
@@ -96,7 +97,7 @@ def _index_path(entry: Path) -> Path:
     return entry.with_name(entry.name + ".parts")
 
 
-def _scan(capture: Path, entry: Path) -> FileIndex:
+def _scan(capture: str, entry: Path) -> FileIndex:
     # One pass over the entry: each batch's offset and rows, and the trailer.
     frames: list[tuple[int, int]] = []
     first: float | None = None
@@ -124,7 +125,7 @@ def _scan(capture: Path, entry: Path) -> FileIndex:
             pos += took
         size = os.fstat(fo.fileno()).st_size
     return FileIndex(
-        capture=str(capture),
+        capture=capture,
         entry=str(entry),
         size=size,
         frames=tuple(frames),
@@ -135,14 +136,14 @@ def _scan(capture: Path, entry: Path) -> FileIndex:
     )
 
 
-def _load_index(path: Path, capture: Path, entry: Path) -> FileIndex | None:
+def _load_index(path: Path, capture: str, entry: Path) -> FileIndex | None:
     try:
         raw = marshal.loads(path.read_bytes())
         magic, version, fields = raw
         if magic != _MAGIC or version != INDEX_FORMAT:
             return None
         index = FileIndex(
-            capture=str(capture),
+            capture=capture,
             entry=str(entry),
             size=fields[0],
             frames=tuple(tuple(f) for f in fields[1]),
@@ -192,6 +193,8 @@ def _save_index(index: FileIndex, entry: Path) -> None:
 def index_capture(path: str | os.PathLike[str], *, decoded: bool) -> FileIndex | None:
     """The batch index of ``path``'s warm-load cache entry, made if needed.
 
+    ``path`` may be an ``fsspec`` URL (:mod:`wasmkit.replay.sources`): the
+    index is then the URL's, read from this machine's copy of the file.
     Reads the capture to the end first when the cache has no entry for it
     (which fills the cache). ``None``: no entry can be made (the capture is
     damaged, or the cache directory is not writable); then the caller reads
@@ -201,12 +204,13 @@ def index_capture(path: str | os.PathLike[str], *, decoded: bool) -> FileIndex |
         CaptureError: the file cannot be opened.
         CaptureFormatError: it is not a capture.
     """
-    capture = Path(path).absolute()
+    name = sources.name_of(path)
+    capture = sources.local_path(path).absolute()
     try:
         entry = cache.entry_path(capture, decoded=decoded)
     except OSError:
         return None  # reading it reports the problem
-    known = _load_index(_index_path(entry), capture, entry)
+    known = _load_index(_index_path(entry), name, entry)
     if known is not None:
         return known
     if not entry.is_file():
@@ -223,7 +227,7 @@ def index_capture(path: str | os.PathLike[str], *, decoded: bool) -> FileIndex |
         if not entry.is_file():
             return None
     try:
-        index = _scan(capture, entry)
+        index = _scan(name, entry)
     except (OSError, ValueError, EOFError):
         return None
     _save_index(index, entry)
@@ -390,7 +394,7 @@ class Rows:
         for s in want:
             index = self._indexes.get(s.entry)
             if index is None:
-                index = self._indexes[s.entry] = _scan(Path(s.capture), Path(s.entry))
+                index = self._indexes[s.entry] = _scan(s.capture, Path(s.entry))
             offset, skip = locate(index, s.row)
             out += _rows(Path(index.entry), offset, skip, s.count, s.shift)
         return out

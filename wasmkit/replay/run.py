@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, cast
 
@@ -12,7 +14,7 @@ from wasmkit.errors import CaptureReadError
 from wasmkit.host.connection_manager import ENVOY_DEFAULTS, ConnectionManager
 from wasmkit.host.plugin import Plugin, load
 from wasmkit.progress import Progress
-from wasmkit.replay import _interrupts
+from wasmkit.replay import _interrupts, sources, stored
 from wasmkit.replay.engine import FlowRunner, ReplayOptions, Upstream, young_gc_only
 from wasmkit.replay.responders import CaptureResponder
 from wasmkit.replay.results import (
@@ -22,6 +24,7 @@ from wasmkit.replay.results import (
     Keep,
     ReplayResult,
 )
+from wasmkit.replay.stored import PartWriter, StoredPart, StoredRecords
 from wasmkit.traffic import Capture, load_capture
 
 PathArg = str | os.PathLike[str]
@@ -108,6 +111,7 @@ def replay(
     keep: Keep = "all",
     max_kept: int | None = None,
     connection_manager: ConnectionManager | None = ENVOY_DEFAULTS,
+    records_to: PathArg | bool | None = None,
     **vm_options: Any,
 ) -> ReplayResult:
     """Replay captured traffic through a filter and report what it changed.
@@ -128,7 +132,9 @@ def replay(
             text, a compiled module, or the filter a ``%%wasm`` cell binds
             (replayed with its own configuration, root id and VM options
             unless given here).
-        captures: mitmproxy ``.flow`` or HAR files.
+        captures: mitmproxy ``.flow`` or HAR files: paths, or ``fsspec``
+            URLs (``file:///data/api.flow``; see
+            :mod:`wasmkit.replay.sources`).
         config: the plugin configuration.
         root_id: the plugin's root id.
         fail_open: Envoy's deprecated ``fail_open: true``: the flow on which
@@ -190,6 +196,16 @@ def replay(
             (``x-forwarded-proto``, ``x-request-id``, hop-by-hop headers
             removed), each flow records what the upstream and the client got.
             ``None``: the filter sees the capture as it is.
+        records_to: a folder (a path, or an ``fsspec`` URL every worker can
+            write) where every flow's record and summary row are written as
+            the flows replay, one pair of files per partition
+            (:mod:`wasmkit.replay.stored`); :attr:`ReplayResult.stored` reads
+            them back lazily and ``result.summary(lazy=True)`` is a Dask
+            DataFrame of them. With ``keep="summary"`` the records then never
+            come back through this process. ``None``: on wasmkit's local
+            Dask cluster (``workers``) with ``keep="summary"``, a temporary
+            folder the result owns; else none. ``True``: a temporary folder
+            the result owns; ``False``: none.
         **vm_options: for :class:`wasmkit.host.FilterVm` (``responder``,
             ``clusters``, ``environment``, ``host_env_keys``, ``limits``,
             ``properties``, ``vm_configuration`` ...).
@@ -208,7 +224,7 @@ def replay(
         # Answer from the flows before any damage; the replay reports it.
         try:
             with contextlib.suppress(CaptureReadError):
-                for exchange in load_capture(captures, decoded=decoded):
+                for exchange in load_capture(_local(captures), decoded=decoded):
                     seen.append(exchange)
         except KeyboardInterrupt:
             return ReplayResult(
@@ -260,6 +276,7 @@ def replay(
             on_progress=on_progress,
             keep=keep,
             max_kept=max_kept,
+            records_to=records_to,
             **vm_options,
         )
         parallel.inputs = inputs
@@ -274,6 +291,8 @@ def replay(
     plugin: Plugin | None = None
     capture: Capture | None = None
     interrupted = False
+    folder, temporary = _store(records_to)
+    writer: PartWriter | None = None
     guard = _interrupts.InterruptGuard()
     try:
         with guard:
@@ -292,16 +311,20 @@ def replay(
             if on_progress is not None:
                 on_progress(0)  # loaded: the flows' time starts now
             capture = load_capture(
-                captures, decoded=decoded, limit=limit, filter_expr=filter_expr
+                _local(captures), decoded=decoded, limit=limit, filter_expr=filter_expr
             )
             run = FlowRunner(plugin, options, upstream).run
             vm = plugin.vm
+            if folder is not None:
+                writer = PartWriter(folder, 0)
             with young_gc_only():
                 for exchange in capture:
                     guard.busy = True
                     vm.flow = exchange.index  # named should the VM fail on it
                     flow = run(exchange)
                     guard.busy = False
+                    if writer is not None:
+                        writer.add(flow)
                     collector.add(flow)
                     if on_flow is not None:
                         on_flow(flow)
@@ -314,10 +337,24 @@ def replay(
         # Ctrl-C or a kernel interrupt: the flows finished so far are the
         # result, marked partial.
         interrupted = True
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        if temporary:
+            shutil.rmtree(str(folder), ignore_errors=True)
+        raise
     finally:
         if capture is not None:
             capture.close()
-    return ReplayResult(
+    kept = None
+    if folder is not None:
+        # The flows done are the result, interrupted or not.
+        parts = []
+        if writer is not None:
+            parts.append(StoredPart(0, 0, writer.flows, *writer.close()))
+        kept = StoredRecords(folder, parts, owned=temporary)
+        kept.write_manifest(interrupted=interrupted)
+    result = ReplayResult(
         filter=_name(filter, plugin),
         flows=collector.flows,
         metrics=plugin.vm.metrics.table() if plugin is not None else [],
@@ -329,6 +366,23 @@ def replay(
         interrupted=interrupted,
         inputs=inputs,
     )
+    result.stored = kept
+    return result
+
+
+def _local(captures: PathArg | Sequence[PathArg]) -> list[PathArg]:
+    # The local file of each capture (an fsspec URL's, see sources).
+    items = [captures] if isinstance(captures, str | os.PathLike) else captures
+    return [sources.local_path(c) for c in items]
+
+
+def _store(records_to: PathArg | bool | None) -> tuple[str | None, bool]:
+    # One process: records on disk only when asked for.
+    if records_to is None or records_to is False:
+        return None, False
+    if records_to is True:
+        return tempfile.mkdtemp(prefix="wasmkit-records-"), True
+    return stored.prepare(records_to), False
 
 
 def _name(filter: Any, plugin: Plugin | None) -> str:
