@@ -252,6 +252,23 @@ class RootDriver(_ContextDriver):
         """
         return self.call("on_queue_ready", queue_id)
 
+    def queue_token(self, name: str, vm_id: str | None = None) -> int:
+        """The token of shared queue ``name``, to hand to :meth:`on_queue_ready`.
+
+        The token is what ``proxy_resolve_shared_queue`` gives; ``vm_id``:
+        the VM that registered it (default: this VM). Envoy's tests get it
+        the same way (``resolveQueueForTest``).
+
+        Raises:
+            KeyError: no such queue was registered.
+        """
+        vm = self.vm
+        owner = vm.vm_id if vm_id is None else vm_id
+        token = vm.shared.resolve_queue(owner, name.encode())
+        if token is None:
+            raise KeyError(f"no shared queue {name!r} registered by VM {owner!r}")
+        return token
+
     def on_foreign_function(
         self, function_id: int, data: bytes | str = b""
     ) -> CallResult:

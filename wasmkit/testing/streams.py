@@ -49,6 +49,9 @@ class HttpDriver(StreamInfoAccess, _ContextDriver):
         stream_info: StreamInfo | None = None,
     ) -> None:
         super().__init__(driver)
+        self.reset = False
+        """Envoy reset the stream: the filter closed it
+        (``proxy_close_stream``)."""
         vm = self.vm
         driver.admit()
         root = self.plugin.root
@@ -65,6 +68,26 @@ class HttpDriver(StreamInfoAccess, _ContextDriver):
         )
         """The ``proxy_on_context_create`` call that made the context
         (``None``: not made yet)."""
+
+    def _apply_pending(self) -> None:
+        # Envoy's closeStream(Request | Response): the response code details
+        # become wasm_close_stream (unless the stream has some already) and
+        # the stream is reset after the VM call.
+        seen = len(self.closed)
+        super()._apply_pending()
+        if len(self.closed) == seen or self.reset:
+            return
+        self.reset = True
+        reply = self.ctx.local_reply
+        details = self.stream_info.code_details or (reply.details if reply else None)
+        if details is None:
+            details = self.set_stream_info(
+                code_details="wasm_close_stream"
+            ).code_details
+        self.notes.append(
+            f"Envoy resets the stream (proxy_close_stream); response code details: "
+            f"{details}"
+        )
 
     # -- maps and buffers ---------------------------------------------------------
 
