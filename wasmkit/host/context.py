@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from wasmkit.abi.constants import LogLevel, PeerType, StreamType
+from wasmkit.host.buffers import Chunk, HeldBody, joined, readable
 from wasmkit.host.message import Connection, HeaderPairs, HttpMessage, LocalReply
 
 if TYPE_CHECKING:
@@ -126,12 +127,15 @@ class Side:
     """The live header map the filter reads and edits."""
     trailers: HeaderPairs | None = None
     """The live trailer map."""
-    buffer: bytearray = field(default_factory=bytearray)
-    """Body bytes held at the filter (the body buffer the filter sees)."""
+    held: HeldBody = field(default_factory=HeldBody)
+    """Body bytes held at the filter (the body buffer the filter sees), kept
+    as the frames came until the filter writes (:attr:`buffer`)."""
     forwarded_headers: HeaderPairs | None = None
     """Headers as passed on, once they were."""
-    forwarded_body: bytearray = field(default_factory=bytearray)
-    """Body bytes passed on so far."""
+    forwarded: list[Chunk] = field(default_factory=list)
+    """Body frames passed on so far (references; :attr:`forwarded_body`)."""
+    received: list[Chunk] = field(default_factory=list)
+    """Every body frame that reached the filter, in order (references)."""
     forwarded_trailers: HeaderPairs | None = None
     """Trailers as passed on."""
     headers_seen: bool = False
@@ -152,9 +156,32 @@ class Side:
     """Everything was passed on (end of stream forwarded)."""
 
     @property
+    def buffer(self) -> bytearray:
+        """The held body as a ``bytearray`` to change (joined once, on demand)."""
+        return self.held.mutable()
+
+    @property
+    def forwarded_body(self) -> bytes:
+        """Body bytes passed on so far (a new ``bytes``)."""
+        return b"".join(map(readable, self.forwarded))
+
+    @property
     def body_available(self) -> bool:
         """Whether the body buffer is readable now."""
-        return self.in_body_callback or (self.stopped is not None and bool(self.buffer))
+        return self.in_body_callback or (self.stopped is not None and bool(self.held))
+
+    def body_after(self) -> bytes:
+        """The body as passed on plus what is held.
+
+        The "before" body's own object when the filter let it through
+        unchanged (no copy).
+        """
+        before = self.before
+        return joined(
+            self.forwarded + self.held.parts(),
+            self.received,
+            b"" if before is None else before.body,
+        )
 
     def after(self) -> HttpMessage | None:
         """The message as the filter passed it on, or as it left it if held."""
@@ -170,9 +197,10 @@ class Side:
             if self.forwarded_trailers is not None
             else self.trailers
         )
-        body = bytes(self.forwarded_body) + bytes(self.buffer)
         return HttpMessage(
-            list(headers), body, None if trailers is None else list(trailers)
+            list(headers),
+            self.body_after(),
+            None if trailers is None else list(trailers),
         )
 
 

@@ -118,7 +118,9 @@ def get_configuration(h: FilterVm, ret_ptr: int, ret_size: int) -> int:
 # --- buffers ---
 
 
-def _buffer(h: FilterVm, buffer_type: int) -> bytes | bytearray | None:
+def _buffer(
+    h: FilterVm, buffer_type: int, write: bool = False
+) -> bytes | bytearray | memoryview | None:
     ctx = h.ctx
     if buffer_type == BufferType.VM_CONFIGURATION:
         return h.vm_configuration
@@ -138,7 +140,10 @@ def _buffer(h: FilterVm, buffer_type: int) -> bytes | bytearray | None:
         side = (
             ctx.request if buffer_type == BufferType.HTTP_REQUEST_BODY else ctx.response
         )
-        return side.buffer if side.body_available else None
+        if not side.body_available:
+            return None
+        # Reads see the held frames as they came; a write joins them once.
+        return side.buffer if write else side.held.view()
     if isinstance(ctx, TcpContext) and buffer_type in (
         BufferType.DOWNSTREAM_DATA,
         BufferType.UPSTREAM_DATA,
@@ -173,7 +178,12 @@ def get_buffer_bytes(
     buf = _buffer(h, buffer_type)
     if buf is None:
         return NOT_FOUND
-    data = bytes(buf[start : start + max_size]) if start < len(buf) else b""
+    if start >= len(buf):
+        data = b""
+    elif type(buf) is bytes:
+        data = buf[start : start + max_size]
+    else:
+        data = bytes(memoryview(buf)[start : start + max_size])  # one copy
     size_out: int | None = ret_size
     if ret_size == max_size and ret_size != ret_ptr + 4:
         # @solo-io/proxy-runtime 0.1.8 passes the length where the size pointer
@@ -196,7 +206,7 @@ def set_buffer_bytes(
     data = h.mem.read(data_ptr, data_size)
     if data is None:
         return INVALID_MEMORY_ACCESS
-    buf = _buffer(h, buffer_type)
+    buf = _buffer(h, buffer_type, write=True)
     if buf is None:
         return NOT_FOUND
     if not isinstance(buf, bytearray):

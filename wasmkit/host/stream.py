@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from wasmkit.abi.constants import AbiVersion, StreamType
 from wasmkit.errors import FilterTrapError
 from wasmkit.host import connection_manager as hcm
+from wasmkit.host.buffers import BodySlice, Chunk, as_bytes, grow
 from wasmkit.host.callouts import Callout
 from wasmkit.host.connection_manager import (
     ENVOY_DEFAULTS,
@@ -220,6 +221,8 @@ class HttpStream:
         kind, payload, eos = frame
         if kind != "data":
             payload = list(payload)  # the stream keeps its own copy
+        elif type(payload) is not bytes:
+            payload = bytes(payload)  # held by reference from here on
         self._send(stream_type, (kind, payload, eos))
 
     def _send(self, stream_type: StreamType, frame: Frame) -> None:
@@ -240,8 +243,7 @@ class HttpStream:
             limit is not None
             and frame[0] == "data"
             and side.stopped in _HELD
-            and len(side.buffer) + sum(len(f[1]) for f in queue if f[0] == "data")
-            > limit
+            and len(side.held) + sum(len(f[1]) for f in queue if f[0] == "data") > limit
         ):
             # Envoy buffers the body of headers the filter holds, up to the
             # buffer limit.
@@ -296,9 +298,12 @@ class HttpStream:
         may become the stream's "before" state without a copy. ``end_frame``:
         a body without trailers ends with an empty data frame carrying
         ``end_of_stream``, as Envoy's HTTP/1 codec delivers it
-        (:attr:`ConnectionManager.http1_codec_end_frame`).
+        (:attr:`ConnectionManager.http1_codec_end_frame`). The body is never
+        copied: chunks are :class:`~wasmkit.host.buffers.BodySlice` views of it.
         """
         body = message.body
+        if type(body) is not bytes:
+            body = bytes(body)
         trailers = message.trailers
         has_trailers = trailers is not None
         send = self._send
@@ -316,7 +321,7 @@ class HttpStream:
                         stream_type,
                         (
                             "data",
-                            body[pos : pos + chunk_size],
+                            BodySlice(body, pos, min(pos + chunk_size, size)),
                             last and not has_trailers and not split,
                         ),
                     )
@@ -357,7 +362,7 @@ class HttpStream:
             and side.end_received
             and side.stopped is None
             and side.forwarded_headers is not None
-            and not side.buffer
+            and not side.held
             and (not side.trailers_received or side.forwarded_trailers is not None)
         ):
             side.complete = True  # as _check_complete
@@ -367,7 +372,7 @@ class HttpStream:
         if before is None:
             before = side.before = HttpMessage([])
         if kind == "data":
-            before.body += payload
+            before.body = grow(before.body, payload)  # type: ignore[assignment]
         elif kind == "trailers":
             before.trailers = list(payload)
             side.trailers_received = True
@@ -410,14 +415,17 @@ class HttpStream:
             side.stopped = "headers"
         self._after_callback(side)
 
-    def _on_data(self, side: Side, chunk: bytes, eos: bool) -> None:
+    def _on_data(self, side: Side, chunk: Chunk, eos: bool) -> None:
         before = side.before
         if before is None:
             before = side.before = HttpMessage([])
-        before.body += chunk
+        if chunk:
+            # References only: the frame is held, not copied.
+            before.body = grow(before.body, chunk)  # type: ignore[assignment]
+            side.held.append(chunk)
+            side.received.append(chunk)
         if eos:
             side.end_received = True
-        side.buffer += chunk
         if self._bypass:
             self._forward_body(side)
             return
@@ -430,7 +438,7 @@ class HttpStream:
         side.in_body_callback = True
         side.body_eos = eos
         try:
-            status = self._call(cb, (ctx.id, len(side.buffer), int(eos)), side=side)
+            status = self._call(cb, (ctx.id, len(side.held), int(eos)), side=side)
         finally:
             side.in_body_callback = False
             side.body_eos = False
@@ -446,7 +454,7 @@ class HttpStream:
         elif side.stopped != "headers-only":
             side.stopped = "body"
             limit = self.buffer_limit
-            if limit is not None and len(side.buffer) > limit:
+            if limit is not None and len(side.held) > limit:
                 self._too_large(side)
                 return
         self._after_callback(side)
@@ -524,8 +532,7 @@ class HttpStream:
     def _forward_body(self, side: Side) -> None:
         if side.forwarded_headers is None:
             self._forward_headers(side)
-        side.forwarded_body += side.buffer
-        side.buffer.clear()
+        side.forwarded += side.held.take()  # handed over, not copied
 
     def _forward_trailers(self, side: Side) -> None:
         if side.trailers is not None:
@@ -536,7 +543,7 @@ class HttpStream:
             side.end_received
             and side.stopped is None
             and side.forwarded_headers is not None
-            and not side.buffer
+            and not side.held
             and (not side.trailers_received or side.forwarded_trailers is not None)
         ):
             side.complete = True
@@ -594,12 +601,14 @@ class HttpStream:
             self._forward_headers(side)
             queue = self._queues[side.stream_type]
             data = [f for f in queue if f[0] == "data"]
-            if data or side.buffer:
+            if data or side.held:
                 # Envoy hands the body buffered during the stop to the filter at once.
                 queue[:] = [f for f in queue if f[0] != "data"]
                 for _, chunk, _eos in data:
                     self._receive(side, "data", chunk, False)
-                    side.buffer += chunk
+                    if chunk:
+                        side.held.append(chunk)
+                        side.received.append(chunk)
                 eos = (
                     side.end_received
                     and not side.trailers_received
@@ -646,8 +655,8 @@ class HttpStream:
             message = reply.to_message(grpc=self._grpc(), head=head)
             response_side.headers = list(message.headers)
             response_side.forwarded_headers = list(message.headers)
-            response_side.buffer.clear()
-            response_side.forwarded_body = bytearray(message.body)
+            response_side.held.clear()
+            response_side.forwarded = [message.body] if message.body else []
             response_side.trailers = None
             response_side.forwarded_trailers = None
             response_side.stopped = None
@@ -734,8 +743,8 @@ class HttpStream:
             message = reply.to_message(grpc=self._grpc())
             response_side.headers = list(message.headers)
             response_side.forwarded_headers = list(message.headers)
-            response_side.forwarded_body = bytearray()
-            response_side.buffer.clear()
+            response_side.forwarded = []
+            response_side.held.clear()
             response_side.complete = True
             return True
         self.reset = True
@@ -777,6 +786,10 @@ class HttpStream:
                     ctx.in_log = False
         vm.contexts.pop(ctx.id, None)
         vm.streams.pop(ctx.id, None)
+        for side in (request, response_side):
+            if side.before is not None and type(side.before.body) is not bytes:
+                # A body cut off part way: the view becomes the bytes that came.
+                side.before.body = as_bytes(side.before.body)
         request_before = request.before or HttpMessage([])
         response_after = None
         if response_side.forwarded_headers is not None and not self.reset:
@@ -822,8 +835,8 @@ def _reset_details(reason: str) -> str:
 
 def _final(side: Side, before: HttpMessage | None) -> HttpMessage | None:
     # Side.after() for a finished stream: its lists are no longer changed, so
-    # they are handed over without copies, and an unchanged body is shared
-    # with the "before" message.
+    # they are handed over without copies, and an unchanged body is the
+    # "before" message's own object.
     headers = side.headers
     if headers is None:
         return None
@@ -833,11 +846,8 @@ def _final(side: Side, before: HttpMessage | None) -> HttpMessage | None:
     trailers = side.forwarded_trailers
     if trailers is None:
         trailers = side.trailers
-    buffer = side.buffer
-    body: bytes = bytes(side.forwarded_body)
-    if buffer:
-        body += bytes(buffer)
-    if before is not None and body == before.body:
+    body = side.body_after()
+    if before is not None and body is not before.body and body == before.body:
         body = before.body
     return HttpMessage(headers, body, trailers)
 
