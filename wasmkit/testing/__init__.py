@@ -3,7 +3,9 @@
 * :class:`Driver` (:mod:`wasmkit.testing.driver`): make root, HTTP and TCP
   contexts and call any callback on them directly, as Envoy's own Wasm tests
   do; each call returns a :class:`CallResult` (Envoy's converted action,
-  logs by level, trace, local reply, callouts, metrics).
+  logs by level, trace, local reply, callouts, metrics). TCP contexts
+  (:mod:`wasmkit.testing.tcp`) also take the network filter's entry points as
+  Envoy makes them (``on_data``, ``on_write``, ``on_event``, ``finish``).
 * :mod:`wasmkit.testing.snapshot`: a replay as a golden file without its
   volatile fields, checked with a per-flow, per-field diff; what
   ``ReplayResult.to_pytest`` and ``wasmkit replay --pytest`` write.
