@@ -11,6 +11,11 @@ toolchains the tutorial's filters need). ``browser`` launches
 Debian's Chromium through Playwright (never a downloaded browser; make test
 installs it with scripts/setup-browser.sh). Both stop at the end, also when a
 test fails; a failing test leaves a screenshot in build/test-artifacts/.
+
+The helpers below the fixtures are shared by the test modules: running every
+cell of a notebook open in the lab (:func:`run_all_cells`), switching the
+theme (:func:`set_theme`) and the contrast of rendered text
+(:func:`contrast`, :data:`MIN_CONTRAST`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -33,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "08-replay-a-capture.ipynb"
@@ -263,3 +270,208 @@ def _screenshot_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
     path = request.getfixturevalue("artifact")(f"failure-{request.node.name}.png")
     with contextlib.suppress(Exception):  # the page may be gone with the failure
         request.getfixturevalue("page").screenshot(path=str(path))
+
+
+# ----------------------------------------------------------------- helpers --
+
+MIN_CONTRAST = 4.5
+"""WCAG AA for normal text: text vs background contrast ratio."""
+
+
+def exact(text: str) -> re.Pattern[str]:
+    """A pattern matching ``text`` alone (spaces around allowed)."""
+    return re.compile(rf"^\s*{re.escape(text)}\s*$")
+
+
+# Colours as the page renders them: a background is the element's own
+# composited over every ancestor's (translucent tints, color-mix results),
+# the text colour over that.
+COLOURS_JS = r"""
+(el) => {
+  const parse = (c) => {
+    let m = c.match(/^rgba?\(([^)]*)\)/);
+    if (m) {
+      const p = m[1].split(/[\s,\/]+/).filter(Boolean).map(Number);
+      return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+    }
+    m = c.match(/^color\(srgb\s+([^)]*)\)/);
+    if (m) {
+      const p = m[1].split(/[\s\/]+/).filter(Boolean).map(Number);
+      return [p[0] * 255, p[1] * 255, p[2] * 255, p.length > 3 ? p[3] : 1];
+    }
+    throw new Error(`unparsed colour ${c}`);
+  };
+  const over = (top, under) =>
+    [0, 1, 2].map((i) => top[3] * top[i] + (1 - top[3]) * under[i]).concat([1]);
+  const chain = [];
+  for (let e = el; e; e = e.parentElement) chain.push(getComputedStyle(e).backgroundColor);
+  let bg = [255, 255, 255, 1];  // the canvas
+  for (const c of chain.reverse()) bg = over(parse(c), bg);
+  const fg = over(parse(getComputedStyle(el).color), bg);
+  return { bg: bg.slice(0, 3), fg: fg.slice(0, 3), css: getComputedStyle(el).backgroundColor };
+}
+"""
+
+
+def colours(element: Locator) -> dict[str, Any]:
+    """The rendered background and text colours (``bg``, ``fg``: RGB 0-255)."""
+    return element.evaluate(COLOURS_JS)  # type: ignore[no-any-return]
+
+
+def luminance(rgb: list[float]) -> float:
+    """The WCAG relative luminance of an RGB colour (0-255 channels)."""
+
+    def channel(c: float) -> float:
+        c /= 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(c) for c in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(element: Locator) -> float:
+    """The WCAG contrast ratio of the element's text over its background."""
+    c = colours(element)
+    hi, lo = sorted((luminance(c["fg"]), luminance(c["bg"])), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def low_contrast(checked: dict[str, Locator]) -> list[tuple[str, str, float]]:
+    """Each element of ``checked`` (what → locator) below :data:`MIN_CONTRAST`.
+
+    Fails when a locator finds nothing (a check that checks nothing).
+    """
+    low = []
+    for what, loc in checked.items():
+        n = loc.count()
+        assert n > 0, f"nothing to check: {what}"
+        for i in range(n):
+            ratio = contrast(loc.nth(i))
+            if not ratio >= MIN_CONTRAST:
+                low.append((what, loc.nth(i).inner_text()[:30], round(ratio, 2)))
+    return low
+
+
+def set_theme(page: Page, theme: str, timeout: float = 30_000) -> None:
+    """Settings → Theme → ``theme``, then wait until JupyterLab applied it."""
+    page.locator(".lm-MenuBar-itemLabel", has_text=exact("Settings")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=exact("Theme")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=exact(theme)).click()
+    light = "true" if theme == "JupyterLab Light" else "false"
+    page.wait_for_function(
+        "arg => document.body.dataset.jpThemeName === arg[0]"
+        " && document.body.dataset.jpThemeLight === arg[1]",
+        arg=[theme, light],
+        timeout=timeout,
+    )
+    page.wait_for_timeout(300)  # the theme's stylesheet applied
+
+
+def wait_for_kernel_connection(lab: Lab, timeout: float) -> None:
+    """Wait until the server sees a page connected to a kernel (``timeout`` s)."""
+    deadline = time.monotonic() + timeout
+    request = urllib.request.Request(
+        lab.url("api/kernels"), headers={"Authorization": f"token {lab.token}"}
+    )
+    kernels: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            kernels = json.load(response)
+        if any(k.get("connections", 0) > 0 for k in kernels):
+            return
+        time.sleep(0.2)
+    pytest.fail(f"no kernel connected within {timeout:.0f} s: {kernels}")
+
+
+def unfinished_cells(page: Page) -> str:
+    """Each code cell without an execution count: its prompt, first source
+    line and the end of its output so far."""
+    cells = page.evaluate(
+        """() => [...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell')]
+             .map(cell => ({
+               prompt: cell.querySelector('.jp-InputPrompt')?.textContent ?? '',
+               source: (cell.querySelector('.jp-InputArea-editor')?.innerText ?? '')
+                 .split('\\n')[0],
+               output: (cell.querySelector('.jp-OutputArea')?.innerText ?? '').slice(-300),
+             }))
+             .filter(c => !/\\[\\d+\\]/.test(c.prompt))"""
+    )
+    return (
+        "\n".join(
+            f"  {c['prompt'].strip() or '[ ]'} {c['source']!r}: {c['output']!r}"
+            for c in cells
+        )
+        or "  (none)"
+    )
+
+
+def run_all_cells(
+    page: Page,
+    lab: Lab,
+    path: str,
+    *,
+    load_timeout: float = 30_000,
+    run_timeout: float = 300_000,
+) -> None:
+    """Open notebook ``path`` (under the lab's root) and Run → Run All Cells.
+
+    Returns once every code cell has an execution count and the kernel is
+    idle; fails naming the cells not run, or the cells that raised.
+    Timeouts in ms.
+    """
+    page.goto(lab.url(f"lab/tree/{path}"), timeout=load_timeout)
+    page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=load_timeout)
+    # Run only once the page talks to a started kernel: the execution
+    # indicator says "idle" before the kernel exists too (and Run All then
+    # does nothing), so first wait until the server sees the page's kernel
+    # connection, then for the page to call the kernel idle.
+    wait_for_kernel_connection(lab, load_timeout / 1000)
+    page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for(
+        state="attached", timeout=load_timeout
+    )
+    # The first cell starts within seconds of Run All; a menu click that did
+    # not take (the menu closed before the item got it) is made once more.
+    for attempt in range(2):
+        page.locator(".jp-NotebookPanel .jp-Notebook").click()
+        page.locator(".lm-MenuBar-itemLabel", has_text=exact("Run")).click()
+        page.get_by_role("menuitem", name=exact("Run All Cells")).click()
+        try:
+            page.wait_for_function(
+                """() => {
+                     const first = document.querySelector(
+                       '.jp-NotebookPanel .jp-CodeCell .jp-InputPrompt');
+                     return first && /\\[(\\*|\\d+)\\]/.test(first.textContent);
+                   }""",
+                timeout=load_timeout,
+            )
+            break
+        except PlaywrightTimeoutError:
+            if attempt:
+                pytest.fail(
+                    "Run All Cells started no cell (twice); cells:\n"
+                    + unfinished_cells(page)
+                )
+    try:
+        page.wait_for_function(
+            """() => {
+                 const prompts = [...document.querySelectorAll(
+                   '.jp-NotebookPanel .jp-CodeCell .jp-InputPrompt')];
+                 return prompts.length > 0
+                   && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+               }""",
+            timeout=run_timeout,
+        )
+    except PlaywrightTimeoutError:
+        pytest.fail(
+            f"Run All Cells did not finish within {run_timeout // 1000:.0f} s; "
+            "cells not run:\n"
+            + unfinished_cells(page)
+            + f"\nserver log ({lab.log}):\n"
+            + log_tail(lab.log)
+        )
+    page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for(
+        state="attached", timeout=run_timeout
+    )
+    errors = page.locator(".jp-OutputArea-output[data-mime-type*='error']")
+    if errors.count():
+        pytest.fail("a notebook cell failed:\n" + "\n".join(errors.all_inner_texts()))

@@ -114,13 +114,15 @@ def test_compare_takes_wasm_filters_and_names_the_sides(shell):
     assert row["request_headers"] == "~ x-wasmkit: cell -> other"
     # The views: labels, repr, static HTML, the plain table.
     view = CompareView(result)
-    label = view.flowlist.options[0][0]
+    label = view.window[0]["label"]
     assert re.search(
         r"  old \d+ forwarded \| new \d+ forwarded  differs: request headers$", label
     )
-    assert "<b>old</b>" in view.status.value and "<b>new</b>" in view.status.value
-    assert "only in new" in view.status.value
-    assert ">old</th>" in view.detail.value and ">new</th>" in view.detail.value
+    assert "<b>old</b>" in view.status and "<b>new</b>" in view.status
+    assert "only in new" in view.status
+    assert [c["title"] for c in view.columns][5:7] == ["old", "new"]
+    panes = "".join(view.detail["panes"].values())
+    assert ">old</th>" in panes and ">new</th>" in panes
     assert repr(result).startswith("<Comparison 'old' vs 'new': 17 flows")
     assert "<b>old</b> (old (go))" in result._repr_html_()
     text = result.text()

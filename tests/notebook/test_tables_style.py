@@ -213,4 +213,6 @@ def test_widget_text_is_kept_from_mathjax_too(result):
     # root that MathJax skips.
     assert 'el.classList.add("wasmkit-explorer", ...NO_MATHJAX)' in explorer._esm
     view = CompareView(wasmkit.compare(REWRITE, OTHER, FLOW, limit=2))
-    assert view.status.value.startswith(quiet) and view.detail.value.startswith(quiet)
+    assert view.status.startswith(quiet)
+    assert all(pane.startswith(quiet) for pane in view.detail["panes"].values())
+    assert 'el.classList.add("wasmkit-compare", "wk-root", ...NO_MATHJAX)' in view._esm

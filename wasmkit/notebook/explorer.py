@@ -27,7 +27,7 @@ from typing import Any
 import anywidget
 import traitlets as t
 
-from wasmkit.notebook import envoy_pages, flow_detail, resources, tables
+from wasmkit.notebook import _static, envoy_pages, flow_detail, resources, tables
 from wasmkit.notebook.tables import e
 from wasmkit.replay.results import FlowResult, ReplayResult
 
@@ -145,7 +145,7 @@ class ReplayExplorer(anywidget.AnyWidget):
             ``result.against_envoy()`` kept, if any.
     """
 
-    _esm = STATIC / "explorer.js"
+    _esm = _static.esm("explorer.js")
     _css = STATIC / "explorer.css"
 
     status = t.Unicode("", help="The status line (HTML).").tag(sync=True)
