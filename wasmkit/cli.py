@@ -538,6 +538,14 @@ def _add_replay(sub: Any) -> None:
         "--max-kept", type=int, metavar="N", help="keep at most N flows in full"
     )
     cmd.add_argument(
+        "--records-to",
+        metavar="DIR",
+        help="write every flow's record and summary row to DIR as the flows "
+        "replay, one pair of JSON-lines files per partition, named by "
+        "DIR/manifest.json (a folder, or an fsspec URL every worker can write): "
+        "with --keep changed or summary the records never come back whole",
+    )
+    cmd.add_argument(
         "--against-envoy",
         action="store_true",
         help="replay the same capture through a real Envoy too and print where "
@@ -583,11 +591,11 @@ def _replay(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
-        if args.json and (args.workers != 1 or args.scheduler):
+        if args.json and args.scheduler and not args.records_to:
             print(
-                "wasmkit replay: --json with --keep or --max-kept streams the "
-                "records as flows finish, which needs --workers 1 without "
-                "--scheduler",
+                "wasmkit replay: --json with --keep or --max-kept on --scheduler "
+                "needs --records-to DIR, a folder the workers and this machine "
+                "share",
                 file=sys.stderr,
             )
             return 1
@@ -614,8 +622,14 @@ def _replay(args: argparse.Namespace) -> int:
         return 1
     responder = _responder(args)
     _warn_root_id(args, path)
+    # Compact --json: records stream as flows finish in one process; on Dask
+    # each partition writes its own files, read back one by one.
+    on_dask = args.workers != 1 or bool(args.scheduler)
+    from_store = compact and bool(args.json) and on_dask
+    records_to: str | bool | None = args.records_to or (True if from_store else None)
     try:
-        records = _RecordStream(args.json) if compact and args.json else None
+        stream = compact and args.json and not on_dask
+        records = _RecordStream(args.json) if stream else None
     except OSError as exc:
         print(
             f"wasmkit replay: cannot write {_atomic.describe(exc, args.json)}",
@@ -632,6 +646,7 @@ def _replay(args: argparse.Namespace) -> int:
             keep=args.keep,
             max_kept=args.max_kept,
             on_flow=records.write if records else None,
+            records_to=records_to,
             **vm_options,
         )
     except BaseException as exc:
@@ -652,6 +667,12 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         if records is not None:
             records.close(note, result.done_flows)
+            if args.json != "-":
+                print(render_summary(result))
+        elif from_store and result.stored is not None:
+            _stored_json(result, args.json, note)
+            if records_to is True:
+                result.stored.close()  # the temporary folder goes
             if args.json != "-":
                 print(render_summary(result))
         elif args.json == "-":
@@ -734,6 +755,22 @@ def _against_envoy(result: Any) -> int:
     return 0 if comparison.identical else 1
 
 
+def _stored_json(result: Any, target: str, note: str | None) -> None:
+    """``--json`` of a compact replay on Dask, from the partitions' records.
+
+    Read one at a time, written as one array (wrapped as a partial replay's
+    when ``note`` says it was interrupted).
+    """
+    stream = _RecordStream(target)
+    try:
+        for record in result.stored:
+            stream.write_record(record)
+    except BaseException:
+        stream.discard()
+        raise
+    stream.close(note, result.done_flows)
+
+
 class _RecordStream:
     """``--json`` for compact replays: a JSON array written flow by flow.
 
@@ -768,8 +805,11 @@ class _RecordStream:
         self._good += len(data)
 
     def write(self, flow: FlowResult) -> None:
+        self.write_record(flow.record())
+
+    def write_record(self, record: Any) -> None:
         head = b",\n" if self._count else b"\n"
-        self._write(head + json.dumps(flow.record(), indent=1).encode())
+        self._write(head + json.dumps(record, indent=1).encode())
         self._count += 1
 
     def close(self, note: str | None = None, flows: int = 0) -> None:
