@@ -194,3 +194,26 @@ def test_the_upstream_close_comes_after_the_end_when_the_filter_closed():
     assert _same(envoy) == _same(ours)
     tags = [s for s in envoy if "=" not in s and "missing" not in s]
     assert tags[-5:] == ["dclose 1", "done", "log", "delete", "uclose 0"]
+
+
+def test_the_host_stream_hears_the_late_upstream_close_as_envoy_does():
+    # The same events through the host's TcpStream (what run_tcp and replays
+    # use): the callbacks and the properties the probe reads are Envoy's.
+    from wasmkit.host import load
+
+    module = wat(probe(close=StreamType.UPSTREAM))
+    envoy = _envoy_logs(module, "close")
+    plugin = load(module)
+    try:
+        stream = plugin.tcp_stream()
+        stream.connect()
+        stream.downstream_data(b"ping")
+        stream.upstream_data(b"", end_of_stream=True)
+        result = stream.finish()
+    finally:
+        plugin.vm.close()
+    ours = [r.message for r in result.logs]
+    tags = [s for s in ours if "=" not in s and "missing" not in s]
+    assert tags[-5:] == ["dclose 1", "done", "log", "delete", "uclose 0"]
+    assert result.upstream_close is not None and result.ok
+    assert _same(envoy) == _same(ours)

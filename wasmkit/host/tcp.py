@@ -178,14 +178,40 @@ class TcpStream:
         """Upstream bytes arrive (``end_of_stream``: the upstream finished).
 
         After upstream data with ``end_of_stream`` the filter hears an upstream
-        close with peer UNKNOWN, as Envoy synthesises it.
+        close with peer UNKNOWN, as Envoy synthesises it: after the context's
+        end when the filter closed the connection on that data, as Envoy does.
 
         Raises:
             ValueError: the upstream already ended its data.
         """
+        was_open = not self.ended
         self._data(StreamType.UPSTREAM, chunk, end_of_stream)
-        if end_of_stream:
-            self.upstream_close(PeerType.UNKNOWN)
+        if not end_of_stream:
+            return
+        if was_open and self.ended and self.filter_closed is not None:
+            self._late_upstream_close()
+            return
+        self.upstream_close(PeerType.UNKNOWN)
+
+    def _late_upstream_close(self) -> None:
+        # The filter closed the connection on the upstream's last data: the
+        # context ended at once (done, log, delete), and Envoy 1.40 still
+        # reports the upstream close it synthesises from that end, after
+        # proxy_on_delete (tests/envoy/test_tcp_env.py).
+        ctx = self.ctx
+        assert ctx is not None
+        side = ctx.upstream
+        if side.closed or self._bypass or self.error is not None:
+            return
+        side.closed = True
+        side.close_peer = PeerType.UNKNOWN
+        if self.vm.failed is not None:
+            return
+        ctx.callback = "proxy_on_upstream_connection_close"
+        try:
+            self.vm.invoke(ctx.callback, (ctx.id, int(PeerType.UNKNOWN)), ctx)
+        except FilterTrapError as exc:
+            self.error = exc
 
     def downstream_close(self, peer_type: PeerType = PeerType.REMOTE) -> None:
         """The downstream connection closes: the filter is told, its context ends.
