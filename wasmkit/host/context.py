@@ -176,12 +176,15 @@ class Side:
         The "before" body's own object when the filter let it through
         unchanged (no copy).
         """
+        forwarded, held = self.forwarded, self.held
+        if held:
+            parts = forwarded + held.parts()
+        elif forwarded:
+            parts = forwarded
+        else:
+            return b""
         before = self.before
-        return joined(
-            self.forwarded + self.held.parts(),
-            self.received,
-            b"" if before is None else before.body,
-        )
+        return joined(parts, self.received, b"" if before is None else before.body)
 
     def after(self) -> HttpMessage | None:
         """The message as the filter passed it on, or as it left it if held."""
