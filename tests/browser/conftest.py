@@ -419,7 +419,10 @@ def run_all_cells(
     idle; fails naming the cells not run, or the cells that raised.
     Timeouts in ms.
     """
-    page.goto(lab.url(f"lab/tree/{path}"), timeout=load_timeout)
+    # A workspace of its own: JupyterLab would otherwise restore the panels
+    # an earlier test module left open (their cells and indicators too).
+    workspace = re.sub(r"[^A-Za-z0-9]+", "-", path).strip("-")
+    page.goto(lab.url(f"lab/workspaces/{workspace}/tree/{path}"), timeout=load_timeout)
     page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=load_timeout)
     # Run only once the page talks to a started kernel: the execution
     # indicator says "idle" before the kernel exists too (and Run All then

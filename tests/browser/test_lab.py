@@ -33,8 +33,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,14 +41,26 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from tests.browser.conftest import CAPTURE, NOTEBOOK_IN_LAB, Lab, log_tail
+from tests.browser.conftest import (
+    CAPTURE,
+    MIN_CONTRAST,
+    NOTEBOOK_IN_LAB,
+    Lab,
+    colours,
+    contrast,
+    exact,
+    run_all_cells,
+    set_theme,
+)
 from wasmkit.traffic import load_capture
 
 pytestmark = pytest.mark.browser
 
 LOAD_TIMEOUT = 30_000  # ms: JupyterLab's first page load on a busy 2-core machine
 RUN_TIMEOUT = 300_000  # ms: kernel start + every cell, builds of the filters included
-UPDATE_TIMEOUT = 30_000  # ms: a widget round trip to the kernel and back, on a loaded machine
+UPDATE_TIMEOUT = (
+    30_000  # ms: a widget round trip to the kernel and back, on a loaded machine
+)
 
 EXPLORER_CELL = "tagged = tagger.replay(CAPTURE)"
 """The first line of the cell whose explorer the tests drive."""
@@ -78,13 +88,6 @@ def _methods() -> list[str]:
 
 # ----------------------------------------------------------------- helpers --
 # Each takes the explorer's root: the page holds more than one explorer.
-
-MIN_CONTRAST = 4.5
-"""WCAG AA for normal text: text vs background contrast ratio."""
-
-
-def _exact(text: str) -> re.Pattern[str]:
-    return re.compile(rf"^\s*{re.escape(text)}\s*$")
 
 
 def _wait(ex: Locator, condition: str, arg: Any = None) -> None:
@@ -178,58 +181,9 @@ def _select_flow(ex: Locator, index: int) -> None:
     )
 
 
-# Colours as the page renders them: a background is the element's own
-# composited over every ancestor's (translucent tints, color-mix results),
-# the text colour over that.
-_COLOURS_JS = r"""
-(el) => {
-  const parse = (c) => {
-    let m = c.match(/^rgba?\(([^)]*)\)/);
-    if (m) {
-      const p = m[1].split(/[\s,\/]+/).filter(Boolean).map(Number);
-      return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
-    }
-    m = c.match(/^color\(srgb\s+([^)]*)\)/);
-    if (m) {
-      const p = m[1].split(/[\s\/]+/).filter(Boolean).map(Number);
-      return [p[0] * 255, p[1] * 255, p[2] * 255, p.length > 3 ? p[3] : 1];
-    }
-    throw new Error(`unparsed colour ${c}`);
-  };
-  const over = (top, under) =>
-    [0, 1, 2].map((i) => top[3] * top[i] + (1 - top[3]) * under[i]).concat([1]);
-  const chain = [];
-  for (let e = el; e; e = e.parentElement) chain.push(getComputedStyle(e).backgroundColor);
-  let bg = [255, 255, 255, 1];  // the canvas
-  for (const c of chain.reverse()) bg = over(parse(c), bg);
-  const fg = over(parse(getComputedStyle(el).color), bg);
-  return { bg: bg.slice(0, 3), fg: fg.slice(0, 3), css: getComputedStyle(el).backgroundColor };
-}
-"""
-
-
-def _colours(cell: Locator) -> dict[str, Any]:
-    return cell.evaluate(_COLOURS_JS)
-
-
-def _luminance(rgb: list[float]) -> float:
-    def channel(c: float) -> float:
-        c /= 255
-        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
-
-    r, g, b = (channel(c) for c in rgb)
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b
-
-
-def _contrast(cell: Locator) -> float:
-    c = _colours(cell)
-    hi, lo = sorted((_luminance(c["fg"]), _luminance(c["bg"])), reverse=True)
-    return (hi + 0.05) / (lo + 0.05)
-
-
 def _hue(cell: Locator) -> str:
     """``green``, ``red``, ``yellow`` or ``grey``: the hue of the rendered tint."""
-    r, g, b = _colours(cell)["bg"]
+    r, g, b = colours(cell)["bg"]
     top = max(r, g, b)
     if top - min(r, g, b) < 8:
         return "grey"
@@ -245,123 +199,11 @@ def _hue(cell: Locator) -> str:
 def _row(table: Locator, name: str) -> Locator:
     """The diff table's row of header ``name``."""
     return table.locator("tbody tr").filter(
-        has=table.page.locator("td", has_text=_exact(name))
+        has=table.page.locator("td", has_text=exact(name))
     )
-
-
-def _set_theme(page: Page, theme: str) -> None:
-    """Settings → Theme → ``theme``, then wait until JupyterLab applied it."""
-    page.locator(".lm-MenuBar-itemLabel", has_text=_exact("Settings")).click()
-    page.locator(".lm-Menu-itemLabel", has_text=_exact("Theme")).click()
-    page.locator(".lm-Menu-itemLabel", has_text=_exact(theme)).click()
-    light = "true" if theme == "JupyterLab Light" else "false"
-    page.wait_for_function(
-        "arg => document.body.dataset.jpThemeName === arg[0]"
-        " && document.body.dataset.jpThemeLight === arg[1]",
-        arg=[theme, light],
-        timeout=UPDATE_TIMEOUT,
-    )
-    page.wait_for_timeout(300)  # the theme's stylesheet applied
 
 
 # ---------------------------------------------------------------- fixtures --
-
-
-def _wait_for_kernel_connection(lab: Lab, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    request = urllib.request.Request(
-        lab.url("api/kernels"), headers={"Authorization": f"token {lab.token}"}
-    )
-    kernels: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            kernels = json.load(response)
-        if any(k.get("connections", 0) > 0 for k in kernels):
-            return
-        time.sleep(0.2)
-    pytest.fail(f"no kernel connected within {timeout:.0f} s: {kernels}")
-
-
-def _unfinished_cells(page: Page) -> str:
-    """Each code cell without an execution count: its prompt, first source
-    line and the end of its output so far."""
-    cells = page.evaluate(
-        """() => [...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell')]
-             .map(cell => ({
-               prompt: cell.querySelector('.jp-InputPrompt')?.textContent ?? '',
-               source: (cell.querySelector('.jp-InputArea-editor')?.innerText ?? '')
-                 .split('\\n')[0],
-               output: (cell.querySelector('.jp-OutputArea')?.innerText ?? '').slice(-300),
-             }))
-             .filter(c => !/\\[\\d+\\]/.test(c.prompt))"""
-    )
-    return (
-        "\n".join(
-            f"  {c['prompt'].strip() or '[ ]'} {c['source']!r}: {c['output']!r}"
-            for c in cells
-        )
-        or "  (none)"
-    )
-
-
-def _run_all_cells(page: Page, lab: Lab) -> None:
-    page.goto(lab.url(f"lab/tree/{NOTEBOOK_IN_LAB}"), timeout=LOAD_TIMEOUT)
-    page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=LOAD_TIMEOUT)
-    # Run only once the page talks to a started kernel: the execution
-    # indicator says "idle" before the kernel exists too (and Run All then
-    # does nothing), so first wait until the server sees the page's kernel
-    # connection, then for the page to call the kernel idle.
-    _wait_for_kernel_connection(lab, LOAD_TIMEOUT / 1000)
-    page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for(
-        state="attached", timeout=LOAD_TIMEOUT
-    )
-    # The first cell starts within seconds of Run All; a menu click that did
-    # not take (the menu closed before the item got it) is made once more.
-    for attempt in range(2):
-        page.locator(".jp-NotebookPanel .jp-Notebook").click()
-        page.locator(".lm-MenuBar-itemLabel", has_text=_exact("Run")).click()
-        page.get_by_role("menuitem", name=_exact("Run All Cells")).click()
-        try:
-            page.wait_for_function(
-                """() => {
-                     const first = document.querySelector(
-                       '.jp-NotebookPanel .jp-CodeCell .jp-InputPrompt');
-                     return first && /\\[(\\*|\\d+)\\]/.test(first.textContent);
-                   }""",
-                timeout=LOAD_TIMEOUT,
-            )
-            break
-        except PlaywrightTimeoutError:
-            if attempt:
-                pytest.fail(
-                    "Run All Cells started no cell (twice); cells:\n"
-                    + _unfinished_cells(page)
-                )
-    # Every code cell got an execution count (no [ ] or [*] left) and the
-    # kernel went back to idle.
-    try:
-        page.wait_for_function(
-            """() => {
-                 const prompts = [...document.querySelectorAll(
-                   '.jp-NotebookPanel .jp-CodeCell .jp-InputPrompt')];
-                 return prompts.length > 0
-                   && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
-               }""",
-            timeout=RUN_TIMEOUT,
-        )
-    except PlaywrightTimeoutError:
-        pytest.fail(
-            f"Run All Cells did not finish within {RUN_TIMEOUT // 1000} s; cells not run:\n"
-            + _unfinished_cells(page)
-            + f"\nserver log ({lab.log}):\n"
-            + log_tail(lab.log)
-        )
-    page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for(
-        state="attached", timeout=RUN_TIMEOUT
-    )
-    errors = page.locator(".jp-OutputArea-output[data-mime-type*='error']")
-    if errors.count():
-        pytest.fail("a notebook cell failed:\n" + "\n".join(errors.all_inner_texts()))
 
 
 @pytest.fixture(scope="module")
@@ -372,7 +214,13 @@ def page(lab: Lab, browser: Browser, artifact: Callable[[str], Path]) -> Iterato
     try:
         page = context.new_page()
         try:
-            _run_all_cells(page, lab)
+            run_all_cells(
+                page,
+                lab,
+                NOTEBOOK_IN_LAB,
+                load_timeout=LOAD_TIMEOUT,
+                run_timeout=RUN_TIMEOUT,
+            )
         except BaseException:
             page.screenshot(path=str(artifact("failure-run-all-cells.png")))
             raise
@@ -476,7 +324,7 @@ def test_flow_table_and_coloured_diff(explorer):
     ):
         cells = _row(table, name).locator(f"td.wk-{kind}")
         assert cells.count() >= 1, name
-        assert _hue(cells.first) == hue, (name, _colours(cells.first))
+        assert _hue(cells.first) == hue, (name, colours(cells.first))
     assert LABEL in _row(table, "server").inner_text()
 
 
@@ -616,7 +464,7 @@ def test_show_unchanged_adds_the_unchanged_fields(explorer):
     assert table.locator("tbody tr").count() > rows
     # content-type went through untouched; unchanged fields are not tinted.
     cell = _row(table, "content-type").locator("td.wk-unchanged").first
-    assert _hue(cell) == "grey", _colours(cell)
+    assert _hue(cell) == "grey", colours(cell)
     checkbox.uncheck()
     _wait_for_diff(ex, "t.querySelector('td.wk-unchanged') === null")
 
@@ -693,7 +541,7 @@ THEMES = ["JupyterLab Light", "JupyterLab Dark"]
 @pytest.mark.parametrize("theme", THEMES)
 def test_every_diff_cell_is_readable(explorer, page, artifact, theme):
     ex = explorer
-    _set_theme(page, theme)
+    set_theme(page, theme)
     try:
         _main_tab(ex, "Flows")
         _select_flow(ex, 10)  # an error flow: cache-control added too
@@ -717,14 +565,14 @@ def test_every_diff_cell_is_readable(explorer, page, artifact, theme):
             n = loc.count()
             assert n > 0, what
             for i in range(n):
-                ratio = _contrast(loc.nth(i))
+                ratio = contrast(loc.nth(i))
                 if not ratio >= MIN_CONTRAST:
                     low.append(
                         (
                             what,
                             loc.nth(i).inner_text()[:30],
                             round(ratio, 2),
-                            _colours(loc.nth(i)),
+                            colours(loc.nth(i)),
                         )
                     )
         name = "light" if theme == THEMES[0] else "dark"
@@ -741,8 +589,8 @@ def test_every_diff_cell_is_readable(explorer, page, artifact, theme):
             ("date", "removed", "red"),
         ):
             cell = _row(table, name_).locator(f"td.wk-{kind}").first
-            assert _hue(cell) == hue, (theme, name_, _colours(cell))
+            assert _hue(cell) == hue, (theme, name_, colours(cell))
     finally:
         ex.locator(".wasmkit-unchanged input[type=checkbox]").uncheck()
         if theme != THEMES[0]:
-            _set_theme(page, THEMES[0])
+            set_theme(page, THEMES[0])
