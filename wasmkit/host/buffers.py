@@ -98,19 +98,23 @@ class HeldBody:
     joined for a read (the one copy a body the filter does not change pays).
     """
 
-    __slots__ = ("_data", "_parts", "_size")
+    __slots__ = ("_parts", "data", "size")
 
     def __init__(self) -> None:
-        self._data: bytearray | None = None  # the joined start, once made
+        self.data: bytearray | None = None
+        """The held bytes joined into one ``bytearray`` (what the filter
+        changes), frames that came after it excluded; ``None``: not made."""
         self._parts: list[Chunk] = []  # frames after it, as they came
-        self._size = 0  # the frames' bytes
+        self.size = 0
+        """Bytes in the frames held by reference (``data`` not counted):
+        the buffer is empty when this is 0 and ``data`` is empty."""
 
     def __len__(self) -> int:
-        data = self._data
-        return self._size if data is None else self._size + len(data)
+        data = self.data
+        return self.size if data is None else self.size + len(data)
 
     def __bool__(self) -> bool:
-        return self._size > 0 or bool(self._data)
+        return self.size > 0 or bool(self.data)
 
     def __repr__(self) -> str:
         return f"HeldBody({len(self)} bytes)"
@@ -119,24 +123,24 @@ class HeldBody:
         """A frame arrived (held by reference)."""
         if chunk:
             self._parts.append(chunk)
-            self._size += len(chunk)
+            self.size += len(chunk)
 
     def mutable(self) -> bytearray:
         """The held bytes as one ``bytearray`` the caller may change."""
-        data = self._data
+        data = self.data
         if data is None:
-            data = self._data = bytearray()
+            data = self.data = bytearray()
         parts = self._parts
         if parts:
             for part in parts:
                 data += readable(part)
             parts.clear()
-            self._size = 0
+            self.size = 0
         return data
 
     def view(self) -> Readable:
         """The held bytes to read: the frame itself when one is held."""
-        data, parts = self._data, self._parts
+        data, parts = self.data, self._parts
         if not parts:
             return b"" if data is None else data
         if not data:
@@ -149,24 +153,24 @@ class HeldBody:
 
     def parts(self) -> list[Chunk]:
         """What is held, in order, without a copy."""
-        data = self._data
+        data = self.data
         return [data, *self._parts] if data else list(self._parts)
 
     def take(self) -> list[Chunk]:
         """What is held, handed over (passed on): the buffer is empty after."""
-        data, taken = self._data, self._parts
+        data, taken = self.data, self._parts
         if data:
             taken.insert(0, data)
-        self._data = None
+        self.data = None
         self._parts = []
-        self._size = 0
+        self.size = 0
         return taken
 
     def clear(self) -> None:
         """Drop what is held."""
-        self._data = None
+        self.data = None
         self._parts = []
-        self._size = 0
+        self.size = 0
 
 
 def _span(parts: Sequence[Chunk]) -> Readable | None:

@@ -177,7 +177,7 @@ class Side:
         unchanged (no copy).
         """
         forwarded, held = self.forwarded, self.held
-        if held:
+        if held.size or held.data:
             parts = forwarded + held.parts()
         elif forwarded:
             parts = forwarded

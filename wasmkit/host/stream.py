@@ -362,7 +362,7 @@ class HttpStream:
             and side.end_received
             and side.stopped is None
             and side.forwarded_headers is not None
-            and not side.held
+            and not (side.held.size or side.held.data)
             and (not side.trailers_received or side.forwarded_trailers is not None)
         ):
             side.complete = True  # as _check_complete
@@ -421,7 +421,10 @@ class HttpStream:
             before = side.before = HttpMessage([])
         if chunk:
             # References only: the frame is held, not copied.
-            before.body = grow(before.body, chunk)  # type: ignore[assignment]
+            if not before.body and type(chunk) is bytes:
+                before.body = chunk  # a body in one frame (grow's first case)
+            else:
+                before.body = grow(before.body, chunk)  # type: ignore[assignment]
             side.held.append(chunk)
             side.received.append(chunk)
         if eos:
@@ -543,7 +546,7 @@ class HttpStream:
             side.end_received
             and side.stopped is None
             and side.forwarded_headers is not None
-            and not side.held
+            and not (side.held.size or side.held.data)
             and (not side.trailers_received or side.forwarded_trailers is not None)
         ):
             side.complete = True
