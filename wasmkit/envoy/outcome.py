@@ -24,6 +24,7 @@ from wasmkit.host.stream import StreamResult
 
 _DETAILS = "Preparing local reply with details "
 _FAILED = re.compile(r"Function: (\w+) failed")
+_MARKER_DETAILS = "direct_response"
 _ROUTER_RESET = "local reply with details upstream_reset_before_response_started"
 # What Envoy puts around a filter's local reply; the rest are the filter's.
 _REPLY_OWN = {b":status", b"content-length", b"date", b"server", b"connection"}
@@ -42,6 +43,22 @@ def filter_logs(lines: Iterable[EnvoyLine]) -> list[LogRecord]:
         _, _, text = line.message.partition(": ")
         out.append(LogRecord(line.level, text, 0, "proxy_log", line.time_ns))
     return out
+
+
+def reply_details(lines: Iterable[EnvoyLine]) -> str:
+    """The details of the first local reply Envoy prepared in ``lines``.
+
+    The marker listener's direct response (``config.MARKER_LISTENER``, sent
+    after the previous exchange) may log its reply after its marker line,
+    inside this exchange's window: it is skipped, since the filter listener
+    never answers that way.
+    """
+    for ln in lines:
+        if ln.logger == "http" and _DETAILS in ln.message:
+            found = ln.message.split(_DETAILS, 1)[1].strip()
+            if found != _MARKER_DETAILS:
+                return found
+    return ""
 
 
 def stream_result(
@@ -72,14 +89,7 @@ def stream_result(
         _http1.response_message(outcome.response) if outcome.response else None
     )
     response_before = exchange.to_response_message() if arrived else None
-    details = next(
-        (
-            ln.message.split(_DETAILS, 1)[1].strip()
-            for ln in lines
-            if ln.logger == "http" and _DETAILS in ln.message
-        ),
-        "",
-    )
+    details = reply_details(lines)
     error = _failure(lines, fail_open)
     if error is None and not arrived and details.startswith("wasm_fail_stream"):
         # The VM failed on an earlier flow and stays failed (fail-closed).
