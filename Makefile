@@ -93,6 +93,7 @@ bench: venv samples peers
 	$(PY) benchmarks/bench_load.py
 	$(PY) benchmarks/bench_capture.py
 	$(PY) benchmarks/bench_replay.py
+	$(PY) benchmarks/bench_body.py --commit 309c234
 	$(PY) benchmarks/bench_memory.py
 
 clean:
