@@ -17,6 +17,7 @@ import atexit
 import contextlib
 import hashlib
 import importlib.util
+import logging
 import os
 import signal
 import threading
@@ -136,6 +137,11 @@ def _start_local(workers: int) -> tuple[Any, Any]:
             processes=True,
             dashboard_address="127.0.0.1:0",
             scheduler_port=0,
+            # wasmkit reports what goes wrong in a replay itself (a lost
+            # worker's partition replays on another, a failure is a flow's
+            # or a part's); Dask's own errors (a heartbeat racing the close,
+            # a killed worker's comms) would print tracebacks on stderr.
+            silence_logs=logging.CRITICAL,
         )
         try:
             client = Client(cluster, set_as_default=False)  # type: ignore[no-untyped-call]
