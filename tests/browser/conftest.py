@@ -383,6 +383,21 @@ def wait_for_kernel_connection(lab: Lab, timeout: float) -> None:
     pytest.fail(f"no kernel connected within {timeout:.0f} s: {kernels}")
 
 
+def shutdown_kernels(lab: Lab) -> None:
+    """Shut every kernel of the server down (a module's kernel, its Dask
+    workers, must not load the machine for the next module)."""
+    headers = {"Authorization": f"token {lab.token}"}
+    listing = urllib.request.Request(lab.url("api/kernels"), headers=headers)
+    with urllib.request.urlopen(listing, timeout=10) as response:
+        kernels = json.load(response)
+    for kernel in kernels:
+        request = urllib.request.Request(
+            lab.url(f"api/kernels/{kernel['id']}"), headers=headers, method="DELETE"
+        )
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(request, timeout=30).close()
+
+
 def unfinished_cells(page: Page) -> str:
     """Each code cell without an execution count: its prompt, first source
     line and the end of its output so far."""
@@ -429,8 +444,10 @@ def run_all_cells(
     # does nothing), so first wait until the server sees the page's kernel
     # connection, then for the page to call the kernel idle.
     wait_for_kernel_connection(lab, load_timeout / 1000)
+    # A kernel starting on a loaded machine (another module's kernel and
+    # Dask workers still running) may take longer than the page's load.
     page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for(
-        state="attached", timeout=load_timeout
+        state="attached", timeout=max(load_timeout, 120_000)
     )
     # The first cell starts within seconds of Run All; a menu click that did
     # not take (the menu closed before the item got it) is made once more.

@@ -44,6 +44,7 @@ from tests.browser.conftest import (
     low_contrast,
     run_all_cells,
     set_theme,
+    shutdown_kernels,
 )
 from tests.notebook.test_compare_view import ADD
 from tests.notebook.test_explorer import MIXED
@@ -190,6 +191,7 @@ def page(lab: Lab, browser: Browser, artifact: Callable[[str], Path]) -> Iterato
         yield page
     finally:
         context.close()
+        shutdown_kernels(lab)
 
 
 def _widget(page: Page, first_line: str, root: str) -> Locator:

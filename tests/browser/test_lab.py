@@ -51,6 +51,7 @@ from tests.browser.conftest import (
     exact,
     run_all_cells,
     set_theme,
+    shutdown_kernels,
 )
 from wasmkit.traffic import load_capture
 
@@ -227,6 +228,7 @@ def page(lab: Lab, browser: Browser, artifact: Callable[[str], Path]) -> Iterato
         yield page
     finally:
         context.close()
+        shutdown_kernels(lab)
 
 
 @pytest.fixture(scope="module")
