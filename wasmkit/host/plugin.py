@@ -36,7 +36,7 @@ from wasmkit.abi.signatures import (
     vendor_imports,
 )
 from wasmkit.errors import FilterLoadError, FilterStartError, FilterTrapError
-from wasmkit.host import capabilities, higress, properties
+from wasmkit.host import capabilities, higress, native, properties
 from wasmkit.host import imports as host_imports_mod
 from wasmkit.host.callouts import Callout, Responder, table_responder
 from wasmkit.host.connection_manager import (
@@ -244,6 +244,10 @@ class FilterVm:
         vm_configuration: VM configuration bytes (``on_vm_start``).
         limits: time and memory limits per callback.
         fast: use wasmtime's unchecked call path.
+        host: ``native`` (the C core of host/native.py makes the crossings
+            of the fast path), ``python`` (the pure-Python reference host) or
+            ``auto``; ``None`` reads ``WASMKIT_HOST`` (default ``auto``:
+            native where it builds).
         profile: ``envoy`` (default) or ``spec`` where the two differ.
         log_level: level below which the filter's logs are dropped and which
             ``proxy_get_log_level`` reports.
@@ -313,6 +317,7 @@ class FilterVm:
         abi: AbiVersion | str | None = None,
         redis_responder: higress.RedisResponder | Mapping[str, Any] | None = None,
         allowed_capabilities: Iterable[str] | None = None,
+        host: str | None = None,
     ) -> None:
         self.limits = limits or Limits()
         self.capabilities = capabilities.Capabilities.of(allowed_capabilities)
@@ -334,6 +339,8 @@ class FilterVm:
             else vm_configuration
         )
         self.fast = fast
+        self.native = native.resolve(host) if fast else None
+        """The native core module in use, or ``None`` (pure-Python host)."""
         if profile not in ("envoy", "spec"):
             raise ValueError(f"profile must be 'envoy' or 'spec', not {profile!r}")
         self.profile: Profile = profile
@@ -515,7 +522,11 @@ class FilterVm:
         self._depth = 0
         self.allocating = 0
         self.vm: WasmtimeVm | None = None
-        self.mem = GuestMemory(self.memory_region, self._allocate)
+        self.mem: Any = (
+            GuestMemory(self.memory_region, self._allocate)
+            if self.native is None
+            else self.native.Memory(self._allocate)
+        )
         self.wasi = Wasi(
             self.mem,
             self.log_guest,
@@ -526,9 +537,16 @@ class FilterVm:
             room=self.log_room,
         )
         self.vm = WasmtimeVm(
-            self.module, self._link(), limits=self.limits, fast=self.fast
+            self.module,
+            self._link(),
+            limits=self.limits,
+            fast=self.fast,
+            native=self.native,
         )
-        self.mem.bind(self.vm.memory_region, self.vm.memory_seen)
+        if self.native is None:
+            self.mem.bind(self.vm.memory_region, self.vm.memory_seen)
+        else:
+            self.mem.bind(self.vm.core)
         try:
             if self.vm.has_export("_initialize"):
                 self.invoke("_initialize", (), self._vm_ctx, startup=True)

@@ -276,7 +276,17 @@ class _Frame:
 
 class _Export:
     # An export prepared for repeated calls on the fast path.
-    __slots__ = ("all32", "busy", "frame", "func", "kinds", "ref", "result", "sig")
+    __slots__ = (
+        "all32",
+        "busy",
+        "frame",
+        "func",
+        "kinds",
+        "native",
+        "ref",
+        "result",
+        "sig",
+    )
 
     def __init__(self, func: Any, sig: Signature) -> None:
         self.func = func
@@ -287,6 +297,30 @@ class _Export:
         self.result = sig.results[0] if sig.results else None
         self.frame = _Frame(max(len(sig.params), len(sig.results), 1))
         self.busy = False
+        self.native: Any = None
+
+
+def _native_kinds(sig: Signature) -> bytes | None:
+    # One byte per parameter (1: i64) and one for the result, for the native
+    # trampoline; None when it cannot take the signature (floats, an i64
+    # result, too many parameters): the ctypes one does.
+    if any(t not in ("i32", "i64") for t in sig.params) or len(sig.params) > 31:
+        return None
+    if sig.results and (len(sig.results) > 1 or sig.results[0] != "i32"):
+        return None
+    return bytes(t == "i64" for t in sig.params) + bytes([bool(sig.results)])
+
+
+def _native_export(core: Any, export: _Export) -> Any:
+    # The native caller of an export, when the core can take its signature.
+    sig = export.sig
+    if any(t not in ("i32", "i64") for t in sig.params) or len(sig.params) > 31:
+        return None
+    if len(sig.results) > 1 or any(t not in ("i32", "i64") for t in sig.results):
+        return None
+    result = 0 if not sig.results else 1 if sig.results[0] == "i32" else 2
+    kinds = bytes(t == "i64" for t in sig.params)
+    return core.export(bytes(export.func._func), kinds, result)
 
 
 class WasmtimeVm:
@@ -298,6 +332,8 @@ class WasmtimeVm:
             functions), in the same order.
         limits: time and memory limits.
         fast: use the unchecked C call path.
+        native: the native core module (host/native.py) for the crossings of
+            the fast path, or ``None`` for the ctypes ones.
 
     Raises:
         FilterLoadError: instantiation failed (a non-function import, a trap in
@@ -311,6 +347,7 @@ class WasmtimeVm:
         *,
         limits: Limits | None = None,
         fast: bool = True,
+        native: Any = None,
     ) -> None:
         self.module = module
         self.limits = limits or Limits()
@@ -329,10 +366,16 @@ class WasmtimeVm:
             table_elements=self.limits.table_elements,
         )
         self._ctx = ctypes.cast(self._store._context(), ctypes.c_void_p).value
+        self._native = native if fast else None
+        self._core: Any = None
+        if self._native is not None:
+            self._core = self._native.Core(
+                self._ctx, self._overdue, self._bind_caller_memory, self._raise_in_guest
+            )
         # At each epoch deadline (wall-clock ticks) the callback looks at the
         # CPU time the call has used: under its limit, the call goes on.
         self._timeout_exit: GuestExit | None = None
-        self._cpu_deadline_ns = _NEVER
+        self._cpu_deadline = _NEVER
         on_deadline = _DeadlineCallback(self._on_epoch_deadline)
         self._on_deadline = on_deadline
         _set_deadline_callback(
@@ -347,9 +390,7 @@ class WasmtimeVm:
         so far; stays 0 unless the module was compiled for fuel metering."""
         self._fuel_armed = 0
         self._startup_call = True
-        # When the running call is overdue (perf_counter_ns); host functions
-        # check it, since the epoch ticker barely runs while they hold the GIL.
-        self._deadline_ns = _NEVER
+        self._deadline = _NEVER
         self._funcs: dict[str, _Export] = {}
         # The memory's (address, size), re-checked after anything that may
         # have run wasm (a call, a host call's entry): see memory_region.
@@ -384,12 +425,57 @@ class WasmtimeVm:
             ) from exc
         for name, item in self._instance.exports(self._store).items():
             if isinstance(item, wasmtime.Func):
-                self._funcs[name] = _Export(item, _functype_sig(item.type(self._store)))
+                export = _Export(item, _functype_sig(item.type(self._store)))
+                if self._core is not None:
+                    export.native = _native_export(self._core, export)
+                self._funcs[name] = export
             elif isinstance(item, wasmtime.Memory) and (
                 self._mem is None or name == "memory"
             ):
                 self._mem = item._memory
         self._region = None
+        if self._core is not None:
+            if self._mem is not None:
+                self._core.set_memory(bytes(self._mem))
+            if not module.fuel:
+                timeout = self.limits.timeout_ms
+                self._core.configure(
+                    None if timeout is None else timeout * 1_000_000, self._ticks
+                )
+
+    @property
+    def _deadline_ns(self) -> int:
+        # When the running call is overdue (perf_counter_ns); host functions
+        # check it, since the epoch ticker barely runs while they hold the GIL.
+        if self._core is not None:
+            value: int = self._core.deadline_ns
+            return value
+        return self._deadline
+
+    @_deadline_ns.setter
+    def _deadline_ns(self, value: int) -> None:
+        self._deadline = value
+        if self._core is not None:
+            self._core.deadline_ns = value
+
+    @property
+    def _cpu_deadline_ns(self) -> int:
+        # The thread CPU time (thread_time_ns) past which the call stops.
+        if self._core is not None:
+            value: int = self._core.cpu_deadline_ns
+            return value
+        return self._cpu_deadline
+
+    @_cpu_deadline_ns.setter
+    def _cpu_deadline_ns(self, value: int) -> None:
+        self._cpu_deadline = value
+        if self._core is not None:
+            self._core.cpu_deadline_ns = value
+
+    @property
+    def core(self) -> Any:
+        """The native core's state of this VM, or ``None`` (ctypes crossings)."""
+        return self._core
 
     # -- host functions -------------------------------------------------------
 
@@ -399,6 +485,14 @@ class WasmtimeVm:
             return wasmtime.Func(
                 self._store, ty, self._public_trampoline(sig, fn), access_caller=True
             )
+        kinds = _native_kinds(sig)
+        if self._core is not None and kinds is not None:
+            store_id, private = self._core.host_func(
+                ctypes.cast(ty.ptr(), ctypes.c_void_p).value, fn, kinds
+            )
+            self._keep.append(ty)
+            raw = ffi.wasmtime_func_t(store_id, private)
+            return wasmtime.Func._from_raw(raw)
         callback = _UncheckedCallback(self._fast_trampoline(sig, fn))
         self._keep.append(callback)
         raw = ffi.wasmtime_func_t()
@@ -443,7 +537,7 @@ class WasmtimeVm:
             "def trampoline(env, caller, a, n):\n"
             "    try:\n"
             "        vm._stale = True\n"
-            "        if clock() > vm._deadline_ns:\n"
+            "        if clock() > vm._deadline:\n"
             "            vm._overdue()\n"
             "        if vm._mem is None:\n"
             "            vm._bind_caller_memory(caller)\n"
@@ -465,6 +559,8 @@ class WasmtimeVm:
         ):
             self._mem = item.of.memory
             self._region = None
+            if self._core is not None:
+                self._core.set_memory(bytes(self._mem))
 
     def _on_epoch_deadline(
         self, ctx: int, data: int, delta: Any, update: Any
@@ -557,7 +653,26 @@ class WasmtimeVm:
             KeyError: no such export.
         """
         export = self._funcs[name]
-        if self._depth == 0:
+        core = self._core
+        if (
+            core is not None
+            and export.native is not None
+            and not startup
+            and self._depth == 0
+            and core.arms
+        ):
+            # The whole call in C, which arms the deadlines at its depth 0
+            # (nested calls share the outer call's).
+            if core.depth == 0:
+                self._startup_call = False
+                self._timeout_exit = None
+            try:
+                return self._call_native(export, args)
+            except (wasmtime.Trap, wasmtime.WasmtimeError, GuestExit) as exc:
+                raise self._convert(
+                    self._take_timeout() or exc, name, context_id
+                ) from exc
+        if self._depth == 0 and (core is None or core.depth == 0):
             self._startup_call = startup
             limits = self.limits
             limit = limits.startup_timeout_ms if startup else limits.timeout_ms
@@ -575,7 +690,11 @@ class WasmtimeVm:
             else:
                 _set_epoch_deadline(self._ctx, self._ticks)
         self._depth += 1
+        if core is not None:
+            core.depth += 1  # the deadlines are armed here, not in C
         try:
+            if export.native is not None:
+                return self._call_native(export, args)
             if self.fast:
                 return self._call_fast(export, args)
             return self._call_public(export.func, export.sig, args)
@@ -584,6 +703,8 @@ class WasmtimeVm:
             raise self._convert(self._take_timeout() or exc, name, context_id) from exc
         finally:
             self._depth -= 1
+            if core is not None:
+                core.depth -= 1
             self._stale = True
             if self._depth == 0 and self.module.fuel:
                 self.fuel_used += self._fuel_armed - self._store.get_fuel()
@@ -630,6 +751,21 @@ class WasmtimeVm:
         if kind is None:
             return None
         return frame.u32[0] if kind == "i32" else frame.i64[0]
+
+    def _call_native(self, export: _Export, args: Sequence[int]) -> int | None:
+        try:
+            result: int | None = export.native(*args)
+        except self._native.CallFailed as failed:
+            error, trap = failed.args
+            self._reraise_pending()
+            if error:
+                raise wasmtime.WasmtimeError._from_ptr(
+                    ctypes.cast(error, ctypes.POINTER(ffi.wasmtime_error_t))
+                ) from None
+            raise wasmtime.Trap._from_ptr(
+                ctypes.cast(trap, ctypes.POINTER(ffi.wasm_trap_t))
+            ) from None
+        return result
 
     def _reraise_pending(self) -> None:
         exc, self._pending = self._pending, None
@@ -696,6 +832,9 @@ class WasmtimeVm:
 
     def memory_region(self) -> tuple[int, int]:
         """Address and size (bytes) of linear memory; ``(0, 0)`` without one."""
+        if self._core is not None:
+            found: tuple[int, int] = self._core.region()
+            return found
         region = self._region
         if region is not None and not self._stale:
             return region
@@ -720,7 +859,7 @@ class WasmtimeVm:
         :meth:`memory_region` before it refuses an access.
         """
         region = self._region
-        if region is None:
+        if region is None or self._core is not None:
             return self.memory_region()
         return region
 
@@ -742,6 +881,8 @@ class WasmtimeVm:
         """Drop the instance and its store."""
         self._funcs.clear()
         self._mem = None
+        if self._core is not None:
+            self._core.set_memory(None)
         self._region = None
         self._keep.clear()
 

@@ -1,0 +1,1011 @@
+/* wasmkit's native host core: the crossings between Python and the guest.
+ *
+ * Built by wasmkit/host/native.py (cc, the running Python's headers) into the
+ * kit cache and imported as ``_wasmkit_core``. It does not link against
+ * libwasmtime: the addresses of the few wasmtime C API functions it calls are
+ * handed over by ``bind()`` from the library the ``wasmtime`` wheel loaded,
+ * so the engine is exactly the one wasmtime-py runs.
+ *
+ * What it holds, per VM (``Core``): the store's context, the guest memory
+ * once known, and the wall-clock deadline of the running call. It provides:
+ *   - ``Export``: one guest export, called with the unchecked C API (the GIL
+ *     released while the guest runs, as ctypes does);
+ *   - ``Core.host_func``: a host import whose trampoline is C: it takes the
+ *     GIL, checks the deadline, binds the memory on first use, converts the
+ *     arguments and calls the Python function (vectorcall);
+ *   - ``Memory``: bounds-checked reads and writes of guest memory and the
+ *     copy-out through the guest allocator, the API of host/memory.py's
+ *     GuestMemory;
+ *   - ``encode_pairs`` / ``pairs_size``: the serialized header map.
+ * The semantics are those of the pure-Python reference (host/vm.py,
+ * host/memory.py, abi/pairs.py); the test suite runs on both.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+typedef union {
+    int32_t i32;
+    int64_t i64;
+    float f32;
+    double f64;
+    uint8_t v128[16];
+    uint32_t anyref;
+    uint32_t externref;
+    void *funcref;
+} raw_t;
+
+typedef struct {
+    uint64_t store_id;
+    void *priv;
+} func_t;
+
+typedef struct {
+    struct {
+        uint64_t store_id;
+        uint32_t p1;
+    } a;
+    uint32_t p2;
+} memory_t;
+
+typedef void *(*call_unchecked_fn)(void *, const func_t *, raw_t *, size_t, void **);
+typedef void *(*callback_fn)(void *, void *, raw_t *, size_t);
+typedef void (*new_unchecked_fn)(void *, const void *, callback_fn, void *,
+                                 void (*)(void *), func_t *);
+typedef uint8_t *(*mem_data_fn)(void *, const memory_t *);
+typedef size_t (*mem_size_fn)(void *, const memory_t *);
+typedef void *(*trap_new_fn)(const char *, size_t);
+typedef void (*set_epoch_fn)(void *, uint64_t);
+
+static call_unchecked_fn api_call;
+static new_unchecked_fn api_new;
+static mem_data_fn api_mem_data;
+static mem_size_fn api_mem_size;
+static trap_new_fn api_trap_new;
+static set_epoch_fn api_set_epoch;
+
+#define MAX_SLOTS 32
+#define NEVER INT64_MAX
+
+static PyObject *CallFailed;
+static PyTypeObject ExportType;
+
+static inline int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline int64_t thread_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------------ Core -- */
+
+typedef struct {
+    PyObject_HEAD
+    void *ctx;
+    memory_t mem;
+    int has_mem;
+    long long deadline_ns;
+    long long cpu_deadline_ns;
+    long long limit_ns;   /* time per call, -1: none */
+    unsigned long long ticks; /* epoch ticks per call */
+    int arms;             /* whether a call from depth 0 arms the deadlines */
+    int depth;            /* calls into the guest under way */
+    PyObject *overdue;        /* () -> None, raises to stop the call */
+    PyObject *bind_memory;    /* (caller address) -> None */
+    PyObject *raise_in_guest; /* (exception) -> trap address */
+} Core;
+
+static int Core_traverse(Core *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->overdue);
+    Py_VISIT(self->bind_memory);
+    Py_VISIT(self->raise_in_guest);
+    return 0;
+}
+
+static int Core_clear(Core *self)
+{
+    Py_CLEAR(self->overdue);
+    Py_CLEAR(self->bind_memory);
+    Py_CLEAR(self->raise_in_guest);
+    return 0;
+}
+
+static void Core_dealloc(Core *self)
+{
+    PyObject_GC_UnTrack(self);
+    Core_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int Core_init(Core *self, PyObject *args, PyObject *kw)
+{
+    unsigned long long ctx;
+    PyObject *overdue, *bind_memory, *raise_in_guest;
+    static char *names[] = {"ctx", "overdue", "bind_memory", "raise_in_guest", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "KOOO", names, &ctx, &overdue,
+                                     &bind_memory, &raise_in_guest))
+        return -1;
+    if (!api_call) {
+        PyErr_SetString(PyExc_RuntimeError, "_wasmkit_core.bind() was not called");
+        return -1;
+    }
+    self->ctx = (void *)(uintptr_t)ctx;
+    self->has_mem = 0;
+    self->deadline_ns = NEVER;
+    self->cpu_deadline_ns = NEVER;
+    self->limit_ns = -1;
+    self->ticks = (unsigned long long)1 << 62;
+    self->arms = 0;
+    self->depth = 0;
+    Py_XSETREF(self->overdue, Py_NewRef(overdue));
+    Py_XSETREF(self->bind_memory, Py_NewRef(bind_memory));
+    Py_XSETREF(self->raise_in_guest, Py_NewRef(raise_in_guest));
+    return 0;
+}
+
+static PyObject *Core_set_memory(Core *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (arg == Py_None) {
+        self->has_mem = 0;
+        Py_RETURN_NONE;
+    }
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if ((size_t)view.len != sizeof(memory_t)) {
+        PyBuffer_Release(&view);
+        PyErr_Format(PyExc_ValueError, "a wasmtime_memory_t has %zu bytes, not %zd",
+                     sizeof(memory_t), view.len);
+        return NULL;
+    }
+    memcpy(&self->mem, view.buf, sizeof(memory_t));
+    PyBuffer_Release(&view);
+    self->has_mem = 1;
+    Py_RETURN_NONE;
+}
+
+static inline void region(Core *c, uint8_t **base, size_t *size)
+{
+    if (!c->has_mem) {
+        *base = NULL;
+        *size = 0;
+        return;
+    }
+    *size = api_mem_size(c->ctx, &c->mem);
+    *base = api_mem_data(c->ctx, &c->mem);
+}
+
+static PyObject *Core_region(Core *self, PyObject *unused)
+{
+    uint8_t *base;
+    size_t size;
+    region(self, &base, &size);
+    return Py_BuildValue("(KK)", (unsigned long long)(uintptr_t)base,
+                         (unsigned long long)size);
+}
+
+/* A host import: the trampoline wasmtime calls with the raw arguments. */
+typedef struct {
+    Core *core;
+    PyObject *fn;
+    int nparams;
+    int has_result;
+    uint8_t is64[MAX_SLOTS];
+} HostEnv;
+
+static void *trap_from_exception(Core *c)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb && value)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    if (!value)
+        value = Py_NewRef(Py_None);
+    PyObject *r = PyObject_CallOneArg(c->raise_in_guest, value);
+    Py_DECREF(value);
+    void *trap = NULL;
+    if (r) {
+        trap = PyLong_AsVoidPtr(r);
+        Py_DECREF(r);
+    }
+    if (!trap) {
+        PyErr_Clear();
+        static const char msg[] = "host: wasmkit could not report a host error";
+        trap = api_trap_new(msg, sizeof msg - 1);
+    }
+    return trap;
+}
+
+static void *trampoline(void *env, void *caller, raw_t *a, size_t n)
+{
+    HostEnv *e = (HostEnv *)env;
+    Core *c = e->core;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    void *trap = NULL;
+    PyObject *args[MAX_SLOTS];
+    int made = 0;
+    PyObject *r;
+    (void)n;
+    if (now_ns() > c->deadline_ns) {
+        r = PyObject_CallNoArgs(c->overdue);
+        if (!r)
+            goto fail;
+        Py_DECREF(r);
+    }
+    if (!c->has_mem) {
+        PyObject *where = PyLong_FromVoidPtr(caller);
+        if (!where)
+            goto fail;
+        r = PyObject_CallOneArg(c->bind_memory, where);
+        Py_DECREF(where);
+        if (!r)
+            goto fail;
+        Py_DECREF(r);
+    }
+    for (; made < e->nparams; made++) {
+        args[made] = e->is64[made] ? PyLong_FromLongLong(a[made].i64)
+                                   : PyLong_FromUnsignedLong((uint32_t)a[made].i32);
+        if (!args[made])
+            goto fail;
+    }
+    r = PyObject_Vectorcall(e->fn, args, (size_t)e->nparams, NULL);
+    for (int i = 0; i < made; i++)
+        Py_DECREF(args[i]);
+    made = 0;
+    if (!r)
+        goto fail;
+    if (e->has_result) {
+        unsigned long v = 0;
+        if (r != Py_None) {
+            v = PyLong_AsUnsignedLongMask(r);
+            if (v == (unsigned long)-1 && PyErr_Occurred()) {
+                Py_DECREF(r);
+                goto fail;
+            }
+        }
+        a[0].i64 = 0;
+        a[0].i32 = (int32_t)(uint32_t)v;
+    }
+    Py_DECREF(r);
+    PyGILState_Release(gil);
+    return NULL;
+fail:
+    for (int i = 0; i < made; i++)
+        Py_DECREF(args[i]);
+    trap = trap_from_exception(c);
+    PyGILState_Release(gil);
+    return trap;
+}
+
+static void host_env_free(void *env)
+{
+    HostEnv *e = (HostEnv *)env;
+    if (!Py_IsInitialized() || _Py_IsFinalizing()) {
+        return; /* the interpreter is gone: leak rather than touch it */
+    }
+    PyGILState_STATE gil = PyGILState_Ensure();
+    Py_XDECREF(e->fn);
+    Py_XDECREF((PyObject *)e->core);
+    PyMem_RawFree(e);
+    PyGILState_Release(gil);
+}
+
+/* host_func(functype address, fn, kinds) -> (store_id, private): kinds is one
+ * byte per parameter (1: i64, 0: i32) and a last one (1: has a result). */
+static PyObject *Core_host_func(Core *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "host_func(functype, fn, kinds)");
+        return NULL;
+    }
+    void *ty = PyLong_AsVoidPtr(args[0]);
+    if (!ty && PyErr_Occurred())
+        return NULL;
+    if (!PyCallable_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "host_func: fn is not callable");
+        return NULL;
+    }
+    char *kinds;
+    Py_ssize_t nk;
+    if (PyBytes_AsStringAndSize(args[2], &kinds, &nk) < 0)
+        return NULL;
+    if (nk < 1 || nk - 1 > MAX_SLOTS) {
+        PyErr_SetString(PyExc_ValueError, "host_func: too many parameters");
+        return NULL;
+    }
+    HostEnv *e = PyMem_RawCalloc(1, sizeof(HostEnv));
+    if (!e)
+        return PyErr_NoMemory();
+    e->core = (Core *)Py_NewRef((PyObject *)self);
+    e->fn = Py_NewRef(args[1]);
+    e->nparams = (int)(nk - 1);
+    for (int i = 0; i < e->nparams; i++)
+        e->is64[i] = kinds[i] != 0;
+    e->has_result = kinds[nk - 1] != 0;
+    func_t out = {0, NULL};
+    api_new(self->ctx, ty, trampoline, e, host_env_free, &out);
+    return Py_BuildValue("(KK)", (unsigned long long)out.store_id,
+                         (unsigned long long)(uintptr_t)out.priv);
+}
+
+static PyObject *Core_get_deadline(Core *self, void *unused)
+{
+    return PyLong_FromLongLong(self->deadline_ns);
+}
+
+static int Core_set_deadline(Core *self, PyObject *value, void *unused)
+{
+    if (!value) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete deadline_ns");
+        return -1;
+    }
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    self->deadline_ns = overflow > 0 ? NEVER : overflow < 0 ? INT64_MIN : v;
+    return 0;
+}
+
+static PyObject *Core_get_cpu_deadline(Core *self, void *unused)
+{
+    return PyLong_FromLongLong(self->cpu_deadline_ns);
+}
+
+static int Core_set_cpu_deadline(Core *self, PyObject *value, void *unused)
+{
+    long long saved = self->deadline_ns;
+    int r = Core_set_deadline(self, value, NULL);
+    self->cpu_deadline_ns = self->deadline_ns;
+    self->deadline_ns = saved;
+    return r;
+}
+
+static PyObject *Core_get_depth(Core *self, void *unused)
+{
+    return PyLong_FromLong(self->depth);
+}
+
+static int Core_set_depth(Core *self, PyObject *value, void *unused)
+{
+    long v = value ? PyLong_AsLong(value) : -1;
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (v < 0) {
+        PyErr_SetString(PyExc_ValueError, "depth >= 0");
+        return -1;
+    }
+    self->depth = (int)v;
+    return 0;
+}
+
+static PyObject *Core_get_arms(Core *self, void *unused)
+{
+    return PyBool_FromLong(self->arms);
+}
+
+/* configure(limit_ns | None, ticks): what a call from depth 0 arms. */
+static PyObject *Core_configure(Core *self, PyObject *args)
+{
+    PyObject *limit;
+    unsigned long long ticks;
+    if (!PyArg_ParseTuple(args, "OK", &limit, &ticks))
+        return NULL;
+    if (limit == Py_None) {
+        self->limit_ns = -1;
+    } else {
+        self->limit_ns = PyLong_AsLongLong(limit);
+        if (self->limit_ns == -1 && PyErr_Occurred())
+            return NULL;
+        if (self->limit_ns < 0)
+            self->limit_ns = 0;
+    }
+    self->ticks = ticks;
+    self->arms = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Core_get_has_mem(Core *self, void *unused)
+{
+    return PyBool_FromLong(self->has_mem);
+}
+
+static PyObject *Core_export(Core *self, PyObject *args);
+
+static PyMethodDef Core_methods[] = {
+    {"export", (PyCFunction)Core_export, METH_VARARGS,
+     "export(func bytes, kinds, result) -> Export"},
+    {"set_memory", (PyCFunction)Core_set_memory, METH_O,
+     "set_memory(raw wasmtime_memory_t bytes | None)"},
+    {"region", (PyCFunction)Core_region, METH_NOARGS,
+     "(address, size) of the guest memory, (0, 0) without one"},
+    {"configure", (PyCFunction)Core_configure, METH_VARARGS,
+     "configure(limit_ns | None, ticks): calls from depth 0 arm their deadlines"},
+    {"host_func", (PyCFunction)(void (*)(void))Core_host_func, METH_FASTCALL,
+     "host_func(functype address, fn, kinds) -> (store_id, private)"},
+    {NULL}};
+
+static PyGetSetDef Core_getset[] = {
+    {"deadline_ns", (getter)Core_get_deadline, (setter)Core_set_deadline,
+     "perf_counter_ns after which a host call stops the running call", NULL},
+    {"cpu_deadline_ns", (getter)Core_get_cpu_deadline, (setter)Core_set_cpu_deadline,
+     "thread CPU time (ns) past which the running call stops", NULL},
+    {"depth", (getter)Core_get_depth, (setter)Core_set_depth,
+     "calls into the guest under way", NULL},
+    {"arms", (getter)Core_get_arms, NULL, "whether configure() was called", NULL},
+    {"has_memory", (getter)Core_get_has_mem, NULL, "whether the memory is known", NULL},
+    {NULL}};
+
+static PyTypeObject CoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "_wasmkit_core.Core",
+    .tp_basicsize = sizeof(Core),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Core(ctx, overdue, bind_memory, raise_in_guest): one VM's native state",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Core_init,
+    .tp_dealloc = (destructor)Core_dealloc,
+    .tp_traverse = (traverseproc)Core_traverse,
+    .tp_clear = (inquiry)Core_clear,
+    .tp_methods = Core_methods,
+    .tp_getset = Core_getset,
+};
+
+/* ---------------------------------------------------------------- Export -- */
+
+typedef struct {
+    PyObject_HEAD
+    Core *core;
+    func_t func;
+    int nparams;
+    int slots;
+    int result; /* 0: none, 1: i32 (unsigned), 2: i64 */
+    uint8_t is64[MAX_SLOTS];
+    vectorcallfunc vectorcall;
+} Export;
+
+static void Export_dealloc(Export *self)
+{
+    Py_XDECREF((PyObject *)self->core);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Export_vectorcall(Export *self, PyObject *const *args, size_t nargsf,
+                                   PyObject *kw)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kw && PyTuple_GET_SIZE(kw)) {
+        PyErr_SetString(PyExc_TypeError, "an export takes no keyword arguments");
+        return NULL;
+    }
+    if (nargs != self->nparams) {
+        PyErr_Format(PyExc_TypeError, "expected %d arguments, got %zd", self->nparams,
+                     nargs);
+        return NULL;
+    }
+    raw_t frame[MAX_SLOTS];
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        unsigned long long v = PyLong_AsUnsignedLongLongMask(args[i]);
+        if (v == (unsigned long long)-1 && PyErr_Occurred())
+            return NULL;
+        frame[i].i64 = 0;
+        if (self->is64[i])
+            frame[i].i64 = (int64_t)v;
+        else
+            frame[i].i32 = (int32_t)(uint32_t)v;
+    }
+    void *trap = NULL;
+    void *error;
+    Core *c = self->core;
+    if (c->depth == 0 && c->arms) {
+        if (c->limit_ns >= 0) {
+            c->deadline_ns = now_ns() + c->limit_ns;
+            c->cpu_deadline_ns = thread_ns() + c->limit_ns;
+        } else {
+            c->deadline_ns = c->cpu_deadline_ns = NEVER;
+        }
+        api_set_epoch(c->ctx, (uint64_t)c->ticks);
+    }
+    c->depth++;
+    Py_BEGIN_ALLOW_THREADS
+    error = api_call(c->ctx, &self->func, frame, (size_t)self->slots, &trap);
+    Py_END_ALLOW_THREADS
+    c->depth--;
+    if (error || trap) {
+        PyObject *info = Py_BuildValue("(KK)", (unsigned long long)(uintptr_t)error,
+                                       (unsigned long long)(uintptr_t)trap);
+        if (info) {
+            PyErr_SetObject(CallFailed, info);
+            Py_DECREF(info);
+        }
+        return NULL;
+    }
+    switch (self->result) {
+    case 1:
+        return PyLong_FromUnsignedLong((uint32_t)frame[0].i32);
+    case 2:
+        return PyLong_FromLongLong(frame[0].i64);
+    default:
+        Py_RETURN_NONE;
+    }
+}
+
+/* Core.export(func bytes, kinds, result) -> Export */
+static PyObject *Core_export(Core *self, PyObject *args)
+{
+    Py_buffer func;
+    const char *kinds;
+    Py_ssize_t nk;
+    int result;
+    if (!PyArg_ParseTuple(args, "y*y#i", &func, &kinds, &nk, &result))
+        return NULL;
+    if ((size_t)func.len != sizeof(func_t) || nk > MAX_SLOTS) {
+        PyBuffer_Release(&func);
+        PyErr_SetString(PyExc_ValueError, "export: bad wasmtime_func_t or arity");
+        return NULL;
+    }
+    Export *e = PyObject_New(Export, &ExportType);
+    if (!e) {
+        PyBuffer_Release(&func);
+        return NULL;
+    }
+    memcpy(&e->func, func.buf, sizeof(func_t));
+    PyBuffer_Release(&func);
+    e->core = (Core *)Py_NewRef((PyObject *)self);
+    e->nparams = (int)nk;
+    for (int i = 0; i < nk; i++)
+        e->is64[i] = kinds[i] != 0;
+    e->result = result;
+    e->slots = nk > 1 ? (int)nk : 1;
+    e->vectorcall = (vectorcallfunc)Export_vectorcall;
+    return (PyObject *)e;
+}
+
+static PyTypeObject ExportType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "_wasmkit_core.Export",
+    .tp_basicsize = sizeof(Export),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "A guest export, called as export(*args) on the unchecked C API",
+    .tp_dealloc = (destructor)Export_dealloc,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(Export, vectorcall),
+};
+
+/* ---------------------------------------------------------------- Memory -- */
+
+typedef struct {
+    PyObject_HEAD
+    Core *core; /* NULL before a VM is bound */
+    PyObject *allocate;
+} Memory;
+
+static int Memory_traverse(Memory *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->core);
+    Py_VISIT(self->allocate);
+    return 0;
+}
+
+static int Memory_clear(Memory *self)
+{
+    Py_CLEAR(self->core);
+    Py_CLEAR(self->allocate);
+    return 0;
+}
+
+static void Memory_dealloc(Memory *self)
+{
+    PyObject_GC_UnTrack(self);
+    Memory_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int Memory_init(Memory *self, PyObject *args, PyObject *kw)
+{
+    PyObject *allocate;
+    static char *names[] = {"allocate", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O", names, &allocate))
+        return -1;
+    Py_XSETREF(self->allocate, Py_NewRef(allocate));
+    Py_CLEAR(self->core);
+    return 0;
+}
+
+static PyObject *Memory_bind(Memory *self, PyObject *core)
+{
+    if (core == Py_None) {
+        Py_CLEAR(self->core);
+        Py_RETURN_NONE;
+    }
+    if (!PyObject_TypeCheck(core, &CoreType)) {
+        PyErr_SetString(PyExc_TypeError, "Memory.bind(Core | None)");
+        return NULL;
+    }
+    Py_XSETREF(self->core, (Core *)Py_NewRef(core));
+    Py_RETURN_NONE;
+}
+
+/* The address of [ptr, ptr + size) in guest memory, or NULL if out of range. */
+static inline uint8_t *at(Memory *m, long long ptr, long long size)
+{
+    uint8_t *base;
+    size_t limit;
+    if (ptr < 0 || size < 0 || !m->core)
+        return NULL;
+    region(m->core, &base, &limit);
+    if ((unsigned long long)ptr + (unsigned long long)size > limit || !base)
+        return NULL;
+    return base + ptr;
+}
+
+static int two_ints(PyObject *const *args, Py_ssize_t nargs, long long *a, long long *b,
+                    const char *what)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "%s takes 2 arguments", what);
+        return -1;
+    }
+    *a = PyLong_AsLongLong(args[0]);
+    if (*a == -1 && PyErr_Occurred())
+        return -1;
+    *b = PyLong_AsLongLong(args[1]);
+    if (*b == -1 && PyErr_Occurred())
+        return -1;
+    return 0;
+}
+
+static PyObject *Memory_read(Memory *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long ptr, size;
+    if (two_ints(args, nargs, &ptr, &size, "read") < 0)
+        return NULL;
+    if (size == 0)
+        return PyBytes_FromStringAndSize("", 0);
+    uint8_t *p = at(self, ptr, size);
+    if (!p)
+        Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)size);
+}
+
+static PyObject *Memory_read_u32(Memory *self, PyObject *arg)
+{
+    long long ptr = PyLong_AsLongLong(arg);
+    if (ptr == -1 && PyErr_Occurred())
+        return NULL;
+    uint8_t *p = at(self, ptr, 4);
+    if (!p)
+        Py_RETURN_NONE;
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return PyLong_FromUnsignedLong(v);
+}
+
+static PyObject *Memory_writable(Memory *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long ptr, size;
+    if (two_ints(args, nargs, &ptr, &size, "writable") < 0)
+        return NULL;
+    uint8_t *base;
+    size_t limit = 0;
+    if (self->core)
+        region(self->core, &base, &limit);
+    return PyBool_FromLong(ptr >= 0 && ptr + size <= (long long)limit);
+}
+
+static int write_bytes(Memory *self, long long ptr, PyObject *data)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+        return -1;
+    int ok = 1;
+    if (view.len) {
+        uint8_t *p = at(self, ptr, view.len);
+        if (p)
+            memmove(p, view.buf, (size_t)view.len);
+        else
+            ok = 0;
+    }
+    PyBuffer_Release(&view);
+    return ok;
+}
+
+static PyObject *Memory_write(Memory *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "write(ptr, data)");
+        return NULL;
+    }
+    long long ptr = PyLong_AsLongLong(args[0]);
+    if (ptr == -1 && PyErr_Occurred())
+        return NULL;
+    int ok = write_bytes(self, ptr, args[1]);
+    if (ok < 0)
+        return NULL;
+    return PyBool_FromLong(ok);
+}
+
+static PyObject *write_int(Memory *self, PyObject *const *args, Py_ssize_t nargs, int n)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "write_u32/u64(ptr, value)");
+        return NULL;
+    }
+    long long ptr = PyLong_AsLongLong(args[0]);
+    if (ptr == -1 && PyErr_Occurred())
+        return NULL;
+    unsigned long long v = PyLong_AsUnsignedLongLongMask(args[1]);
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    uint8_t *p = at(self, ptr, n);
+    if (!p)
+        Py_RETURN_FALSE;
+    if (n == 4) {
+        uint32_t w = (uint32_t)v;
+        memcpy(p, &w, 4);
+    } else {
+        uint64_t w = (uint64_t)v;
+        memcpy(p, &w, 8);
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyObject *Memory_write_u32(Memory *self, PyObject *const *args, Py_ssize_t n)
+{
+    return write_int(self, args, n, 4);
+}
+
+static PyObject *Memory_write_u64(Memory *self, PyObject *const *args, Py_ssize_t n)
+{
+    return write_int(self, args, n, 8);
+}
+
+static void put_u32(Memory *self, long long ptr, uint32_t v)
+{
+    uint8_t *p = at(self, ptr, 4);
+    if (p)
+        memcpy(p, &v, 4);
+}
+
+/* copy_out(data, ret_ptr, ret_size | None) -> bool: as GuestMemory.copy_out */
+static PyObject *Memory_copy_out(Memory *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "copy_out(data, ret_ptr, ret_size)");
+        return NULL;
+    }
+    long long ret_ptr = PyLong_AsLongLong(args[1]);
+    if (ret_ptr == -1 && PyErr_Occurred())
+        return NULL;
+    int has_size = args[2] != Py_None;
+    long long ret_size = 0;
+    if (has_size) {
+        ret_size = PyLong_AsLongLong(args[2]);
+        if (ret_size == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    if (!at(self, ret_ptr, 4) || (has_size && !at(self, ret_size, 4)))
+        Py_RETURN_FALSE;
+    Py_ssize_t size = PyObject_Length(args[0]);
+    if (size < 0)
+        return NULL;
+    unsigned long addr = 0;
+    if (size) {
+        PyObject *n = PyLong_FromSsize_t(size);
+        if (!n)
+            return NULL;
+        PyObject *r = PyObject_CallOneArg(self->allocate, n);
+        Py_DECREF(n);
+        if (!r)
+            return NULL;
+        addr = PyLong_AsUnsignedLongMask(r);
+        Py_DECREF(r);
+        if (addr == (unsigned long)-1 && PyErr_Occurred())
+            return NULL;
+        if (addr == 0)
+            Py_RETURN_FALSE;
+        int ok = write_bytes(self, (long long)addr, args[0]);
+        if (ok <= 0)
+            return ok < 0 ? NULL : Py_NewRef(Py_False);
+    }
+    /* The guest ran (its allocator): the out-pointers are checked again. */
+    if (!at(self, ret_ptr, 4) || (has_size && !at(self, ret_size, 4)))
+        Py_RETURN_FALSE;
+    put_u32(self, ret_ptr, (uint32_t)addr);
+    if (has_size)
+        put_u32(self, ret_size, (uint32_t)size);
+    Py_RETURN_TRUE;
+}
+
+static PyObject *Memory_size(Memory *self, PyObject *unused)
+{
+    uint8_t *base;
+    size_t size = 0;
+    if (self->core)
+        region(self->core, &base, &size);
+    return PyLong_FromSize_t(size);
+}
+
+static PyMethodDef Memory_methods[] = {
+    {"bind", (PyCFunction)Memory_bind, METH_O, "bind(Core | None)"},
+    {"read", (PyCFunction)(void (*)(void))Memory_read, METH_FASTCALL,
+     "read(ptr, size) -> bytes | None"},
+    {"read_u32", (PyCFunction)Memory_read_u32, METH_O, "read_u32(ptr) -> int | None"},
+    {"write", (PyCFunction)(void (*)(void))Memory_write, METH_FASTCALL,
+     "write(ptr, data) -> bool"},
+    {"write_u32", (PyCFunction)(void (*)(void))Memory_write_u32, METH_FASTCALL,
+     "write_u32(ptr, value) -> bool"},
+    {"write_u64", (PyCFunction)(void (*)(void))Memory_write_u64, METH_FASTCALL,
+     "write_u64(ptr, value) -> bool"},
+    {"writable", (PyCFunction)(void (*)(void))Memory_writable, METH_FASTCALL,
+     "writable(ptr, size) -> bool"},
+    {"copy_out", (PyCFunction)(void (*)(void))Memory_copy_out, METH_FASTCALL,
+     "copy_out(data, ret_ptr, ret_size | None) -> bool"},
+    {"size", (PyCFunction)Memory_size, METH_NOARGS, "current size (bytes)"},
+    {NULL}};
+
+static PyTypeObject MemoryType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "_wasmkit_core.Memory",
+    .tp_basicsize = sizeof(Memory),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Memory(allocate): bounds-checked guest memory, as GuestMemory",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Memory_init,
+    .tp_dealloc = (destructor)Memory_dealloc,
+    .tp_traverse = (traverseproc)Memory_traverse,
+    .tp_clear = (inquiry)Memory_clear,
+    .tp_methods = Memory_methods,
+};
+
+/* ----------------------------------------------------------------- pairs -- */
+
+/* The pairs of a list of (bytes, bytes) tuples: count, total key+value bytes. */
+static int pairs_walk(PyObject *items, Py_ssize_t *count, Py_ssize_t *bytes)
+{
+    Py_ssize_t n = PyList_GET_SIZE(items), total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(items, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+            !PyBytes_Check(PyTuple_GET_ITEM(pair, 0)) ||
+            !PyBytes_Check(PyTuple_GET_ITEM(pair, 1))) {
+            PyErr_SetString(PyExc_TypeError, "a header map is a list of (bytes, bytes)");
+            return -1;
+        }
+        total += PyBytes_GET_SIZE(PyTuple_GET_ITEM(pair, 0)) +
+                 PyBytes_GET_SIZE(PyTuple_GET_ITEM(pair, 1));
+    }
+    *count = n;
+    *bytes = total;
+    return 0;
+}
+
+static PyObject *encode_pairs(PyObject *mod, PyObject *items)
+{
+    if (!PyList_Check(items)) {
+        PyErr_SetString(PyExc_TypeError, "encode_pairs(list)");
+        return NULL;
+    }
+    Py_ssize_t n, total;
+    if (pairs_walk(items, &n, &total) < 0)
+        return NULL;
+    Py_ssize_t size = n ? 4 + 8 * n + total + 2 * n : 4;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (!out)
+        return NULL;
+    uint8_t *p = (uint8_t *)PyBytes_AS_STRING(out);
+    uint32_t w = (uint32_t)n;
+    memcpy(p, &w, 4);
+    uint8_t *sizes = p + 4, *data = p + 4 + 8 * n;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(items, i);
+        for (int j = 0; j < 2; j++) {
+            PyObject *part = PyTuple_GET_ITEM(pair, j);
+            Py_ssize_t len = PyBytes_GET_SIZE(part);
+            w = (uint32_t)len;
+            memcpy(sizes, &w, 4);
+            sizes += 4;
+            memcpy(data, PyBytes_AS_STRING(part), (size_t)len);
+            data += len;
+            *data++ = 0;
+        }
+    }
+    return out;
+}
+
+static PyObject *pairs_size(PyObject *mod, PyObject *items)
+{
+    if (!PyList_Check(items)) {
+        PyErr_SetString(PyExc_TypeError, "pairs_size(list)");
+        return NULL;
+    }
+    Py_ssize_t n, total;
+    if (pairs_walk(items, &n, &total) < 0)
+        return NULL;
+    return PyLong_FromSsize_t(n ? 4 + 8 * n + total + 2 * n : 4);
+}
+
+/* ------------------------------------------------------------------ module -- */
+
+static int take(PyObject *table, const char *name, void **slot)
+{
+    PyObject *v = PyDict_GetItemString(table, name);
+    if (!v) {
+        PyErr_Format(PyExc_KeyError, "bind(): no address for %s", name);
+        return -1;
+    }
+    *slot = PyLong_AsVoidPtr(v);
+    if (!*slot) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_ValueError, "bind(): %s is at address 0", name);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *bind(PyObject *mod, PyObject *table)
+{
+    if (!PyDict_Check(table)) {
+        PyErr_SetString(PyExc_TypeError, "bind(dict of name -> address)");
+        return NULL;
+    }
+    void *call, *new_, *data, *size, *trap, *epoch;
+    if (take(table, "wasmtime_func_call_unchecked", &call) < 0 ||
+        take(table, "wasmtime_func_new_unchecked", &new_) < 0 ||
+        take(table, "wasmtime_memory_data", &data) < 0 ||
+        take(table, "wasmtime_memory_data_size", &size) < 0 ||
+        take(table, "wasmtime_trap_new", &trap) < 0 ||
+        take(table, "wasmtime_context_set_epoch_deadline", &epoch) < 0)
+        return NULL;
+    api_call = (call_unchecked_fn)call;
+    api_new = (new_unchecked_fn)new_;
+    api_mem_data = (mem_data_fn)data;
+    api_mem_size = (mem_size_fn)size;
+    api_trap_new = (trap_new_fn)trap;
+    api_set_epoch = (set_epoch_fn)epoch;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"bind", bind, METH_O, "bind({wasmtime C API name: address})"},
+    {"encode_pairs", encode_pairs, METH_O, "serialize a list of (bytes, bytes)"},
+    {"pairs_size", pairs_size, METH_O, "size of the serialized header map"},
+    {NULL}};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "_wasmkit_core",
+    "wasmkit's native host core (see core.c)", -1, module_methods};
+
+PyMODINIT_FUNC PyInit__wasmkit_core(void)
+{
+    PyObject *m;
+    if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&ExportType) < 0 ||
+        PyType_Ready(&MemoryType) < 0)
+        return NULL;
+    m = PyModule_Create(&moduledef);
+    if (!m)
+        return NULL;
+    CallFailed = PyErr_NewException("_wasmkit_core.CallFailed", NULL, NULL);
+    if (!CallFailed || PyModule_AddObjectRef(m, "CallFailed", CallFailed) < 0 ||
+        PyModule_AddObjectRef(m, "Core", (PyObject *)&CoreType) < 0 ||
+        PyModule_AddObjectRef(m, "Export", (PyObject *)&ExportType) < 0 ||
+        PyModule_AddObjectRef(m, "Memory", (PyObject *)&MemoryType) < 0 ||
+        PyModule_AddIntConstant(m, "MEMORY_T_SIZE", (long)sizeof(memory_t)) < 0 ||
+        PyModule_AddIntConstant(m, "FUNC_T_SIZE", (long)sizeof(func_t)) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_SLOTS", MAX_SLOTS) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
