@@ -36,10 +36,11 @@ test: venv toolchains samples browser peers
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
-# The suite on PYTHON (mitmproxy 11 on 3.11), then on PYTHON2 (mitmproxy 12).
+# The suite on PYTHON (mitmproxy 11 on 3.11) with the native host core, then
+# on PYTHON2 (mitmproxy 12) with the pure-Python reference host.
 test-all:
 	$(MAKE) test
-	$(MAKE) test PYTHON=$(PYTHON2) VENV=$(VENV2)
+	WASMKIT_HOST=python $(MAKE) test PYTHON=$(PYTHON2) VENV=$(VENV2)
 
 # Debian's Chromium for the real-browser test (tests/browser), checked to
 # launch under the venv's playwright.
@@ -53,6 +54,15 @@ browser: venv
 venv: $(STAMP)
 	@$(SAME_PYTHON)
 	$(PY) -m compileall -q wasmkit
+	$(MAKE) --no-print-directory native
+
+# The native host core (wasmkit/host/_native/core.c), compiled by cc into the
+# kit cache once per source and Python (about a second); without a compiler
+# the pure-Python host runs (wasmkit prints a one-line notice).
+.PHONY: native
+native: $(STAMP)
+	@$(PY) -c 'from wasmkit.host import native; raise SystemExit(native.main(["build"]))' >/dev/null \
+		|| echo "make: no native host core: wasmkit runs its pure-Python host" >&2
 
 # A venv made by another Python than PYTHON is refused rather than mixed.
 VERSION_OF = $(1) -c 'import sys; print(*sys.version_info[:3], sep=".")'

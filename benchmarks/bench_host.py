@@ -1,12 +1,12 @@
 """Host crossing costs and a full header-filter lifecycle.
 
 Prints medians (µs) of:
-- one Python -> wasm call (fast and public call paths),
-- one wasm -> host call (fast and public),
+- one Python -> wasm call (native core, fast ctypes and public call paths),
+- one wasm -> host call (native core, fast ctypes and public),
 - one full HTTP lifecycle of a header filter with 10 request and 10 response
   headers (context create, request headers, response headers, log, done,
   delete; the filter reads one header and adds one on each side), with the
-  trace on and off.
+  trace on and off, on the native core and on the pure-Python host.
 
 Absolute times move with the machine's load; the lifecycle's targets are
 ratios to other hosts on the same module (bench_peers.py). Usage:
@@ -21,7 +21,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from wasmkit.host import HttpMessage, load, request, response
+from wasmkit.host import HttpMessage, load, native, request, response
 from wasmkit.host.vm import WasmtimeVm, compile_module
 from wasmkit.testing import filter_wat
 
@@ -78,8 +78,13 @@ def median_us(fn: Callable[[], object], per_call: int = 1, rounds: int = 31) -> 
     return statistics.median(samples)
 
 
-def crossing(fast: bool) -> tuple[float, float]:
-    vm = WasmtimeVm(compile_module(CROSSING), [lambda x: x], fast=fast)
+def crossing(fast: bool, core: bool = False) -> tuple[float, float]:
+    vm = WasmtimeVm(
+        compile_module(CROSSING),
+        [lambda x: x],
+        fast=fast,
+        native=native.core() if core else None,
+    )
     call = median_us(lambda: vm.call("nop", (1,)))
     n = 200
     total = median_us(lambda: vm.call("calls", (n,)), per_call=n)
@@ -99,8 +104,8 @@ def lifecycle_messages() -> tuple[HttpMessage, HttpMessage]:
     return req, resp
 
 
-def lifecycle(fast: bool, trace: bool) -> float:
-    plugin = load(HEADER_FILTER, fast=fast, trace=trace)
+def lifecycle(fast: bool, trace: bool, host: str = "native") -> float:
+    plugin = load(HEADER_FILTER, fast=fast, trace=trace, host=host)
     req, resp = lifecycle_messages()
     return median_us(lambda: plugin.run_http(req, resp))
 
@@ -109,15 +114,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    core_call, core_host = crossing(True, core=True)
     fast_call, fast_host = crossing(True)
     pub_call, pub_host = crossing(False)
     rows = {
-        "python->wasm call, fast path (us)": fast_call,
+        "python->wasm call, native core (us)": core_call,
+        "python->wasm call, fast path, ctypes (us)": fast_call,
         "python->wasm call, public API (us)": pub_call,
-        "wasm->host call, fast path (us)": fast_host,
+        "wasm->host call, native core (us)": core_host,
+        "wasm->host call, fast path, ctypes (us)": fast_host,
         "wasm->host call, public API (us)": pub_host,
-        "header-filter lifecycle, fast path, trace off (us)": lifecycle(True, False),
-        "header-filter lifecycle, fast path, trace on (us)": lifecycle(True, True),
+        "header-filter lifecycle, native core, trace off (us)": lifecycle(True, False),
+        "header-filter lifecycle, native core, trace on (us)": lifecycle(True, True),
+        "header-filter lifecycle, Python host, trace off (us)": lifecycle(
+            True, False, "python"
+        ),
+        "header-filter lifecycle, Python host, trace on (us)": lifecycle(
+            True, True, "python"
+        ),
         "header-filter lifecycle, public API, trace on (us)": lifecycle(False, True),
     }
     if args.json:

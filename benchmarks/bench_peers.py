@@ -15,8 +15,9 @@ request (11 headers) and response (11), as wasmkit's connection manager hands
 them to the filter (13 and 12): context create, request headers, response
 headers (both end of stream), log, done, delete. The hosts:
 
-- wasmkit: ``Plugin.run_http``, fast call path, trace off
-  (benchmarks/peers/wasmkit_peer.py), and the same with the trace on;
+- wasmkit: ``Plugin.run_http``, fast call path on the native core, trace off
+  (benchmarks/peers/wasmkit_peer.py), the same with the trace on, and the
+  same on the pure-Python host (``WASMKIT_HOST=python``);
 - proxytest: the Go SDK's proxytest in wasm mode (wazero), the same SDK
   version as the sample (benchmarks/peers/proxytest). Its emulator delivers
   on_done and on_delete of HTTP contexts to no module (four of the six
@@ -64,6 +65,7 @@ RATIOS = {  # ratio key: (numerator host, denominator host)
     "wasmkit/floor": ("wasmkit", "floor"),
     "trace on/off": ("wasmkit trace on", "wasmkit"),
     "proxytest/floor": ("proxytest", "floor"),
+    "native core/Python host": ("wasmkit", "wasmkit Python host"),
 }
 
 
@@ -179,6 +181,7 @@ def make_peers(spec: Path, module: Path, peers_dir: Path) -> list[Peer]:
     return [
         Peer("wasmkit", worker),
         Peer("wasmkit trace on", [*worker, "--trace"]),
+        Peer("wasmkit Python host", [*worker, "--host", "python"]),
         Peer("proxytest", [str(peers_dir / "proxytest-peer"), str(spec)], FRESH_AFTER),
         Peer("floor", [str(peers_dir / "wasmtime-floor"), str(spec)]),
     ]

@@ -1,6 +1,7 @@
 """wasmkit as one of benchmarks/bench_peers.py's hosts, answering over stdin/stdout.
 
     python benchmarks/peers/wasmkit_peer.py WASM [--config TEXT] [--trace]
+        [--host native|python]
 
 One lifecycle is ``Plugin.run_http`` on bench_host.py's request and response
 (the fast call path; the trace off unless ``--trace``): context create,
@@ -34,14 +35,22 @@ def main() -> None:
     parser.add_argument("wasm")
     parser.add_argument("--config", default="")
     parser.add_argument("--trace", action="store_true")
+    parser.add_argument("--host", default="native", choices=["native", "python"])
     args = parser.parse_args()
 
     def start() -> Plugin:
-        return load(args.wasm, config=args.config, fast=True, trace=args.trace)
+        return load(
+            args.wasm, config=args.config, fast=True, trace=args.trace, host=args.host
+        )
 
     plugin = start()
     req, resp = lifecycle_messages()
-    print("ready wasmkit" + (" (trace on)" if args.trace else ""), flush=True)
+    print(
+        "ready wasmkit"
+        + (" (trace on)" if args.trace else "")
+        + (" (Python host)" if args.host == "python" else ""),
+        flush=True,
+    )
     for line in sys.stdin:
         cmd = line.split()
         if len(cmd) == 2 and cmd[0] == "run":

@@ -3,7 +3,7 @@
 The core is a small C extension compiled by the machine's C compiler against
 the running Python's headers, once per source and interpreter, into the kit
 cache (``$WASMKIT_CACHE/native/``, default ``~/.cache/wasmkit``); ``make``
-builds it at set-up (``python -m wasmkit.host.native build``), and a process
+builds it at set-up (``make native``: :func:`main`), and a process
 that finds no build makes one on first use (about a second). It calls the
 wasmtime C API through the addresses of the library the ``wasmtime`` wheel
 loaded, so it needs no wasmtime headers or link step.
@@ -214,7 +214,7 @@ def resolve(host: str | None = None) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m wasmkit.host.native build``: build (or find) the core."""
+    """``build``: build (or find) the core and print its path (``make native``)."""
     args = sys.argv[1:] if argv is None else argv
     if args != ["build"]:
         print("usage: python -m wasmkit.host.native build", file=sys.stderr)

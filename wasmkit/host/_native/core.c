@@ -936,6 +936,414 @@ static PyObject *pairs_size(PyObject *mod, PyObject *items)
     return PyLong_FromSsize_t(n ? 4 + 8 * n + total + 2 * n : 4);
 }
 
+/* ------------------------------------------------------------- host calls -- */
+
+/* The header-map host functions of an HTTP context's own headers (maps 0 and
+ * 2), the hot case, in C; every other case (trailers, callout maps, another
+ * kind of context, the access-log phase, a call from inside the guest
+ * allocator, a quota that might be reached, a missing key under ABI 0.1.0)
+ * goes to ``fallback``, the Python implementation (host/imports.py), which
+ * therefore decides every answer that is not plainly the common one. */
+
+enum { OP_GET_VALUE, OP_ADD, OP_REPLACE, OP_REMOVE, OP_GET_PAIRS, OP_COUNT };
+enum { RES_OK = 0, RES_NOT_FOUND = 1, RES_INVALID_MEMORY_ACCESS = 6 };
+static const int op_arity[OP_COUNT] = {5, 5, 5, 3, 3};
+
+static PyObject *s_allocating, *s_effective, *s_stack, *s_request, *s_response,
+    *s_headers, *s_in_log, *s_out, *s_abi_version, *s_limits, *s_header_map_pairs;
+
+typedef struct {
+    PyObject_HEAD
+    int op;
+    PyObject *h;         /* the FilterVm */
+    Memory *mem;         /* its native memory */
+    PyObject *fallback;  /* the Python host function, same arguments */
+    PyObject *http_type; /* HttpContext */
+    PyObject *v010;      /* AbiVersion.V0_1_0 */
+    vectorcallfunc vectorcall;
+} HostCall;
+
+static int HostCall_traverse(HostCall *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->h);
+    Py_VISIT(self->mem);
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->http_type);
+    Py_VISIT(self->v010);
+    return 0;
+}
+
+static int HostCall_clear(HostCall *self)
+{
+    Py_CLEAR(self->h);
+    Py_CLEAR(self->mem);
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->http_type);
+    Py_CLEAR(self->v010);
+    return 0;
+}
+
+static void HostCall_dealloc(HostCall *self)
+{
+    PyObject_GC_UnTrack(self);
+    HostCall_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* A new bytes object of guest memory, lowercased (ASCII) if asked; NULL with
+ * no exception when out of range. */
+static PyObject *guest_bytes(Memory *m, long long ptr, long long size, int lower)
+{
+    if (size == 0)
+        return PyBytes_FromStringAndSize("", 0);
+    uint8_t *p = at(m, ptr, size);
+    if (!p)
+        return NULL;
+    PyObject *out = PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)size);
+    if (out && lower) {
+        char *c = PyBytes_AS_STRING(out);
+        for (long long i = 0; i < size; i++)
+            if (c[i] >= 'A' && c[i] <= 'Z')
+                c[i] = (char)(c[i] + ('a' - 'A'));
+    }
+    return out;
+}
+
+/* The live header list of map 0 / 2 of the current HTTP context, or NULL
+ * (no exception) when the fallback must answer. */
+static PyObject *header_list(HostCall *self, long map_type, int writing)
+{
+    PyObject *ctx = PyObject_GetAttr(self->h, s_effective);
+    if (!ctx)
+        return NULL;
+    if (ctx == Py_None) {
+        Py_DECREF(ctx);
+        PyObject *stack = PyObject_GetAttr(self->h, s_stack);
+        if (!stack)
+            return NULL;
+        if (!PyList_Check(stack) || PyList_GET_SIZE(stack) == 0) {
+            Py_DECREF(stack);
+            return NULL;
+        }
+        ctx = Py_NewRef(PyList_GET_ITEM(stack, PyList_GET_SIZE(stack) - 1));
+        Py_DECREF(stack);
+    }
+    PyObject *items = NULL;
+    if ((PyObject *)Py_TYPE(ctx) == self->http_type) {
+        int in_log = 0;
+        if (writing) {
+            PyObject *flag = PyObject_GetAttr(ctx, s_in_log);
+            if (!flag) {
+                Py_DECREF(ctx);
+                return NULL;
+            }
+            in_log = PyObject_IsTrue(flag);
+            Py_DECREF(flag);
+        }
+        if (in_log == 0) {
+            PyObject *side = PyObject_GetAttr(ctx, map_type == 0 ? s_request : s_response);
+            if (side) {
+                items = PyObject_GetAttr(side, s_headers);
+                Py_DECREF(side);
+                if (items && !PyList_CheckExact(items))
+                    Py_CLEAR(items);
+            }
+        }
+    }
+    Py_DECREF(ctx);
+    return items;
+}
+
+static int quota_plain(HostCall *self, Py_ssize_t count, Py_ssize_t adding)
+{
+    /* Whether quotas.check_header_map surely passes (else: the fallback). */
+    if (adding > 4096 || count % 64 == 0)
+        return 0;
+    PyObject *limits = PyObject_GetAttr(self->h, s_limits);
+    if (!limits)
+        return -1;
+    PyObject *cap = PyObject_GetAttr(limits, s_header_map_pairs);
+    Py_DECREF(limits);
+    if (!cap)
+        return -1;
+    long long most = PyLong_AsLongLong(cap);
+    Py_DECREF(cap);
+    if (most == -1 && PyErr_Occurred())
+        return -1;
+    return count <= most;
+}
+
+static int insert_field(PyObject *items, PyObject *key, PyObject *value)
+{
+    PyObject *pair = PyTuple_Pack(2, key, value);
+    if (!pair)
+        return -1;
+    int r;
+    if (PyBytes_GET_SIZE(key) > 0 && PyBytes_AS_STRING(key)[0] == ':') {
+        Py_ssize_t at_ = 0, n = PyList_GET_SIZE(items);
+        while (at_ < n) {
+            PyObject *name = PyTuple_GET_ITEM(PyList_GET_ITEM(items, at_), 0);
+            if (PyBytes_GET_SIZE(name) == 0 || PyBytes_AS_STRING(name)[0] != ':')
+                break;
+            at_++;
+        }
+        r = PyList_Insert(items, at_, pair);
+    } else {
+        r = PyList_Append(items, pair);
+    }
+    Py_DECREF(pair);
+    return r;
+}
+
+/* Removes every field named key; -1 on error. */
+static int drop_fields(PyObject *items, PyObject *key)
+{
+    Py_ssize_t n = PyList_GET_SIZE(items), kept = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(items, i);
+        PyObject *name = PyTuple_GET_ITEM(pair, 0);
+        int same = PyBytes_GET_SIZE(name) == PyBytes_GET_SIZE(key) &&
+                   memcmp(PyBytes_AS_STRING(name), PyBytes_AS_STRING(key),
+                          (size_t)PyBytes_GET_SIZE(key)) == 0;
+        if (!same) {
+            if (kept != i) {
+                Py_INCREF(pair);
+                PyList_SetItem(items, kept, pair);
+            }
+            kept++;
+        }
+    }
+    return kept < n ? PyList_SetSlice(items, kept, n, NULL) : 0;
+}
+
+static int header_pairs_ok(PyObject *items)
+{
+    /* Every entry a (bytes, bytes) tuple, as the host keeps them. */
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(items, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+            !PyBytes_Check(PyTuple_GET_ITEM(pair, 0)) ||
+            !PyBytes_Check(PyTuple_GET_ITEM(pair, 1)))
+            return 0;
+    }
+    return 1;
+}
+
+/* copy_out through Memory_copy_out: 1 ok, 0 refused, -1 error. */
+static int copy_out(Memory *m, PyObject *data, long long ret_ptr, long long ret_size)
+{
+    PyObject *args[3];
+    args[0] = data;
+    args[1] = PyLong_FromLongLong(ret_ptr);
+    args[2] = PyLong_FromLongLong(ret_size);
+    PyObject *r = NULL;
+    if (args[1] && args[2])
+        r = Memory_copy_out(m, args, 3);
+    Py_XDECREF(args[1]);
+    Py_XDECREF(args[2]);
+    if (!r)
+        return -1;
+    int ok = r == Py_True;
+    Py_DECREF(r);
+    return ok;
+}
+
+static PyObject *HostCall_vectorcall(HostCall *self, PyObject *const *args, size_t nargsf,
+                                     PyObject *kw)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    long long a[5];
+    if (kw || nargs != op_arity[self->op])
+        goto fallback;
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        a[i] = PyLong_AsLongLong(args[i]);
+        if (a[i] == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    PyObject *busy = PyObject_GetAttr(self->h, s_allocating);
+    if (!busy)
+        return NULL;
+    int allocating = PyObject_IsTrue(busy);
+    Py_DECREF(busy);
+    if (allocating != 0 || (a[0] != 0 && a[0] != 2))
+        goto fallback;
+    Memory *m = self->mem;
+    PyObject *key = NULL, *value = NULL, *items = NULL, *result = NULL;
+    int writing = self->op == OP_ADD || self->op == OP_REPLACE || self->op == OP_REMOVE;
+    if (self->op != OP_GET_PAIRS) {
+        key = guest_bytes(m, a[1], a[2], 1);
+        if (!key) {
+            if (PyErr_Occurred())
+                return NULL;
+            return PyLong_FromLong(RES_INVALID_MEMORY_ACCESS);
+        }
+        if (self->op == OP_ADD || self->op == OP_REPLACE) {
+            value = guest_bytes(m, a[3], a[4], 0);
+            if (!value) {
+                Py_DECREF(key);
+                if (PyErr_Occurred())
+                    return NULL;
+                return PyLong_FromLong(RES_INVALID_MEMORY_ACCESS);
+            }
+        }
+    }
+    items = header_list(self, (long)a[0], writing);
+    if (!items) {
+        if (PyErr_Occurred())
+            goto error;
+        goto cleanup_fallback;
+    }
+    if (!header_pairs_ok(items))
+        goto cleanup_fallback;
+    switch (self->op) {
+    case OP_GET_VALUE: {
+        Py_ssize_t n = PyList_GET_SIZE(items);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *pair = PyList_GET_ITEM(items, i);
+            PyObject *name = PyTuple_GET_ITEM(pair, 0);
+            if (PyBytes_GET_SIZE(name) == PyBytes_GET_SIZE(key) &&
+                memcmp(PyBytes_AS_STRING(name), PyBytes_AS_STRING(key),
+                       (size_t)PyBytes_GET_SIZE(key)) == 0) {
+                PyObject *found = Py_NewRef(PyTuple_GET_ITEM(pair, 1));
+                if (PyObject_SetAttr(self->h, s_out, found) < 0) {
+                    Py_DECREF(found);
+                    goto error;
+                }
+                int ok = copy_out(m, found, a[3], a[4]);
+                Py_DECREF(found);
+                if (ok < 0)
+                    goto error;
+                result = PyLong_FromLong(ok ? RES_OK : RES_INVALID_MEMORY_ACCESS);
+                goto done;
+            }
+        }
+        /* Missing: NOT_FOUND, unless ABI 0.1.0 (an empty value): fallback. */
+        PyObject *abi = PyObject_GetAttr(self->h, s_abi_version);
+        if (!abi)
+            goto error;
+        int old = abi == self->v010;
+        Py_DECREF(abi);
+        if (old)
+            goto cleanup_fallback;
+        result = PyLong_FromLong(RES_NOT_FOUND);
+        goto done;
+    }
+    case OP_ADD: {
+        Py_ssize_t adding = PyBytes_GET_SIZE(key) + PyBytes_GET_SIZE(value);
+        int plain = quota_plain(self, PyList_GET_SIZE(items) + 1, adding);
+        if (plain < 0)
+            goto error;
+        if (!plain)
+            goto cleanup_fallback;
+        if (insert_field(items, key, value) < 0)
+            goto error;
+        result = PyLong_FromLong(RES_OK);
+        goto done;
+    }
+    case OP_REPLACE: {
+        /* The quota is checked on the list without the field: count it. */
+        Py_ssize_t n = PyList_GET_SIZE(items), same = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *name = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0);
+            same += PyBytes_GET_SIZE(name) == PyBytes_GET_SIZE(key) &&
+                    memcmp(PyBytes_AS_STRING(name), PyBytes_AS_STRING(key),
+                           (size_t)PyBytes_GET_SIZE(key)) == 0;
+        }
+        Py_ssize_t adding = PyBytes_GET_SIZE(key) + PyBytes_GET_SIZE(value);
+        int plain = quota_plain(self, n - same + 1, adding);
+        if (plain < 0)
+            goto error;
+        if (!plain)
+            goto cleanup_fallback;
+        if (drop_fields(items, key) < 0 || insert_field(items, key, value) < 0)
+            goto error;
+        result = PyLong_FromLong(RES_OK);
+        goto done;
+    }
+    case OP_REMOVE:
+        if (drop_fields(items, key) < 0)
+            goto error;
+        result = PyLong_FromLong(RES_OK);
+        goto done;
+    case OP_GET_PAIRS: {
+        PyObject *data = PyList_GET_SIZE(items) ? encode_pairs(NULL, items)
+                                                : PyBytes_FromStringAndSize("", 0);
+        if (!data)
+            goto error;
+        int ok = copy_out(m, data, a[1], a[2]);
+        Py_DECREF(data);
+        if (ok < 0)
+            goto error;
+        result = PyLong_FromLong(ok ? RES_OK : RES_INVALID_MEMORY_ACCESS);
+        goto done;
+    }
+    }
+cleanup_fallback:
+    Py_XDECREF(key);
+    Py_XDECREF(value);
+    Py_XDECREF(items);
+fallback:
+    return PyObject_Vectorcall(self->fallback, args, nargsf, kw);
+error:
+    result = NULL;
+done:
+    Py_XDECREF(key);
+    Py_XDECREF(value);
+    Py_XDECREF(items);
+    return result;
+}
+
+static const char *const op_names[OP_COUNT] = {
+    "proxy_get_header_map_value", "proxy_add_header_map_value",
+    "proxy_replace_header_map_value", "proxy_remove_header_map_value",
+    "proxy_get_header_map_pairs"};
+
+static PyTypeObject HostCallType;
+
+/* host_call(name, h, mem, fallback, http_type, v010) -> HostCall | None */
+static PyObject *host_call(PyObject *mod, PyObject *args)
+{
+    const char *name;
+    PyObject *h, *mem, *fallback, *http_type, *v010;
+    if (!PyArg_ParseTuple(args, "sOOOOO", &name, &h, &mem, &fallback, &http_type, &v010))
+        return NULL;
+    int op = -1;
+    for (int i = 0; i < OP_COUNT; i++)
+        if (strcmp(name, op_names[i]) == 0)
+            op = i;
+    if (op < 0)
+        Py_RETURN_NONE;
+    if (!PyObject_TypeCheck(mem, &MemoryType)) {
+        PyErr_SetString(PyExc_TypeError, "host_call: mem is not a native Memory");
+        return NULL;
+    }
+    HostCall *c = PyObject_GC_New(HostCall, &HostCallType);
+    if (!c)
+        return NULL;
+    c->op = op;
+    c->h = Py_NewRef(h);
+    c->mem = (Memory *)Py_NewRef(mem);
+    c->fallback = Py_NewRef(fallback);
+    c->http_type = Py_NewRef(http_type);
+    c->v010 = Py_NewRef(v010);
+    c->vectorcall = (vectorcallfunc)HostCall_vectorcall;
+    PyObject_GC_Track(c);
+    return (PyObject *)c;
+}
+
+static PyTypeObject HostCallType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "_wasmkit_core.HostCall",
+    .tp_basicsize = sizeof(HostCall),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "A header-map host function in C, with its Python one as fallback",
+    .tp_dealloc = (destructor)HostCall_dealloc,
+    .tp_traverse = (traverseproc)HostCall_traverse,
+    .tp_clear = (inquiry)HostCall_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(HostCall, vectorcall),
+};
+
 /* ------------------------------------------------------------------ module -- */
 
 static int take(PyObject *table, const char *name, void **slot)
@@ -981,6 +1389,8 @@ static PyMethodDef module_methods[] = {
     {"bind", bind, METH_O, "bind({wasmtime C API name: address})"},
     {"encode_pairs", encode_pairs, METH_O, "serialize a list of (bytes, bytes)"},
     {"pairs_size", pairs_size, METH_O, "size of the serialized header map"},
+    {"host_call", host_call, METH_VARARGS,
+     "host_call(name, h, mem, fallback, http_type, v010) -> HostCall | None"},
     {NULL}};
 
 static struct PyModuleDef moduledef = {
@@ -991,8 +1401,19 @@ PyMODINIT_FUNC PyInit__wasmkit_core(void)
 {
     PyObject *m;
     if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&ExportType) < 0 ||
-        PyType_Ready(&MemoryType) < 0)
+        PyType_Ready(&MemoryType) < 0 || PyType_Ready(&HostCallType) < 0)
         return NULL;
+    const char *names[] = {"allocating", "effective", "_stack", "request", "response",
+                           "headers", "in_log", "out", "abi_version", "limits",
+                           "header_map_pairs"};
+    PyObject **slots[] = {&s_allocating, &s_effective, &s_stack, &s_request, &s_response,
+                          &s_headers, &s_in_log, &s_out, &s_abi_version, &s_limits,
+                          &s_header_map_pairs};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        *slots[i] = PyUnicode_InternFromString(names[i]);
+        if (!*slots[i])
+            return NULL;
+    }
     m = PyModule_Create(&moduledef);
     if (!m)
         return NULL;
