@@ -274,7 +274,15 @@ def test_guest_memory_answers_the_same_on_both() -> None:
     assert isinstance(py, GuestMemory) and not isinstance(nat, GuestMemory)
     size = py.size()
     assert nat.size() == size > 0
-    cases = [(0, 0), (0, 4), (size - 4, 4), (size - 3, 4), (size, 0), (size, 1), (-1, 2)]
+    cases = [
+        (0, 0),
+        (0, 4),
+        (size - 4, 4),
+        (size - 3, 4),
+        (size, 0),
+        (size, 1),
+        (-1, 2),
+    ]
     for ptr, n in cases:
         assert nat.read(ptr, n) == py.read(ptr, n), (ptr, n)
         assert nat.writable(ptr, n) == py.writable(ptr, n), (ptr, n)
@@ -304,3 +312,87 @@ def test_header_maps_serialize_the_same(items: list[tuple[bytes, bytes]]) -> Non
     assert core.encode_pairs(items) == pairs.encode(items)
     assert core.pairs_size(items) == len(pairs.encode(items))
     assert pairs.decode(core.encode_pairs(items)) == items
+
+
+# Header calls in C and the cases C leaves to Python: a missing key, the
+# trailers, a write in the access-log phase, bad pointers, a quota reached.
+EDGES = filter_wat(
+    """
+    (func $add (param $map i32) (result i32)
+      (call $proxy_add_header_map_value (local.get $map)
+        (global.get $s_k) (global.get $s_k_len) (global.get $s_v) (global.get $s_v_len)))
+    (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+      (local $i i32)
+      (drop (call $proxy_get_header_map_value (i32.const 0)
+        (global.get $s_nope) (global.get $s_nope_len) (i32.const 512) (i32.const 516)))
+      (drop (call $proxy_get_header_map_value (i32.const 0)
+        (i32.const 0x7ffffff0) (i32.const 8) (i32.const 512) (i32.const 516)))
+      (drop (call $proxy_get_header_map_value (i32.const 0)
+        (global.get $s_a) (global.get $s_a_len) (i32.const 0x7ffffff0) (i32.const 516)))
+      (drop (call $add (i32.const 1)))
+      (drop (call $add (i32.const 9)))
+      (drop (call $proxy_replace_header_map_value (i32.const 0)
+        (global.get $s_auth) (global.get $s_auth_len) (global.get $s_v) (global.get $s_v_len)))
+      (drop (call $proxy_remove_header_map_value (i32.const 0)
+        (global.get $s_nope) (global.get $s_nope_len)))
+      (drop (call $proxy_get_header_map_pairs (i32.const 0) (i32.const 520) (i32.const 524)))
+      (drop (call $proxy_get_header_map_pairs (i32.const 1) (i32.const 520) (i32.const 524)))
+      (loop $l
+        (drop (call $add (i32.const 0)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $l (i32.lt_u (local.get $i) (i32.const 80))))
+      (i32.const 0))
+    (func (export "proxy_on_log") (param i32)
+      (drop (call $add (i32.const 0)))
+      (drop (call $proxy_get_header_map_value (i32.const 2)
+        (global.get $s_b) (global.get $s_b_len) (i32.const 512) (i32.const 516)))
+      (drop (call $proxy_remove_header_map_value (i32.const 2)
+        (global.get $s_b) (global.get $s_b_len))))
+    """,
+    strings={
+        "k": "X-Added",
+        "v": "1",
+        "nope": "x-none",
+        "a": "a",
+        "b": "b",
+        "auth": ":authority",
+    },
+)
+
+
+@pytest.mark.parametrize("pairs_cap", [10_000, 40], ids=["no quota", "quota reached"])
+def test_header_calls_and_the_cases_left_to_python_agree(pairs_cap: int) -> None:
+    limits = Limits(header_map_pairs=pairs_cap)
+    a = _same(EDGES, trace=True, limits=limits)
+    calls = [e for e in a.trace if e.kind == "hostcall"]
+    assert {c.name for c in calls} >= {
+        "proxy_get_header_map_value",
+        "proxy_add_header_map_value",
+        "proxy_replace_header_map_value",
+        "proxy_remove_header_map_value",
+        "proxy_get_header_map_pairs",
+    }
+    results = {str(c.result) for c in calls}
+    assert {"NOT_FOUND", "INVALID_MEMORY_ACCESS", "BAD_ARGUMENT", "OK"} <= results
+    if pairs_cap == 40:
+        assert a.error is not None and "header_map_pairs" in str(a.error)
+    else:
+        assert a.error is None
+        assert a.request_after.headers.count((b"x-added", b"1")) == 80
+
+
+def test_header_calls_under_abi_0_1_0_agree() -> None:
+    from wasmkit.abi.constants import AbiVersion
+
+    wat = filter_wat(
+        """(func (export "proxy_on_request_headers") (param i32 i32) (result i32)
+             (drop (call $proxy_get_header_map_value (i32.const 0)
+               (global.get $s_nope) (global.get $s_nope_len) (i32.const 512)
+               (i32.const 516)))
+             (i32.const 0))""",
+        strings={"nope": "x-none"},
+        abi=AbiVersion.V0_1_0,
+    )
+    a = _same(wat, trace=True)
+    [call] = [e for e in a.trace if e.kind == "hostcall"]
+    assert call.result == "OK"  # an empty value, as cpp-host gives under 0.1.0

@@ -274,7 +274,10 @@ class EnvoyRunner:
         process.start(self.start_timeout_s)
         self.start_seconds = process.start_seconds
         self._ports = process.listener_ports()
-        self.startup_logs = outcome.filter_logs(process.lines)
+        # The worker thread may start its VM (and log) after Envoy reports
+        # ready: a first marker, which that thread logs once it runs, closes
+        # the start-up window, so those lines do not fall into flow 0's.
+        self.startup_logs = outcome.filter_logs(self._exchange_lines(process, -1, 0))
 
     def stop(self) -> None:
         """Stop Envoy (by its pid) and the local servers; remove the files."""

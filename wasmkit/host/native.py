@@ -16,7 +16,6 @@ notice line on stderr). ``native`` that cannot be had is an error.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import importlib.machinery
 import importlib.util
@@ -31,7 +30,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from wasmtime import _ffi as ffi
+from wasmkit.host.vm import c_api_addresses, c_struct_sizes
 
 SOURCE = Path(__file__).resolve().parent / "_native" / "core.c"
 MODULE = "_wasmkit_core"
@@ -142,15 +141,11 @@ def _load(path: Path) -> ModuleType:
         raise NativeUnavailable(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
-    table = {
-        name: ctypes.cast(getattr(ffi.dll, name), ctypes.c_void_p).value
-        for name in _FUNCTIONS
-    }
-    module.bind(table)
-    if module.MEMORY_T_SIZE != ctypes.sizeof(ffi.wasmtime_memory_t) or (
-        module.FUNC_T_SIZE != ctypes.sizeof(ffi.wasmtime_func_t)
-    ):
-        raise NativeUnavailable("the core's wasmtime struct sizes differ from the wheel's")
+    module.bind(c_api_addresses(_FUNCTIONS))
+    if c_struct_sizes() != (module.MEMORY_T_SIZE, module.FUNC_T_SIZE):
+        raise NativeUnavailable(
+            "the core's wasmtime struct sizes differ from the wheel's"
+        )
     return module
 
 

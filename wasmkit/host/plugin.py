@@ -506,9 +506,12 @@ class FilterVm:
             else:
                 fn = _bind(impl, self, name)
                 if self.native is not None:
-                    fn = self.native.host_call(
-                        name, self, self.mem, fn, HttpContext, AbiVersion.V0_1_0
-                    ) or fn
+                    fn = (
+                        self.native.host_call(
+                            name, self, self.mem, fn, HttpContext, AbiVersion.V0_1_0
+                        )
+                        or fn
+                    )
                 params = list(inspect.signature(impl).parameters)[1:]
                 if name.startswith("proxy_") and not caps.allows(name):
                     fn = capabilities.proxy_stub(name, self.log_host)

@@ -199,6 +199,19 @@ _caller_export_get = _bind(
 )
 
 
+def c_api_addresses(names: Sequence[str]) -> dict[str, int]:
+    """Addresses of wasmtime C API functions in the library the wheel loaded."""
+    return {
+        name: ctypes.cast(getattr(ffi.dll, name), ctypes.c_void_p).value or 0
+        for name in names
+    }
+
+
+def c_struct_sizes() -> tuple[int, int]:
+    """Sizes of ``wasmtime_memory_t`` and ``wasmtime_func_t`` in the wheel's API."""
+    return ctypes.sizeof(ffi.wasmtime_memory_t), ctypes.sizeof(ffi.wasmtime_func_t)
+
+
 def _valtypes(types: Sequence[str]) -> list[Any]:
     return [
         wasmtime.ValType.i64() if t == "i64" else wasmtime.ValType.i32() for t in types
@@ -252,6 +265,11 @@ def demangle(name: str) -> str:
 
 _NEVER = 1 << 126
 _clock = time.perf_counter_ns
+
+
+class _NoFailure(Exception):
+    # What the native caller raises, on a VM without one: never raised.
+    pass
 
 
 def _to_signed32(value: int) -> int:
@@ -368,7 +386,9 @@ class WasmtimeVm:
         self._ctx = ctypes.cast(self._store._context(), ctypes.c_void_p).value
         self._native = native if fast else None
         self._core: Any = None
+        self._call_failed: type[Exception] = _NoFailure
         if self._native is not None:
+            self._call_failed = self._native.CallFailed
             self._core = self._native.Core(
                 self._ctx, self._overdue, self._bind_caller_memory, self._raise_in_guest
             )
@@ -755,7 +775,7 @@ class WasmtimeVm:
     def _call_native(self, export: _Export, args: Sequence[int]) -> int | None:
         try:
             result: int | None = export.native(*args)
-        except self._native.CallFailed as failed:
+        except self._call_failed as failed:
             error, trap = failed.args
             self._reraise_pending()
             if error:
