@@ -396,3 +396,20 @@ def test_header_calls_under_abi_0_1_0_agree() -> None:
     a = _same(wat, trace=True)
     [call] = [e for e in a.trace if e.kind == "hostcall"]
     assert call.result == "OK"  # an empty value, as cpp-host gives under 0.1.0
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_dropped_vms_are_collected(host: str) -> None:
+    # The store holds the native trampolines' state, which the garbage
+    # collector cannot see: nothing there may keep the VM alive.
+    import gc
+    import weakref
+
+    refs = []
+    for _ in range(20):
+        plugin = load(EDITS, host=host, trace=False)
+        plugin.run_http(request("GET", "http://example.com/"), response(200))
+        refs.append(weakref.ref(plugin.vm.vm))
+        del plugin
+    gc.collect()
+    assert [r for r in refs if r() is not None] == []

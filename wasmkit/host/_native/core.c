@@ -103,6 +103,7 @@ typedef struct {
     PyObject *overdue;        /* () -> None, raises to stop the call */
     PyObject *bind_memory;    /* (caller address) -> None */
     PyObject *raise_in_guest; /* (exception) -> trap address */
+    PyObject *funcs;          /* the host functions, kept alive here */
 } Core;
 
 static int Core_traverse(Core *self, visitproc visit, void *arg)
@@ -110,6 +111,7 @@ static int Core_traverse(Core *self, visitproc visit, void *arg)
     Py_VISIT(self->overdue);
     Py_VISIT(self->bind_memory);
     Py_VISIT(self->raise_in_guest);
+    Py_VISIT(self->funcs);
     return 0;
 }
 
@@ -118,6 +120,7 @@ static int Core_clear(Core *self)
     Py_CLEAR(self->overdue);
     Py_CLEAR(self->bind_memory);
     Py_CLEAR(self->raise_in_guest);
+    Py_CLEAR(self->funcs);
     return 0;
 }
 
@@ -151,7 +154,8 @@ static int Core_init(Core *self, PyObject *args, PyObject *kw)
     Py_XSETREF(self->overdue, Py_NewRef(overdue));
     Py_XSETREF(self->bind_memory, Py_NewRef(bind_memory));
     Py_XSETREF(self->raise_in_guest, Py_NewRef(raise_in_guest));
-    return 0;
+    Py_XSETREF(self->funcs, PyList_New(0));
+    return self->funcs ? 0 : -1;
 }
 
 static PyObject *Core_set_memory(Core *self, PyObject *arg)
@@ -195,7 +199,11 @@ static PyObject *Core_region(Core *self, PyObject *unused)
                          (unsigned long long)size);
 }
 
-/* A host import: the trampoline wasmtime calls with the raw arguments. */
+/* A host import: the trampoline wasmtime calls with the raw arguments. The
+ * store owns it and holds no Python reference (the garbage collector cannot
+ * see into a store): the function is kept alive by its Core's list, and the
+ * Core by the VM that owns the store, so neither is gone while the guest can
+ * still call. */
 typedef struct {
     Core *core;
     PyObject *fn;
@@ -293,15 +301,7 @@ fail:
 
 static void host_env_free(void *env)
 {
-    HostEnv *e = (HostEnv *)env;
-    if (!Py_IsInitialized() || _Py_IsFinalizing()) {
-        return; /* the interpreter is gone: leak rather than touch it */
-    }
-    PyGILState_STATE gil = PyGILState_Ensure();
-    Py_XDECREF(e->fn);
-    Py_XDECREF((PyObject *)e->core);
-    PyMem_RawFree(e);
-    PyGILState_Release(gil);
+    PyMem_RawFree(env);
 }
 
 /* host_func(functype address, fn, kinds) -> (store_id, private): kinds is one
@@ -327,11 +327,13 @@ static PyObject *Core_host_func(Core *self, PyObject *const *args, Py_ssize_t na
         PyErr_SetString(PyExc_ValueError, "host_func: too many parameters");
         return NULL;
     }
+    if (!self->funcs || PyList_Append(self->funcs, args[1]) < 0)
+        return NULL;
     HostEnv *e = PyMem_RawCalloc(1, sizeof(HostEnv));
     if (!e)
         return PyErr_NoMemory();
-    e->core = (Core *)Py_NewRef((PyObject *)self);
-    e->fn = Py_NewRef(args[1]);
+    e->core = self;
+    e->fn = args[1];
     e->nparams = (int)(nk - 1);
     for (int i = 0; i < e->nparams; i++)
         e->is64[i] = kinds[i] != 0;
@@ -477,9 +479,22 @@ typedef struct {
     vectorcallfunc vectorcall;
 } Export;
 
+static int Export_traverse(Export *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->core);
+    return 0;
+}
+
+static int Export_clear(Export *self)
+{
+    Py_CLEAR(self->core);
+    return 0;
+}
+
 static void Export_dealloc(Export *self)
 {
-    Py_XDECREF((PyObject *)self->core);
+    PyObject_GC_UnTrack(self);
+    Export_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -494,6 +509,10 @@ static PyObject *Export_vectorcall(Export *self, PyObject *const *args, size_t n
     if (nargs != self->nparams) {
         PyErr_Format(PyExc_TypeError, "expected %d arguments, got %zd", self->nparams,
                      nargs);
+        return NULL;
+    }
+    if (!self->core) {
+        PyErr_SetString(PyExc_RuntimeError, "the export's VM is gone");
         return NULL;
     }
     raw_t frame[MAX_SLOTS];
@@ -557,7 +576,7 @@ static PyObject *Core_export(Core *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "export: bad wasmtime_func_t or arity");
         return NULL;
     }
-    Export *e = PyObject_New(Export, &ExportType);
+    Export *e = PyObject_GC_New(Export, &ExportType);
     if (!e) {
         PyBuffer_Release(&func);
         return NULL;
@@ -571,15 +590,18 @@ static PyObject *Core_export(Core *self, PyObject *args)
     e->result = result;
     e->slots = nk > 1 ? (int)nk : 1;
     e->vectorcall = (vectorcallfunc)Export_vectorcall;
+    PyObject_GC_Track(e);
     return (PyObject *)e;
 }
 
 static PyTypeObject ExportType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "_wasmkit_core.Export",
     .tp_basicsize = sizeof(Export),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_doc = "A guest export, called as export(*args) on the unchecked C API",
     .tp_dealloc = (destructor)Export_dealloc,
+    .tp_traverse = (traverseproc)Export_traverse,
+    .tp_clear = (inquiry)Export_clear,
     .tp_call = PyVectorcall_Call,
     .tp_vectorcall_offset = offsetof(Export, vectorcall),
 };
