@@ -445,10 +445,25 @@ def run_all_cells(
     # connection, then for the page to call the kernel idle.
     wait_for_kernel_connection(lab, load_timeout / 1000)
     # A kernel starting on a loaded machine (another module's kernel and
-    # Dask workers still running) may take longer than the page's load.
-    page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for(
-        state="attached", timeout=max(load_timeout, 120_000)
-    )
+    # Dask workers still running) may take longer than the page's load. A
+    # page can also miss its kernel's first status (the status bar then says
+    # "Unknown" for good, seen with Chrome for Testing): it is loaded again
+    # once.
+    idle = page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]')
+    for attempt in range(2):
+        try:
+            idle.wait_for(
+                state="attached", timeout=max(load_timeout, 60_000 * (attempt + 1))
+            )
+            break
+        except PlaywrightTimeoutError:
+            if attempt:
+                raise
+            page.reload(timeout=load_timeout)
+            page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(
+                timeout=load_timeout
+            )
+            wait_for_kernel_connection(lab, load_timeout / 1000)
     # The first cell starts within seconds of Run All; a menu click that did
     # not take (the menu closed before the item got it) is made once more.
     for attempt in range(2):
