@@ -318,27 +318,36 @@ class _Export:
         self.native: Any = None
 
 
-def _native_kinds(sig: Signature) -> bytes | None:
-    # One byte per parameter (1: i64) and one for the result, for the native
-    # trampoline; None when it cannot take the signature (floats, an i64
-    # result, too many parameters): the ctypes one does.
+def _native_params(sig: Signature) -> bytes | None:
+    # One byte per parameter (1: i64) for the native core; None when it
+    # cannot take them (floats, too many): the ctypes path does.
     if any(t not in ("i32", "i64") for t in sig.params) or len(sig.params) > 31:
         return None
-    if sig.results and (len(sig.results) > 1 or sig.results[0] != "i32"):
+    return bytes(t == "i64" for t in sig.params)
+
+
+def _native_kinds(sig: Signature) -> bytes | None:
+    # The parameters and one byte for the result, for the native trampoline;
+    # None when it cannot take the signature (see _native_params, an i64
+    # result).
+    params = _native_params(sig)
+    if params is None or (
+        sig.results and (len(sig.results) > 1 or sig.results[0] != "i32")
+    ):
         return None
-    return bytes(t == "i64" for t in sig.params) + bytes([bool(sig.results)])
+    return params + bytes([bool(sig.results)])
 
 
 def _native_export(core: Any, export: _Export) -> Any:
     # The native caller of an export, when the core can take its signature.
     sig = export.sig
-    if any(t not in ("i32", "i64") for t in sig.params) or len(sig.params) > 31:
-        return None
-    if len(sig.results) > 1 or any(t not in ("i32", "i64") for t in sig.results):
+    params = _native_params(sig)
+    if params is None or (
+        len(sig.results) > 1 or any(t not in ("i32", "i64") for t in sig.results)
+    ):
         return None
     result = 0 if not sig.results else 1 if sig.results[0] == "i32" else 2
-    kinds = bytes(t == "i64" for t in sig.params)
-    return core.export(bytes(export.func._func), kinds, result)
+    return core.export(bytes(export.func._func), params, result)
 
 
 class WasmtimeVm:

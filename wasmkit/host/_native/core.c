@@ -349,18 +349,25 @@ static PyObject *Core_get_deadline(Core *self, void *unused)
     return PyLong_FromLongLong(self->deadline_ns);
 }
 
-static int Core_set_deadline(Core *self, PyObject *value, void *unused)
+/* A deadline attribute's new value into *out, clamped to int64 (Python's
+ * "never" is 1 << 126). */
+static int set_deadline(long long *out, PyObject *value)
 {
     if (!value) {
-        PyErr_SetString(PyExc_AttributeError, "cannot delete deadline_ns");
+        PyErr_SetString(PyExc_AttributeError, "cannot delete a deadline");
         return -1;
     }
     int overflow = 0;
     long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
     if (v == -1 && PyErr_Occurred())
         return -1;
-    self->deadline_ns = overflow > 0 ? NEVER : overflow < 0 ? INT64_MIN : v;
+    *out = overflow > 0 ? NEVER : overflow < 0 ? INT64_MIN : v;
     return 0;
+}
+
+static int Core_set_deadline(Core *self, PyObject *value, void *unused)
+{
+    return set_deadline(&self->deadline_ns, value);
 }
 
 static PyObject *Core_get_cpu_deadline(Core *self, void *unused)
@@ -370,11 +377,7 @@ static PyObject *Core_get_cpu_deadline(Core *self, void *unused)
 
 static int Core_set_cpu_deadline(Core *self, PyObject *value, void *unused)
 {
-    long long saved = self->deadline_ns;
-    int r = Core_set_deadline(self, value, NULL);
-    self->cpu_deadline_ns = self->deadline_ns;
-    self->deadline_ns = saved;
-    return r;
+    return set_deadline(&self->cpu_deadline_ns, value);
 }
 
 static PyObject *Core_get_depth(Core *self, void *unused)
@@ -801,7 +804,45 @@ static void put_u32(Memory *self, long long ptr, uint32_t v)
         memcpy(p, &v, 4);
 }
 
-/* copy_out(data, ret_ptr, ret_size | None) -> bool: as GuestMemory.copy_out */
+/* GuestMemory.copy_out: 1 done, 0 refused (a pointer out of range, the
+ * allocator failed), -1 with an exception set. */
+static int copy_out(Memory *self, PyObject *data, long long ret_ptr, int has_size,
+                    long long ret_size)
+{
+    if (!at(self, ret_ptr, 4) || (has_size && !at(self, ret_size, 4)))
+        return 0;
+    Py_ssize_t size = PyObject_Length(data);
+    if (size < 0)
+        return -1;
+    unsigned long addr = 0;
+    if (size) {
+        PyObject *n = PyLong_FromSsize_t(size);
+        if (!n)
+            return -1;
+        PyObject *r = PyObject_CallOneArg(self->allocate, n);
+        Py_DECREF(n);
+        if (!r)
+            return -1;
+        addr = PyLong_AsUnsignedLongMask(r);
+        Py_DECREF(r);
+        if (addr == (unsigned long)-1 && PyErr_Occurred())
+            return -1;
+        if (addr == 0)
+            return 0;
+        int ok = write_bytes(self, (long long)addr, data);
+        if (ok <= 0)
+            return ok;
+    }
+    /* The guest ran (its allocator): the out-pointers are checked again. */
+    if (!at(self, ret_ptr, 4) || (has_size && !at(self, ret_size, 4)))
+        return 0;
+    put_u32(self, ret_ptr, (uint32_t)addr);
+    if (has_size)
+        put_u32(self, ret_size, (uint32_t)size);
+    return 1;
+}
+
+/* copy_out(data, ret_ptr, ret_size | None) -> bool */
 static PyObject *Memory_copy_out(Memory *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 3) {
@@ -818,37 +859,8 @@ static PyObject *Memory_copy_out(Memory *self, PyObject *const *args, Py_ssize_t
         if (ret_size == -1 && PyErr_Occurred())
             return NULL;
     }
-    if (!at(self, ret_ptr, 4) || (has_size && !at(self, ret_size, 4)))
-        Py_RETURN_FALSE;
-    Py_ssize_t size = PyObject_Length(args[0]);
-    if (size < 0)
-        return NULL;
-    unsigned long addr = 0;
-    if (size) {
-        PyObject *n = PyLong_FromSsize_t(size);
-        if (!n)
-            return NULL;
-        PyObject *r = PyObject_CallOneArg(self->allocate, n);
-        Py_DECREF(n);
-        if (!r)
-            return NULL;
-        addr = PyLong_AsUnsignedLongMask(r);
-        Py_DECREF(r);
-        if (addr == (unsigned long)-1 && PyErr_Occurred())
-            return NULL;
-        if (addr == 0)
-            Py_RETURN_FALSE;
-        int ok = write_bytes(self, (long long)addr, args[0]);
-        if (ok <= 0)
-            return ok < 0 ? NULL : Py_NewRef(Py_False);
-    }
-    /* The guest ran (its allocator): the out-pointers are checked again. */
-    if (!at(self, ret_ptr, 4) || (has_size && !at(self, ret_size, 4)))
-        Py_RETURN_FALSE;
-    put_u32(self, ret_ptr, (uint32_t)addr);
-    if (has_size)
-        put_u32(self, ret_size, (uint32_t)size);
-    Py_RETURN_TRUE;
+    int ok = copy_out(self, args[0], ret_ptr, has_size, ret_size);
+    return ok < 0 ? NULL : PyBool_FromLong(ok);
 }
 
 static PyObject *Memory_size(Memory *self, PyObject *unused)
@@ -1152,25 +1164,6 @@ static int header_pairs_ok(PyObject *items)
     return 1;
 }
 
-/* copy_out through Memory_copy_out: 1 ok, 0 refused, -1 error. */
-static int copy_out(Memory *m, PyObject *data, long long ret_ptr, long long ret_size)
-{
-    PyObject *args[3];
-    args[0] = data;
-    args[1] = PyLong_FromLongLong(ret_ptr);
-    args[2] = PyLong_FromLongLong(ret_size);
-    PyObject *r = NULL;
-    if (args[1] && args[2])
-        r = Memory_copy_out(m, args, 3);
-    Py_XDECREF(args[1]);
-    Py_XDECREF(args[2]);
-    if (!r)
-        return -1;
-    int ok = r == Py_True;
-    Py_DECREF(r);
-    return ok;
-}
-
 static PyObject *HostCall_vectorcall(HostCall *self, PyObject *const *args, size_t nargsf,
                                      PyObject *kw)
 {
@@ -1232,7 +1225,7 @@ static PyObject *HostCall_vectorcall(HostCall *self, PyObject *const *args, size
                     Py_DECREF(found);
                     goto error;
                 }
-                int ok = copy_out(m, found, a[3], a[4]);
+                int ok = copy_out(m, found, a[3], 1, a[4]);
                 Py_DECREF(found);
                 if (ok < 0)
                     goto error;
@@ -1293,7 +1286,7 @@ static PyObject *HostCall_vectorcall(HostCall *self, PyObject *const *args, size
                                                 : PyBytes_FromStringAndSize("", 0);
         if (!data)
             goto error;
-        int ok = copy_out(m, data, a[1], a[2]);
+        int ok = copy_out(m, data, a[1], 1, a[2]);
         Py_DECREF(data);
         if (ok < 0)
             goto error;
