@@ -82,11 +82,13 @@ def _binary(filter: Any, workdir: Path) -> tuple[str, Path]:
     return name, out
 
 
-def _closed_port() -> int:
-    # A loopback port nobody listens on (bound, then let go).
-    with socket.socket() as sock:
-        sock.bind((config.LOOPBACK, 0))
-        return int(sock.getsockname()[1])
+def _closed_port() -> socket.socket:
+    # A loopback port nobody listens on: bound and kept without listening,
+    # so connections to it are refused and no other process (a test's
+    # server, a Dask worker) can take it while Envoy runs.
+    sock = socket.socket()
+    sock.bind((config.LOOPBACK, 0))
+    return sock
 
 
 def _bytes(value: bytes | str) -> bytes:
@@ -212,6 +214,7 @@ class EnvoyRunner:
         self.start_seconds = 0.0
         """How long Envoy took to be ready (s): mostly V8 compiling the module."""
         self._workdir: Path | None = None
+        self._refuser: socket.socket | None = None
         self._access_seen = 0
         """Envoy's stderr lines before the next exchange's access line."""
         self._ports: dict[str, int] = {}
@@ -241,6 +244,7 @@ class EnvoyRunner:
         weakref.finalize(self, shutil.rmtree, self._workdir, True)
         self.name, module = _binary(self._filter, self._workdir)
         self.upstream.start()
+        self._refuser = _closed_port()
         assert self.responder is not None or not self.clusters
         for cluster in self.clusters:
             assert self.responder is not None
@@ -262,7 +266,7 @@ class EnvoyRunner:
         boot = config.bootstrap(
             wasm,
             upstream_port=self.upstream.port,
-            refused_port=_closed_port(),
+            refused_port=int(self._refuser.getsockname()[1]),
             callout_ports={s.cluster: s.port for s in self.callout_servers},
             connection_manager=self.connection_manager,
         )
@@ -289,6 +293,9 @@ class EnvoyRunner:
             for server in self.callout_servers:
                 server.stop()
             self.callout_servers = []
+            if self._refuser is not None:
+                self._refuser.close()
+                self._refuser = None
             if self._workdir is not None:
                 shutil.rmtree(self._workdir, ignore_errors=True)
                 self._workdir = None
